@@ -1,0 +1,575 @@
+using System.Buffers.Binary;
+
+namespace Raft.Testing.Simulation;
+
+/// <summary>
+/// A deterministic simulation of a Raft cluster: <see cref="RaftCore"/>s on
+/// <see cref="InMemoryLogStore"/>s, a virtual clock, and a network that drops, duplicates, delays,
+/// reorders and partitions messages, while nodes crash and restart from their persisted state and a
+/// client keeps proposing. One seed drives everything, so a failing seed replays exactly. After
+/// every event it checks the safety invariants; after the faults heal, liveness. <b>Testing only.</b>
+/// </summary>
+/// <remarks>
+/// The simulated host follows the same contract as <see cref="RaftNode"/>: it sends
+/// <see cref="Ready.Messages"/>, persists the hard state and entries, then sends
+/// <see cref="Ready.MessagesAfterPersist"/>, applies committed entries in order, and advances.
+/// Invariants checked (DESIGN.md §7): election safety, leader append-only, log matching, leader
+/// completeness, state machine safety (including in-order, exactly-once apply), durability of
+/// acknowledged proposals, and liveness after healing.
+/// </remarks>
+public sealed class SimulatedCluster
+{
+    private const double TickLength = 1.0;
+
+    private readonly SimulationOptions _options;
+    private readonly Random _random;
+    private readonly SimNode[] _nodes;
+    private readonly PriorityQueue<SimEvent, (double Time, long Sequence)> _events = new();
+    private readonly HashSet<(int From, int To)> _cut = [];
+    private readonly bool _preVote;
+    private readonly bool _checkQuorum;
+    private readonly int _maxInflight;
+    private readonly long _maxAppendBytes;
+
+    // Invariant records.
+    private readonly Dictionary<long, int> _leaderOfTerm = [];
+    private readonly Dictionary<(long Index, long Term), (long PrevTerm, EntryKind Kind, ulong Hash)> _entriesSeen = [];
+    private readonly List<(long Term, ulong Hash)> _committed = [(0, 0)]; // index 0 is a sentinel
+    private readonly List<(long Index, long Term, long Command)> _acknowledged = [];
+
+    private double _now;
+    private long _sequence;
+    private long _step;
+    private double _dropRate;
+    private long _nextCommand = 1;
+    private int _crashes;
+    private int _partitions;
+    private long _delivered;
+    private long _dropped;
+    private bool _healing;
+
+    /// <summary>Creates a cluster for one run.</summary>
+    /// <param name="options">The run's settings.</param>
+    public SimulatedCluster(SimulationOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        _random = new Random(options.Seed);
+        _preVote = options.PreVote ?? (options.Seed & 1) == 0;
+        _checkQuorum = options.CheckQuorum ?? (options.Seed & 2) == 0;
+        // Flow-control settings vary by seed: one entry per message exposes different schedules than big batches.
+        _maxInflight = new[] { 1, 4, 64 }[_random.Next(3)];
+        _maxAppendBytes = new[] { 1L, 256L, 1L << 16 }[_random.Next(3)];
+        _nodes = new SimNode[options.Nodes];
+        for (var i = 0; i < _nodes.Length; i++)
+        {
+            var node = new SimNode(i + 1, new InMemoryLogStore(), 0.95 + _random.NextDouble() * 0.1);
+            _nodes[i] = node;
+            node.Core = CreateCore(node);
+            Schedule(_random.NextDouble() * TickLength, new TickEvent(node.Id));
+        }
+        Schedule(NextExponential(_options.MeanTicksBetweenProposals), new ClientEvent());
+        Schedule(NextExponential(_options.MeanTicksBetweenFaults), new FaultEvent());
+    }
+
+    /// <summary>Runs the faulty phase, then heals everything and checks liveness and durability.</summary>
+    /// <returns>What the run did.</returns>
+    /// <exception cref="InvariantViolationException">An invariant broke; the message names the seed.</exception>
+    public SimulationResult Run()
+    {
+        for (var i = 0; i < _options.Steps && _events.Count > 0; i++)
+            StepOnce();
+        Heal();
+        CheckLiveness();
+        CheckDurability();
+        var committed = _committed.Count - 1;
+        return new SimulationResult(_options.Seed, _step, _now, _leaderOfTerm.Count, committed, _acknowledged.Count, _crashes, _partitions, _delivered, _dropped);
+    }
+
+    // ------------------------------------------------------------------ event loop
+
+    private void StepOnce()
+    {
+        var ev = _events.Dequeue();
+        _now = Math.Max(_now, ev.Time);
+        _step++;
+        try
+        {
+            switch (ev)
+            {
+                case TickEvent tick:
+                    var node = Node(tick.NodeId);
+                    if (node.Alive)
+                    {
+                        node.Core.Tick();
+                        ProcessReady(node);
+                    }
+                    Schedule(_now + TickLength * node.TickScale, tick);
+                    break;
+                case DeliverEvent deliver:
+                    var target = Node(deliver.Message.To);
+                    if (!target.Alive || _cut.Contains((deliver.Message.From, deliver.Message.To)))
+                    {
+                        _dropped++;
+                        break;
+                    }
+                    _delivered++;
+                    target.Core.Step(deliver.Message);
+                    ProcessReady(target);
+                    break;
+                case ClientEvent:
+                    Propose();
+                    if (!_healing)
+                        Schedule(_now + NextExponential(_options.MeanTicksBetweenProposals), ev);
+                    break;
+                case FaultEvent:
+                    if (!_healing)
+                    {
+                        InjectFault();
+                        Schedule(_now + NextExponential(_options.MeanTicksBetweenFaults), ev);
+                    }
+                    break;
+                case CrashEvent crash:
+                    if (!_healing)
+                        Crash(Node(crash.NodeId));
+                    break;
+                case RestartEvent restart:
+                    if (!_healing)
+                        Restart(Node(restart.NodeId));
+                    break;
+                case HealEvent:
+                    if (!_healing)
+                        _cut.Clear();
+                    break;
+            }
+        }
+        catch (InvariantViolationException)
+        {
+            throw;
+        }
+        catch (Exception ex) when (ex is System.Diagnostics.UnreachableException or InvalidOperationException or ArgumentException)
+        {
+            throw Violation("Core consistency", $"a node threw {ex.GetType().Name}: {ex.Message}", ex);
+        }
+    }
+
+    private void ProcessReady(SimNode node)
+    {
+        while (node.Core.HasReady)
+        {
+            var ready = node.Core.GetReady();
+            foreach (var message in ready.Messages)
+                Send(message);
+            if (ready.HardState is { } hardState)
+                Complete(node.Store.SaveHardStateAsync(hardState));
+            if (ready.Entries.Count > 0)
+                Persist(node, ready.Entries);
+            foreach (var message in ready.MessagesAfterPersist)
+                Send(message);
+            foreach (var entry in ready.CommittedEntries)
+                Apply(node, entry);
+            if (node.Core.Role == RaftRole.Leader)
+                OnLeader(node);
+            node.Core.Advance(ready);
+            if (ready.CommittedEntries.Count > 0)
+                node.Core.ReportApplied(ready.CommittedEntries[^1].Index);
+        }
+    }
+
+    private void Persist(SimNode node, IReadOnlyList<LogEntry> entries)
+    {
+        var first = entries[0].Index;
+        // Leader append-only: a leader's own writes never replace entries of its log.
+        if (node.Core.Role == RaftRole.Leader && first <= node.Store.LastIndex)
+            throw Violation("Leader append-only", $"leader {node.Id} of term {node.Core.Term} overwrote its log from index {first} (last {node.Store.LastIndex}).");
+        if (first <= node.CommittedFloor())
+            throw Violation("Committed entries are never truncated", $"node {node.Id} replaced its log from index {first}, at or below its applied index {node.AppliedIndex}.");
+        Complete(node.Store.AppendAsync(entries));
+        // Log matching, incrementally: every (index, term) pair has one content and one predecessor term,
+        // so two logs that share an (index, term) agree on every entry before it.
+        foreach (var entry in entries)
+        {
+            var prevTerm = entry.Index - 1 >= node.Store.FirstIndex - 1 ? node.Store.GetTerm(entry.Index - 1) : -1;
+            var record = (prevTerm, entry.Kind, Hash(entry.Data.Span));
+            if (_entriesSeen.TryGetValue((entry.Index, entry.Term), out var seen))
+            {
+                if (seen != record)
+                    throw Violation("Log matching", $"node {node.Id} holds entry ({entry.Index}, term {entry.Term}) with predecessor term {prevTerm} and content {record.Item3:x}, another node had predecessor term {seen.PrevTerm} and content {seen.Hash:x}.");
+            }
+            else
+            {
+                _entriesSeen[(entry.Index, entry.Term)] = record;
+            }
+        }
+    }
+
+    private void Apply(SimNode node, LogEntry entry)
+    {
+        if (entry.Index != node.AppliedIndex + 1)
+            throw Violation("State machine safety", $"node {node.Id} applied index {entry.Index} after {node.AppliedIndex} (not in order, or not exactly once).");
+        node.AppliedIndex = entry.Index;
+        var record = (entry.Term, Hash(entry.Data.Span));
+        if (entry.Index < _committed.Count)
+        {
+            if (_committed[(int)entry.Index] != record)
+                throw Violation("State machine safety", $"node {node.Id} applied (term {entry.Term}) at index {entry.Index}, where term {_committed[(int)entry.Index].Term} was applied before.");
+        }
+        else
+        {
+            if (entry.Index != _committed.Count)
+                throw Violation("State machine safety", $"index {entry.Index} was applied before index {_committed.Count}.");
+            _committed.Add(record);
+        }
+        if (node.Pending.Remove(entry.Index, out var pending) && pending.Term == entry.Term && entry.Kind == EntryKind.Command
+            && BinaryPrimitives.ReadInt64LittleEndian(entry.Data.Span) == pending.Command)
+        {
+            _acknowledged.Add((entry.Index, entry.Term, pending.Command));
+        }
+    }
+
+    private void OnLeader(SimNode node)
+    {
+        var term = node.Core.Term;
+        if (_leaderOfTerm.TryGetValue(term, out var leader))
+        {
+            if (leader != node.Id)
+                throw Violation("Election safety", $"nodes {leader} and {node.Id} are both leaders of term {term}.");
+            return;
+        }
+        _leaderOfTerm[term] = node.Id;
+        // New leaders die young now and then: the schedules that expose commit-rule bugs (Figure 8)
+        // need a leader to fail right after it replicated old entries but before its own no-op.
+        if (!_healing && _random.NextDouble() < _options.NewLeaderCrashRate)
+            Schedule(_now + _random.NextDouble() * 4 * TickLength, new CrashEvent(node.Id));
+        // Leader completeness: every entry committed so far is in the new leader's log.
+        var store = node.Store;
+        for (var index = Math.Max(1, store.FirstIndex); index < _committed.Count; index++)
+        {
+            if (index > store.LastIndex || store.GetTerm(index) != _committed[(int)index].Term)
+            {
+                var has = index > store.LastIndex ? "nothing" : $"term {store.GetTerm(index)}";
+                throw Violation("Leader completeness", $"node {node.Id} became leader of term {term} with {has} at committed index {index} (committed term {_committed[(int)index].Term}).");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ network
+
+    private void Send(RaftMessage message)
+    {
+        if (!Node(message.From).Alive || _cut.Contains((message.From, message.To)) || _random.NextDouble() < _dropRate)
+        {
+            _dropped++;
+            return;
+        }
+        Schedule(_now + _random.NextDouble() * _options.MaxDelayTicks * TickLength, new DeliverEvent(message));
+        if (_random.NextDouble() < _options.DuplicateRate)
+            Schedule(_now + _random.NextDouble() * _options.MaxDelayTicks * TickLength, new DeliverEvent(message));
+    }
+
+    // ------------------------------------------------------------------ workload and faults
+
+    private void Propose()
+    {
+        // The client talks to a node that believes it leads (or, half the time, to any node).
+        SimNode node;
+        var leaders = _nodes.Where(n => n.Alive && n.Core.Role == RaftRole.Leader).ToArray();
+        if (leaders.Length > 0 && _random.Next(2) == 0)
+            node = leaders[_random.Next(leaders.Length)];
+        else
+            node = _nodes[_random.Next(_nodes.Length)];
+        if (!node.Alive)
+            return;
+        var command = _nextCommand++;
+        var data = new byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(data, command);
+        if (node.Core.Propose(data, out var index) == ProposeResult.Accepted)
+        {
+            node.Pending[index] = (node.Core.Term, command);
+            ProcessReady(node);
+        }
+    }
+
+    private void InjectFault()
+    {
+        switch (_random.Next(7))
+        {
+            case 0:
+            case 1:
+            {
+                // Crash a node (often the leader) and restart it later from its persisted state.
+                var alive = _nodes.Where(n => n.Alive).ToArray();
+                if (alive.Length == 0)
+                    return;
+                var leader = alive.FirstOrDefault(n => n.Core.Role == RaftRole.Leader);
+                var victim = leader is not null && _random.Next(2) == 0 ? leader : alive[_random.Next(alive.Length)];
+                Crash(victim);
+                break;
+            }
+            case 2:
+            {
+                // Symmetric partition into two random groups.
+                _cut.Clear();
+                var side = _nodes.Select(_ => _random.Next(2)).ToArray();
+                for (var a = 0; a < _nodes.Length; a++)
+                {
+                    for (var b = 0; b < _nodes.Length; b++)
+                    {
+                        if (a != b && side[a] != side[b])
+                            _cut.Add((a + 1, b + 1));
+                    }
+                }
+                _partitions++;
+                Schedule(_now + 5 + _random.NextDouble() * 60, new HealEvent());
+                break;
+            }
+            case 3:
+            {
+                // Asymmetric partition: some directed links fail.
+                var links = 1 + _random.Next(_nodes.Length);
+                for (var i = 0; i < links; i++)
+                {
+                    var from = 1 + _random.Next(_nodes.Length);
+                    var to = 1 + _random.Next(_nodes.Length);
+                    if (from != to)
+                        _cut.Add((from, to));
+                }
+                _partitions++;
+                Schedule(_now + 5 + _random.NextDouble() * 60, new HealEvent());
+                break;
+            }
+            case 4:
+            {
+                // Isolate the leader.
+                var leader = _nodes.FirstOrDefault(n => n.Alive && n.Core.Role == RaftRole.Leader);
+                if (leader is null)
+                    return;
+                foreach (var other in _nodes)
+                {
+                    if (other.Id == leader.Id)
+                        continue;
+                    _cut.Add((leader.Id, other.Id));
+                    _cut.Add((other.Id, leader.Id));
+                }
+                _partitions++;
+                Schedule(_now + 5 + _random.NextDouble() * 60, new HealEvent());
+                break;
+            }
+            case 5:
+                _dropRate = _random.NextDouble() * _options.MaxDropRate;
+                break;
+            default:
+                _cut.Clear();
+                _dropRate = 0;
+                break;
+        }
+    }
+
+    private void Crash(SimNode node)
+    {
+        if (!node.Alive)
+            return;
+        node.Alive = false;
+        node.Pending.Clear();
+        _crashes++;
+        Schedule(_now + 1 + _random.NextDouble() * 40, new RestartEvent(node.Id));
+    }
+
+    private void Restart(SimNode node)
+    {
+        if (node.Alive)
+            return;
+        node.Alive = true;
+        node.AppliedIndex = node.Store.FirstIndex - 1;
+        node.Pending.Clear();
+        // Only what the store made durable survives: the core restarts from it, the state machine replays.
+        node.Core = CreateCore(node);
+        ProcessReady(node);
+    }
+
+    private RaftCore CreateCore(SimNode node) => new(new RaftOptions
+    {
+        NodeId = node.Id,
+        Members = [.. Enumerable.Range(1, _nodes.Length)],
+        ElectionTicksMin = 10,
+        ElectionTicksMax = 20,
+        HeartbeatTicks = 2,
+        MaxInflightAppends = _maxInflight,
+        MaxAppendBytes = _maxAppendBytes,
+        PreVote = _preVote,
+        CheckQuorum = _checkQuorum,
+        Random = new Random(_random.Next()),
+#if RAFT_MUTANTS
+        Mutations = _options.Mutations,
+#endif
+    }, node.Store);
+
+    // ------------------------------------------------------------------ healing, liveness, durability
+
+    private void Heal()
+    {
+        _healing = true;
+        _cut.Clear();
+        _dropRate = 0;
+        foreach (var node in _nodes)
+        {
+            if (!node.Alive)
+            {
+                node.Alive = true;
+                node.AppliedIndex = node.Store.FirstIndex - 1;
+                node.Pending.Clear();
+                node.Core = CreateCore(node);
+                ProcessReady(node);
+            }
+        }
+    }
+
+    private void CheckLiveness()
+    {
+        var deadline = _now + _options.LivenessTicks * TickLength;
+        long? command = null;
+        SimNode? proposer = null;
+        long proposerTerm = 0;
+        while (_now < deadline && _events.Count > 0)
+        {
+            // A proposal whose leader lost its term before committing it is retried on the next leader.
+            if (command is not null && !_acknowledged.Any(a => a.Command == command)
+                && (proposer!.Core.Role != RaftRole.Leader || proposer.Core.Term != proposerTerm))
+            {
+                command = null;
+            }
+            if (command is null)
+            {
+                var leader = _nodes.FirstOrDefault(n => n.Core.Role == RaftRole.Leader);
+                if (leader is not null)
+                {
+                    var id = _nextCommand++;
+                    var data = new byte[8];
+                    BinaryPrimitives.WriteInt64LittleEndian(data, id);
+                    if (leader.Core.Propose(data, out var index) == ProposeResult.Accepted)
+                    {
+                        leader.Pending[index] = (leader.Core.Term, id);
+                        command = id;
+                        proposer = leader;
+                        proposerTerm = leader.Core.Term;
+                        ProcessReady(leader);
+                    }
+                }
+            }
+            else if (_acknowledged.Any(a => a.Command == command))
+            {
+                // Then every node must converge on the committed log.
+                var target = _committed.Count - 1;
+                if (_nodes.All(n => n.AppliedIndex >= target))
+                    return;
+            }
+            StepOnce();
+        }
+        var state = string.Join("; ", _nodes.Select(n => $"node {n.Id}: {n.Core.Role} term {n.Core.Term} commit {n.Core.CommitIndex} applied {n.AppliedIndex}"));
+        throw Violation("Liveness", command is null
+            ? $"no leader accepted a proposal within {_options.LivenessTicks} ticks after healing ({state})."
+            : $"the cluster did not commit a proposal and converge within {_options.LivenessTicks} ticks after healing ({state}).");
+    }
+
+    private void CheckDurability()
+    {
+        foreach (var (index, term, command) in _acknowledged)
+        {
+            foreach (var node in _nodes)
+            {
+                var store = node.Store;
+                if (index < store.FirstIndex)
+                    continue;
+                if (index > store.LastIndex || store.GetTerm(index) != term)
+                    throw Violation("Durability", $"acknowledged command {command} at index {index} (term {term}) is missing from node {node.Id}'s log.");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    private SimNode Node(int id) => _nodes[id - 1];
+
+    private static void Complete(ValueTask write)
+    {
+        // The in-memory store completes synchronously, which keeps the simulation on one thread.
+        if (!write.IsCompleted)
+            throw new InvalidOperationException("The simulated store did not complete synchronously.");
+        write.GetAwaiter().GetResult();
+    }
+
+    private void Schedule(double time, SimEvent ev)
+    {
+        ev.Time = time;
+        _events.Enqueue(ev, (time, _sequence++));
+    }
+
+    private double NextExponential(double mean) => -mean * Math.Log(1 - _random.NextDouble());
+
+    private InvariantViolationException Violation(string invariant, string detail, Exception? inner = null) =>
+        new(invariant, _options.Seed, _step, detail, inner);
+
+    private static ulong Hash(ReadOnlySpan<byte> data)
+    {
+        // FNV-1a: enough to tell commands apart in a simulation.
+        var hash = 14695981039346656037UL;
+        foreach (var b in data)
+        {
+            hash ^= b;
+            hash *= 1099511628211UL;
+        }
+        return hash;
+    }
+
+    private sealed class SimNode(int id, InMemoryLogStore store, double tickScale)
+    {
+        public int Id { get; } = id;
+
+        public InMemoryLogStore Store { get; } = store;
+
+        // Each node's clock runs at its own slightly different rate.
+        public double TickScale { get; } = tickScale;
+
+        public RaftCore Core { get; set; } = null!;
+
+        public bool Alive { get; set; } = true;
+
+        public long AppliedIndex { get; set; }
+
+        public Dictionary<long, (long Term, long Command)> Pending { get; } = [];
+
+        public long CommittedFloor() => AppliedIndex;
+    }
+
+    private abstract class SimEvent
+    {
+        public double Time { get; set; }
+    }
+
+    private sealed class TickEvent(int nodeId) : SimEvent
+    {
+        public int NodeId { get; } = nodeId;
+    }
+
+    private sealed class DeliverEvent(RaftMessage message) : SimEvent
+    {
+        public RaftMessage Message { get; } = message;
+    }
+
+    private sealed class ClientEvent : SimEvent;
+
+    private sealed class FaultEvent : SimEvent;
+
+    private sealed class CrashEvent(int nodeId) : SimEvent
+    {
+        public int NodeId { get; } = nodeId;
+    }
+
+    private sealed class RestartEvent(int nodeId) : SimEvent
+    {
+        public int NodeId { get; } = nodeId;
+    }
+
+    private sealed class HealEvent : SimEvent;
+}

@@ -1,0 +1,126 @@
+namespace Raft.Testing.Simulation;
+
+/// <summary>The settings of one deterministic simulation run. Everything random derives from <see cref="Seed"/>.</summary>
+public sealed class SimulationOptions
+{
+    /// <summary>The number of nodes. The default is 3.</summary>
+    public int Nodes { get; init; } = 3;
+
+    /// <summary>The seed that drives everything: timeouts, delays, faults, the workload. The same seed replays the same run exactly.</summary>
+    public int Seed { get; init; }
+
+    /// <summary>How many events (message deliveries, ticks, client requests, faults) the faulty phase runs. The default is 10,000.</summary>
+    public int Steps { get; init; } = 10_000;
+
+    /// <summary>The largest message delay, in ticks; delays are drawn uniformly below it, which reorders messages. The default is 3.</summary>
+    public double MaxDelayTicks { get; init; } = 3;
+
+    /// <summary>The largest drop probability a fault may set. The default is 0.3.</summary>
+    public double MaxDropRate { get; init; } = 0.3;
+
+    /// <summary>The probability that a delivered message is delivered twice. The default is 0.05.</summary>
+    public double DuplicateRate { get; init; } = 0.05;
+
+    /// <summary>The mean number of ticks between two faults (crash, partition, heal, drop-rate change). The default is 15.</summary>
+    public double MeanTicksBetweenFaults { get; init; } = 15;
+
+    /// <summary>The probability that a newly elected leader crashes within a few ticks. The default is 0.25.</summary>
+    public double NewLeaderCrashRate { get; init; } = 0.25;
+
+    /// <summary>The mean number of ticks between two client proposals. The default is 0.5.</summary>
+    public double MeanTicksBetweenProposals { get; init; } = 0.5;
+
+    /// <summary>How many ticks the healed cluster gets to elect a leader and commit a new proposal before liveness is declared violated. The default is 400.</summary>
+    public int LivenessTicks { get; init; } = 400;
+
+    /// <summary>Whether the nodes use PreVote; null lets the seed decide. The default is null.</summary>
+    public bool? PreVote { get; init; }
+
+    /// <summary>Whether the nodes use CheckQuorum; null lets the seed decide. The default is null.</summary>
+    public bool? CheckQuorum { get; init; }
+
+#if RAFT_MUTANTS
+    /// <summary>Deliberate bugs for the nodes (mutant build only).</summary>
+    public Mutation Mutations { get; init; }
+#endif
+
+    /// <summary>Checks the settings.</summary>
+    /// <exception cref="ArgumentException">A setting is invalid.</exception>
+    public void Validate()
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(Nodes, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(Steps);
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxDelayTicks);
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxDropRate);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxDropRate, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(DuplicateRate);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(DuplicateRate, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(NewLeaderCrashRate);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(NewLeaderCrashRate, 1);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MeanTicksBetweenFaults);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MeanTicksBetweenProposals);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(LivenessTicks);
+    }
+}
+
+/// <summary>What a simulation run did.</summary>
+/// <param name="Seed">The seed.</param>
+/// <param name="Steps">Events processed in all, the healing phase included.</param>
+/// <param name="VirtualTicks">Virtual time at the end, in ticks.</param>
+/// <param name="Leaders">Distinct (term, leader) pairs seen.</param>
+/// <param name="CommittedEntries">The highest committed index at the end.</param>
+/// <param name="AcknowledgedProposals">Proposals whose success a client saw.</param>
+/// <param name="Crashes">Node crashes injected.</param>
+/// <param name="Partitions">Partitions injected.</param>
+/// <param name="MessagesDelivered">Messages delivered.</param>
+/// <param name="MessagesDropped">Messages dropped.</param>
+public sealed record SimulationResult(
+    int Seed,
+    long Steps,
+    double VirtualTicks,
+    int Leaders,
+    long CommittedEntries,
+    int AcknowledgedProposals,
+    int Crashes,
+    int Partitions,
+    long MessagesDelivered,
+    long MessagesDropped);
+
+/// <summary>A simulation found a broken Raft invariant. The message names the seed and how to replay it.</summary>
+public sealed class InvariantViolationException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public InvariantViolationException() { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What broke.</param>
+    public InvariantViolationException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What broke.</param>
+    /// <param name="innerException">The cause.</param>
+    public InvariantViolationException(string message, Exception innerException) : base(message, innerException) { }
+
+    /// <summary>Creates the exception for a violation found by a run.</summary>
+    /// <param name="invariant">The invariant's name.</param>
+    /// <param name="seed">The run's seed.</param>
+    /// <param name="step">The event at which it broke.</param>
+    /// <param name="detail">What was seen.</param>
+    /// <param name="innerException">The exception that revealed it, if any.</param>
+    public InvariantViolationException(string invariant, int seed, long step, string detail, Exception? innerException = null)
+        : base($"{invariant} violated at step {step} of seed {seed}: {detail}{Environment.NewLine}Replay: RAFT_SIM_SEED={seed} dotnet test tests/Raft.Tests --filter \"FullyQualifiedName~SimulationTests.Replay\"", innerException)
+    {
+        Invariant = invariant;
+        Seed = seed;
+        Step = step;
+    }
+
+    /// <summary>The name of the broken invariant.</summary>
+    public string? Invariant { get; }
+
+    /// <summary>The seed that reproduces it.</summary>
+    public int Seed { get; }
+
+    /// <summary>The event at which it broke.</summary>
+    public long Step { get; }
+}

@@ -1,0 +1,879 @@
+using System.Diagnostics;
+
+namespace Raft;
+
+/// <summary>
+/// The Raft consensus state machine of one node: pure and deterministic. It does no I/O, reads no
+/// clock, starts no thread and allocates no task: the host drives it with <see cref="Tick"/>,
+/// <see cref="Step"/> and <see cref="Propose"/>, and carries out what <see cref="GetReady"/>
+/// returns (persist, send, apply) before calling <see cref="Advance"/>.
+/// </summary>
+/// <remarks>
+/// <para><b>Not thread-safe</b>: call it from one thread at a time (<see cref="RaftNode"/> does so
+/// from its event loop).</para>
+/// <para><b>One Ready at a time</b>: after <see cref="GetReady"/>, the host must call
+/// <see cref="Advance"/> before it calls any other member except the read-only properties. This
+/// keeps the durable log and the core's view of it in step.</para>
+/// <para>The core reads the durable log synchronously through <see cref="ILogStore"/>; it never
+/// writes to it.</para>
+/// </remarks>
+public sealed class RaftCore
+{
+    private readonly RaftOptions _options;
+    private readonly Random _random;
+    private readonly int[] _members;
+    private readonly int[] _peers;
+    private readonly RaftLog _log;
+
+    // Persistent state (Raft Figure 2), mirrored in the store once the host persists the Ready.
+    private long _term;
+    private int _votedFor;
+    private HardState _persistedHardState;
+
+    // Volatile state.
+    private RaftRole _role;
+    private int _leader;
+    private int _electionElapsed;
+    private int _heartbeatElapsed;
+    // Invariant: ElectionTicksMin <= _randomizedElectionTimeout < ElectionTicksMax.
+    private int _randomizedElectionTimeout;
+    private readonly Dictionary<int, bool> _votes = [];
+
+    // Leader state.
+    private readonly Dictionary<int, Progress> _progress = [];
+    private bool _broadcastPending;
+    private bool _commitBroadcastPending;
+    private int _leadTransferee;
+    private int _transferElapsed;
+
+    // Linearizable reads (leader only). Invariant: _pendingReads is ordered by Sequence.
+    private long _readSequence;
+    private bool _readBroadcastPending;
+    private readonly List<(long RequestId, long Index, long Sequence)> _pendingReads = [];
+    private readonly List<long> _readsAwaitingCommit = [];
+    private List<ReadState> _readStates = [];
+
+    // Output of the current step batch.
+    private List<RaftMessage> _messages = [];
+    private List<RaftMessage> _messagesAfterPersist = [];
+    private SoftState _reportedSoftState;
+    private bool _readyOutstanding;
+
+    private readonly List<LogEntry> _scratch = [];
+
+    /// <summary>Creates the core of one node, recovering its term, vote and log from <paramref name="store"/>.</summary>
+    /// <param name="options">The settings; validated here.</param>
+    /// <param name="store">The node's log store. The core reads it; the host writes it.</param>
+    /// <param name="appliedIndex">
+    /// The highest index the host's state machine already reflects (from a restored snapshot), or -1
+    /// for the compaction point (<see cref="ILogStore.FirstIndex"/> - 1).
+    /// </param>
+    /// <exception cref="ArgumentException">The options are invalid.</exception>
+    public RaftCore(RaftOptions options, ILogStore store, long appliedIndex = -1)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(store);
+        options.Validate();
+        _options = options;
+        _random = options.Random ?? Random.Shared;
+        _members = [.. options.Members];
+        _peers = [.. options.Members.Where(m => m != options.NodeId)];
+        Id = options.NodeId;
+
+        var hardState = store.HardState;
+        _term = hardState.Term;
+        _votedFor = hardState.VotedFor;
+        _persistedHardState = hardState;
+        var applied = appliedIndex < 0 ? store.FirstIndex - 1 : appliedIndex;
+        // The stored commit index is a lower bound of what was committed; never below what is applied.
+        _log = new RaftLog(store, Math.Max(hardState.Commit, applied), applied);
+
+        BecomeFollower(_term, 0);
+        _reportedSoftState = new SoftState(_role, _leader, _term);
+    }
+
+    /// <summary>This node's id.</summary>
+    public int Id { get; }
+
+    /// <summary>The current term.</summary>
+    public long Term => _term;
+
+    /// <summary>The current role.</summary>
+    public RaftRole Role => _role;
+
+    /// <summary>The leader known in the current term, or 0.</summary>
+    public int LeaderId => _leader;
+
+    /// <summary>The member voted for in the current term, or 0.</summary>
+    public int VotedFor => _votedFor;
+
+    /// <summary>The highest index known committed.</summary>
+    public long CommitIndex => _log.Committed;
+
+    /// <summary>The highest index reported applied through <see cref="ReportApplied"/>.</summary>
+    public long AppliedIndex => _log.Applied;
+
+    /// <summary>The index of the last entry in the log (durable or not).</summary>
+    public long LastIndex => _log.LastIndex;
+
+    /// <summary>The term of the last entry in the log.</summary>
+    public long LastTerm => _log.LastTerm;
+
+    /// <summary>The members of the cluster.</summary>
+    public IReadOnlyList<int> Members => _members;
+
+    /// <summary>The member a leadership transfer is under way to, or 0.</summary>
+    public int LeadTransferee => _leadTransferee;
+
+    /// <summary>A snapshot of the node's state.</summary>
+    public RaftStatus Status
+    {
+        get
+        {
+            var status = new RaftStatus(Id, _role, _term, _leader, _log.Committed, _log.Applied, _log.LastIndex, _log.LastTerm);
+            if (_role != RaftRole.Leader)
+                return status;
+            var progress = new Dictionary<int, long>(_members.Length) { [Id] = _log.StableLastIndex };
+            foreach (var (id, pr) in _progress)
+                progress[id] = pr.Match;
+            return status with { Progress = progress };
+        }
+    }
+
+    /// <summary>Whether <see cref="GetReady"/> has anything for the host to do.</summary>
+    public bool HasReady =>
+        _messages.Count > 0
+        || _messagesAfterPersist.Count > 0
+        || _log.HasUnstable
+        || _log.Committed > _log.Applying
+        || _readStates.Count > 0
+        || CurrentHardState() != _persistedHardState
+        || new SoftState(_role, _leader, _term) != _reportedSoftState
+        || (_role == RaftRole.Leader && (_broadcastPending || _readBroadcastPending || _commitBroadcastPending));
+
+    // ------------------------------------------------------------------ inputs
+
+    /// <summary>Advances the logical clock by one tick: election timeouts for followers and candidates, heartbeats and quorum checks for leaders.</summary>
+    public void Tick()
+    {
+        EnsureNoReadyOutstanding();
+        if (_role == RaftRole.Leader)
+            TickLeader();
+        else
+            TickElection();
+    }
+
+    /// <summary>Starts an election now, as if the election timer had expired (with PreVote when enabled).</summary>
+    public void Campaign()
+    {
+        EnsureNoReadyOutstanding();
+        if (_role != RaftRole.Leader)
+            StartCampaign(CampaignKind.PreElection);
+    }
+
+    /// <summary>Appends a command to the log when this node is the leader.</summary>
+    /// <param name="data">The command. The core keeps a reference; the caller must never modify the buffer afterwards.</param>
+    /// <param name="index">The index the entry got, when accepted; otherwise 0.</param>
+    /// <returns>Whether the entry was appended.</returns>
+    public ProposeResult Propose(ReadOnlyMemory<byte> data, out long index)
+    {
+        EnsureNoReadyOutstanding();
+        index = 0;
+        if (_role != RaftRole.Leader)
+            return ProposeResult.NotLeader;
+        if (_leadTransferee != 0)
+            return ProposeResult.TransferInProgress;
+        if (_log.LastIndex - _log.Committed >= _options.MaxUncommittedEntries)
+            return ProposeResult.Backpressure;
+        index = _log.LastIndex + 1;
+        _log.Append(new LogEntry(index, _term, EntryKind.Command, data));
+        _broadcastPending = true;
+        if (_peers.Length == 0)
+            MaybeCommit();
+        return ProposeResult.Accepted;
+    }
+
+    /// <summary>
+    /// Asks for a linearizable read: once a majority confirms this node is still the leader, a
+    /// <see cref="ReadState"/> with <paramref name="requestId"/> appears in a <see cref="Ready"/>;
+    /// the read is safe once the state machine has applied its index (Raft §6.4, dissertation §6.4).
+    /// </summary>
+    /// <param name="requestId">The host's id for the request, echoed in the <see cref="ReadState"/>.</param>
+    /// <returns>False when this node is not the leader (nothing queued).</returns>
+    public bool ReadIndex(long requestId)
+    {
+        EnsureNoReadyOutstanding();
+        if (_role != RaftRole.Leader)
+            return false;
+        if (!CommittedInCurrentTerm())
+        {
+            // A new leader does not know the commit index until its no-op commits (§6.4 step 1).
+            _readsAwaitingCommit.Add(requestId);
+            return true;
+        }
+        IssueRead(requestId);
+        return true;
+    }
+
+    /// <summary>Starts handing leadership to <paramref name="transferee"/> (dissertation §3.10). Proposals are refused until it completes or times out after an election timeout.</summary>
+    /// <param name="transferee">The member to hand leadership to.</param>
+    /// <returns>False when this node is not the leader or <paramref name="transferee"/> is not another member.</returns>
+    public bool TransferLeadership(int transferee)
+    {
+        EnsureNoReadyOutstanding();
+        if (_role != RaftRole.Leader || transferee == Id || !_progress.TryGetValue(transferee, out var pr))
+            return false;
+        _leadTransferee = transferee;
+        _transferElapsed = 0;
+        if (pr.Match == _log.LastIndex)
+            Send(new TimeoutNow(Id, transferee, _term), afterPersist: false);
+        else
+            SendAppend(pr, sendIfEmpty: true);
+        return true;
+    }
+
+    /// <summary>Records that the host's state machine has applied every entry up to <paramref name="index"/>.</summary>
+    /// <param name="index">An index at or below the highest committed index handed out in a <see cref="Ready"/>.</param>
+    public void ReportApplied(long index) => _log.AppliedTo(index);
+
+    /// <summary>Handles a message from another node.</summary>
+    /// <param name="message">The message; <see cref="RaftMessage.To"/> must be this node. Messages from non-members are ignored.</param>
+    /// <exception cref="ArgumentException">The message is addressed to another node.</exception>
+    public void Step(RaftMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        EnsureNoReadyOutstanding();
+        if (message.To != Id)
+            throw new ArgumentException($"Message addressed to node {message.To} was stepped into node {Id}.", nameof(message));
+        if (message.From == Id || Array.IndexOf(_members, message.From) < 0)
+            return;
+
+        // Raft §5.1: the term rules, in one place.
+        if (message.Term > _term)
+        {
+            if (message is RequestVote vote)
+            {
+                // CheckQuorum lease (dissertation §4.2.3): a node that heard from a live leader within the
+                // minimum election timeout ignores disruptive candidates, unless the leader itself asked.
+                var inLease = _options.CheckQuorum && _leader != 0 && _electionElapsed < _options.ElectionTicksMin;
+                if (inLease && !vote.LeadershipTransfer)
+                    return;
+                if (!vote.PreVote)
+                    BecomeFollower(message.Term, 0);
+            }
+            else if (message is RequestVoteResponse { PreVote: true, Granted: true })
+            {
+                // A granted pre-vote carries the term we would campaign in; it is not a newer term.
+            }
+            else
+            {
+                var leader = message is AppendEntries or InstallSnapshot or TimeoutNow ? message.From : 0;
+                BecomeFollower(message.Term, leader);
+            }
+        }
+        else if (message.Term < _term)
+        {
+            switch (message)
+            {
+                case AppendEntries:
+                    // Tell a stale leader about the newer term so it steps down.
+                    Send(new AppendEntriesResponse(Id, message.From, _term, Success: false, MatchIndex: 0), afterPersist: true);
+                    break;
+                case InstallSnapshot:
+                    Send(new InstallSnapshotResponse(Id, message.From, _term, 0, 0, Success: false, Done: false), afterPersist: true);
+                    break;
+                case RequestVote vote:
+                    Send(new RequestVoteResponse(Id, message.From, _term, Granted: false, vote.PreVote), afterPersist: true);
+                    break;
+            }
+            return;
+        }
+
+        switch (message)
+        {
+            case RequestVote vote:
+                HandleRequestVote(vote);
+                return;
+            case RequestVoteResponse response:
+                if (_role is RaftRole.Candidate or RaftRole.PreCandidate)
+                    HandleVoteResponse(response);
+                return;
+            case AppendEntries append:
+                if (_role == RaftRole.Leader)
+                    throw new UnreachableException($"Two leaders in term {_term}: node {Id} and node {append.From}.");
+                if (_role != RaftRole.Follower || _leader != append.From)
+                    BecomeFollower(_term, append.From);
+                _electionElapsed = 0;
+                HandleAppendEntries(append);
+                return;
+            case AppendEntriesResponse response:
+                if (_role == RaftRole.Leader)
+                    HandleAppendResponse(response);
+                return;
+            case TimeoutNow:
+                if (_role != RaftRole.Leader)
+                    StartCampaign(CampaignKind.Transfer);
+                return;
+            case InstallSnapshot:
+            case InstallSnapshotResponse:
+                // Snapshot transfer is driven by the host together with its snapshot store; the core
+                // never compacts on its own, so a leader on this core version never sends one.
+                return;
+        }
+    }
+
+    // ------------------------------------------------------------------ Ready
+
+    /// <summary>Collects what the host must do now. Call <see cref="Advance"/> once it is done.</summary>
+    /// <returns>The batch of effects.</returns>
+    public Ready GetReady()
+    {
+        EnsureNoReadyOutstanding();
+        if (_role == RaftRole.Leader)
+            FlushLeaderSends();
+
+        var ready = new Ready();
+        if (_log.HasUnstable)
+            ready.Entries = _log.UnstableEntries();
+        var hardState = CurrentHardState();
+        if (hardState != _persistedHardState)
+            ready.HardState = hardState;
+        if (_messages.Count > 0)
+        {
+            ready.Messages = _messages;
+            _messages = [];
+        }
+        if (_messagesAfterPersist.Count > 0)
+        {
+            ready.MessagesAfterPersist = _messagesAfterPersist;
+            _messagesAfterPersist = [];
+        }
+        ready.CommittedEntries = _log.NextCommittedEntries(long.MaxValue);
+        if (_readStates.Count > 0)
+        {
+            ready.ReadStates = _readStates;
+            _readStates = [];
+        }
+        var soft = new SoftState(_role, _leader, _term);
+        if (soft != _reportedSoftState)
+        {
+            ready.SoftState = soft;
+            _reportedSoftState = soft;
+        }
+        _readyOutstanding = true;
+        return ready;
+    }
+
+    /// <summary>Tells the core that the host has carried out <paramref name="ready"/>: its hard state and entries are durable, its messages sent, its committed entries handed to the state machine.</summary>
+    /// <param name="ready">The value the last <see cref="GetReady"/> returned.</param>
+    public void Advance(Ready ready)
+    {
+        ArgumentNullException.ThrowIfNull(ready);
+        if (!_readyOutstanding)
+            throw new InvalidOperationException("Advance was called without an outstanding Ready.");
+        _readyOutstanding = false;
+        if (ready.HardState is { } hs)
+            _persistedHardState = hs;
+        if (ready.Entries.Count > 0)
+        {
+            var last = ready.Entries[^1];
+            _log.StableTo(last.Index, last.Term);
+        }
+        if (ready.CommittedEntries.Count > 0)
+            _log.ApplyingTo(ready.CommittedEntries[^1].Index);
+        if (_role == RaftRole.Leader && ready.Entries.Count > 0)
+        {
+            // The leader counts itself toward a majority only once its own write is durable (§10.2.1).
+            MaybeCommit();
+        }
+    }
+
+    // ------------------------------------------------------------------ roles
+
+    private void BecomeFollower(long term, int leader)
+    {
+        if (term > _term)
+        {
+            _term = term;
+            _votedFor = 0;
+        }
+        _role = RaftRole.Follower;
+        _leader = leader;
+        ResetRoleState();
+    }
+
+    private void BecomePreCandidate()
+    {
+        // The term does not move: a pre-vote changes nothing on anyone (dissertation §9.6).
+        _role = RaftRole.PreCandidate;
+        _leader = 0;
+        ResetRoleState();
+        _votes[Id] = true;
+    }
+
+    private void BecomeCandidate()
+    {
+        _term++;
+        _votedFor = Id;
+        _role = RaftRole.Candidate;
+        _leader = 0;
+        ResetRoleState();
+        _votes[Id] = true;
+    }
+
+    private void BecomeLeader()
+    {
+        Debug.Assert(_role == RaftRole.Candidate);
+        _role = RaftRole.Leader;
+        _leader = Id;
+        ResetRoleState();
+        var next = _log.LastIndex + 1;
+        foreach (var peer in _peers)
+            _progress[peer] = new Progress(peer, next, _options.MaxInflightAppends) { RecentActive = true };
+        // A new leader commits a no-op of its own term at once (§5.4.2), which also commits every earlier entry.
+        _log.Append(new LogEntry(next, _term, EntryKind.NoOp, ReadOnlyMemory<byte>.Empty));
+        _broadcastPending = true;
+        if (_peers.Length == 0)
+            MaybeCommit();
+    }
+
+    private void ResetRoleState()
+    {
+        _electionElapsed = 0;
+        _heartbeatElapsed = 0;
+        _randomizedElectionTimeout = _random.Next(_options.ElectionTicksMin, _options.ElectionTicksMax);
+        _votes.Clear();
+        _progress.Clear();
+        _broadcastPending = false;
+        _commitBroadcastPending = false;
+        _readBroadcastPending = false;
+        _leadTransferee = 0;
+        _transferElapsed = 0;
+        _pendingReads.Clear();
+        _readsAwaitingCommit.Clear();
+    }
+
+    // ------------------------------------------------------------------ elections (§5.2)
+
+    private void TickElection()
+    {
+        _electionElapsed++;
+        if (_electionElapsed >= _randomizedElectionTimeout)
+            StartCampaign(CampaignKind.PreElection);
+    }
+
+    private enum CampaignKind
+    {
+        PreElection,
+        Election,
+        Transfer,
+    }
+
+    private void StartCampaign(CampaignKind kind)
+    {
+        var transfer = kind == CampaignKind.Transfer;
+        if (_options.PreVote && kind == CampaignKind.PreElection)
+        {
+            BecomePreCandidate();
+            if (Tally() == VoteResult.Won)
+            {
+                StartCampaign(CampaignKind.Election);
+                return;
+            }
+            foreach (var peer in _peers)
+                Send(new RequestVote(Id, peer, _term + 1, _log.LastIndex, _log.LastTerm, PreVote: true), afterPersist: false);
+            return;
+        }
+
+        BecomeCandidate();
+        if (Tally() == VoteResult.Won)
+        {
+            BecomeLeader();
+            return;
+        }
+        // The vote for itself must be durable before anyone can count on this candidacy.
+        foreach (var peer in _peers)
+            Send(new RequestVote(Id, peer, _term, _log.LastIndex, _log.LastTerm, PreVote: false, LeadershipTransfer: transfer), afterPersist: true);
+    }
+
+    private void HandleRequestVote(RequestVote vote)
+    {
+        // Here vote.Term == _term, or vote.Term > _term for a pre-vote (which changed nothing).
+        var canVote =
+            _votedFor == vote.From
+            || (_votedFor == 0 && _leader == 0)
+            || (vote.PreVote && vote.Term > _term);
+        var upToDate = _log.IsUpToDate(vote.LastLogIndex, vote.LastLogTerm);
+#if RAFT_MUTANTS
+        if ((_options.Mutations & Mutation.VoteWithoutLogCheck) != 0)
+            upToDate = true;
+#endif
+        if (canVote && upToDate)
+        {
+            if (vote.PreVote)
+            {
+                Send(new RequestVoteResponse(Id, vote.From, vote.Term, Granted: true, PreVote: true), afterPersist: true);
+                return;
+            }
+            _votedFor = vote.From;
+            _electionElapsed = 0;
+            // Granted only once the vote is durable (Raft §5.2, Figure 2).
+            Send(new RequestVoteResponse(Id, vote.From, _term, Granted: true), afterPersist: true);
+            return;
+        }
+        Send(new RequestVoteResponse(Id, vote.From, _term, Granted: false, vote.PreVote), afterPersist: true);
+    }
+
+    private void HandleVoteResponse(RequestVoteResponse response)
+    {
+        if (_role == RaftRole.PreCandidate)
+        {
+            if (!response.PreVote)
+                return;
+            if (response.Granted ? response.Term != _term + 1 : response.Term != _term)
+                return;
+        }
+        else if (response.PreVote || response.Term != _term)
+        {
+            return;
+        }
+
+        _votes.TryAdd(response.From, response.Granted);
+        switch (Tally())
+        {
+            case VoteResult.Won:
+                if (_role == RaftRole.PreCandidate)
+                    StartCampaign(CampaignKind.Election);
+                else
+                    BecomeLeader();
+                break;
+            case VoteResult.Lost:
+                BecomeFollower(_term, 0);
+                break;
+        }
+    }
+
+    private VoteResult Tally()
+    {
+        var granted = 0;
+        var rejected = 0;
+        foreach (var (_, yes) in _votes)
+        {
+            if (yes)
+                granted++;
+            else
+                rejected++;
+        }
+        return Quorum.Tally(_members.Length, granted, rejected);
+    }
+
+    // ------------------------------------------------------------------ follower (§5.3)
+
+    private void HandleAppendEntries(AppendEntries append)
+    {
+        if (append.PrevLogIndex < _log.Committed)
+        {
+            // Everything up to the commit index already matches; say how far we are.
+            Send(new AppendEntriesResponse(Id, append.From, _term, Success: true, MatchIndex: _log.Committed, ReadSequence: append.ReadSequence), afterPersist: true);
+            return;
+        }
+
+        if (_log.MatchTerm(append.PrevLogIndex, append.PrevLogTerm))
+        {
+            var entries = append.Entries;
+            var lastNew = append.PrevLogIndex + entries.Count;
+            var conflict = entries.Count;
+            for (var i = 0; i < entries.Count; i++)
+            {
+                if (_log.TryTerm(entries[i].Index) != entries[i].Term)
+                {
+                    conflict = i;
+                    break;
+                }
+            }
+            if (conflict < entries.Count)
+                _log.TruncateAndAppend(entries, conflict);
+            // Only what this message proved to match may be committed (never a stale suffix beyond it).
+            _log.CommitTo(Math.Min(append.LeaderCommit, lastNew));
+            Send(new AppendEntriesResponse(Id, append.From, _term, Success: true, MatchIndex: lastNew, ReadSequence: append.ReadSequence), afterPersist: true);
+            return;
+        }
+
+        // Reject with a hint so the leader skips back a term at a time (§5.3, "fast backtracking").
+        long hintIndex;
+        long hintTerm;
+        if (append.PrevLogIndex > _log.LastIndex)
+        {
+            hintIndex = _log.LastIndex + 1;
+            hintTerm = 0;
+        }
+        else
+        {
+            hintTerm = _log.Term(append.PrevLogIndex);
+            hintIndex = _log.FirstIndexOfTermRun(append.PrevLogIndex, _log.Committed + 1);
+        }
+        Send(new AppendEntriesResponse(Id, append.From, _term, Success: false, MatchIndex: append.PrevLogIndex, hintIndex, hintTerm, append.ReadSequence), afterPersist: true);
+    }
+
+    // ------------------------------------------------------------------ leader (§5.3, §5.4)
+
+    private void TickLeader()
+    {
+        _heartbeatElapsed++;
+        _electionElapsed++;
+        if (_leadTransferee != 0 && ++_transferElapsed >= _options.ElectionTicksMin)
+        {
+            _leadTransferee = 0;
+            _transferElapsed = 0;
+        }
+        if (_electionElapsed >= _options.ElectionTicksMin)
+        {
+            _electionElapsed = 0;
+            if (_options.CheckQuorum)
+            {
+                var active = 1;
+                foreach (var (_, pr) in _progress)
+                {
+                    if (pr.RecentActive)
+                        active++;
+                    pr.RecentActive = false;
+                }
+                if (active < Quorum.Majority(_members.Length))
+                {
+                    // Cannot reach a majority: stop claiming leadership (dissertation §6.2).
+                    BecomeFollower(_term, 0);
+                    return;
+                }
+            }
+        }
+        if (_heartbeatElapsed >= _options.HeartbeatTicks)
+        {
+            _heartbeatElapsed = 0;
+            foreach (var (_, pr) in _progress)
+                SendHeartbeat(pr);
+        }
+    }
+
+    private void FlushLeaderSends()
+    {
+        if (_readBroadcastPending)
+        {
+            _readBroadcastPending = false;
+            _readSequence++;
+            foreach (var (_, pr) in _progress)
+                SendHeartbeat(pr);
+            if (_peers.Length == 0)
+                ReleaseReads();
+        }
+        if (_broadcastPending || _commitBroadcastPending)
+        {
+            foreach (var (_, pr) in _progress)
+            {
+                var sent = false;
+                while (SendAppend(pr, sendIfEmpty: false))
+                    sent = true;
+                if (!sent && _commitBroadcastPending)
+                    SendHeartbeat(pr);
+            }
+            _broadcastPending = false;
+            _commitBroadcastPending = false;
+        }
+    }
+
+    private void SendHeartbeat(Progress pr)
+    {
+        // A heartbeat checks the log at the follower's known match point and commits at most up to it.
+        var prev = pr.Match;
+        var prevTerm = _log.TryTerm(prev);
+        if (prevTerm < 0)
+        {
+            prev = _log.FirstIndex - 1;
+            prevTerm = _log.Term(prev);
+        }
+        Send(new AppendEntries(Id, pr.Id, _term, prev, prevTerm, [], _log.Committed, _readSequence), afterPersist: false);
+    }
+
+    /// <summary>Sends the next AppendEntries to <paramref name="pr"/> if its flow allows; returns whether one carrying entries was sent.</summary>
+    private bool SendAppend(Progress pr, bool sendIfEmpty)
+    {
+        if (pr.IsPaused)
+            return false;
+        var prev = pr.Next - 1;
+        var prevTerm = _log.TryTerm(prev);
+        if (prevTerm < 0)
+        {
+            // The entries it needs were compacted into a snapshot: the host must send one.
+            pr.BecomeSnapshot(_log.FirstIndex - 1);
+            return false;
+        }
+        _scratch.Clear();
+        if (pr.Next <= _log.LastIndex)
+            _log.Entries(pr.Next, _log.LastIndex + 1, _options.MaxAppendBytes, _scratch);
+        if (_scratch.Count == 0 && !sendIfEmpty)
+            return false;
+        LogEntry[] entries = _scratch.Count == 0 ? [] : _scratch.ToArray();
+        Send(new AppendEntries(Id, pr.Id, _term, prev, prevTerm, entries, _log.Committed, _readSequence), afterPersist: false);
+        if (entries.Length == 0)
+        {
+            if (pr.State == ProgressState.Probe)
+                pr.ProbeSent = true;
+            return false;
+        }
+        var last = entries[^1].Index;
+        if (pr.State == ProgressState.Replicate)
+        {
+            pr.Next = last + 1;
+            pr.Inflights.Add(last);
+        }
+        else
+        {
+            pr.ProbeSent = true;
+        }
+        return true;
+    }
+
+    private void HandleAppendResponse(AppendEntriesResponse response)
+    {
+        if (!_progress.TryGetValue(response.From, out var pr))
+            return;
+        pr.RecentActive = true;
+        if (response.ReadSequence > pr.AckedReadSequence)
+        {
+            pr.AckedReadSequence = response.ReadSequence;
+            ReleaseReads();
+        }
+
+        if (!response.Success)
+        {
+            if (pr.MaybeDecrementTo(response.MatchIndex, RetryIndex(response)))
+            {
+                if (pr.State == ProgressState.Replicate)
+                    pr.BecomeProbe();
+                SendAppend(pr, sendIfEmpty: true);
+            }
+            return;
+        }
+
+        if (pr.MaybeUpdate(response.MatchIndex))
+        {
+            if (pr.State == ProgressState.Probe)
+                pr.BecomeReplicate();
+            else if (pr.State == ProgressState.Replicate)
+                pr.Inflights.FreeLE(response.MatchIndex);
+            MaybeCommit();
+            if (_role != RaftRole.Leader)
+                return;
+            if (_leadTransferee == pr.Id && pr.Match == _log.LastIndex)
+                Send(new TimeoutNow(Id, pr.Id, _term), afterPersist: false);
+            while (SendAppend(pr, sendIfEmpty: false))
+            {
+            }
+            return;
+        }
+
+        // No progress: a heartbeat's answer or a duplicate. Unstick the flow (lost appends are re-sent).
+        if (pr.State == ProgressState.Probe)
+            pr.ProbeSent = false;
+        else if (pr.State == ProgressState.Replicate && pr.Inflights.Full)
+            pr.Inflights.FreeFirstOne();
+        if (pr.Match < _log.LastIndex)
+            SendAppend(pr, sendIfEmpty: true);
+    }
+
+    private long RetryIndex(AppendEntriesResponse response)
+    {
+        if (response.HintTerm <= 0)
+            return response.HintIndex;
+        // If we hold entries of the follower's conflicting term, retry just after our last one;
+        // otherwise skip the follower's whole run of that term.
+        var candidate = _log.LastIndexWithTermAtMost(response.MatchIndex, response.HintTerm);
+        return _log.TryTerm(candidate) == response.HintTerm ? candidate + 1 : response.HintIndex;
+    }
+
+    private void MaybeCommit()
+    {
+        Span<long> matches = _members.Length <= 16 ? stackalloc long[_members.Length] : new long[_members.Length];
+        var i = 0;
+        matches[i++] = _log.StableLastIndex;
+        foreach (var (_, pr) in _progress)
+            matches[i++] = pr.Match;
+        var index = Quorum.CommittedIndex(matches);
+        if (index <= _log.Committed)
+            return;
+        var currentTerm = _log.TryTerm(index) == _term;
+#if RAFT_MUTANTS
+        if ((_options.Mutations & Mutation.CommitOldTermByCounting) != 0)
+            currentTerm = true;
+#endif
+        // The Figure 8 rule (§5.4.2): only entries of the current term are committed by counting replicas.
+        if (!currentTerm)
+            return;
+        var wasCommittedInTerm = CommittedInCurrentTerm();
+        _log.CommitTo(index);
+        _commitBroadcastPending = true;
+        if (!wasCommittedInTerm && _readsAwaitingCommit.Count > 0)
+        {
+            foreach (var id in _readsAwaitingCommit)
+                IssueRead(id);
+            _readsAwaitingCommit.Clear();
+        }
+    }
+
+    private bool CommittedInCurrentTerm() => _log.TryTerm(_log.Committed) == _term;
+
+    private void IssueRead(long requestId)
+    {
+        _pendingReads.Add((requestId, _log.Committed, _readSequence + 1));
+        _readBroadcastPending = true;
+    }
+
+    private void ReleaseReads()
+    {
+        if (_pendingReads.Count == 0)
+            return;
+        Span<long> acked = _members.Length <= 16 ? stackalloc long[_members.Length] : new long[_members.Length];
+        var i = 0;
+        acked[i++] = _readSequence;
+        foreach (var (_, pr) in _progress)
+            acked[i++] = pr.AckedReadSequence;
+        var confirmed = Quorum.CommittedIndex(acked);
+        var released = 0;
+        while (released < _pendingReads.Count && _pendingReads[released].Sequence <= confirmed)
+        {
+            var (id, index, _) = _pendingReads[released];
+            _readStates.Add(new ReadState(id, index));
+            released++;
+        }
+        if (released > 0)
+            _pendingReads.RemoveRange(0, released);
+    }
+
+    // ------------------------------------------------------------------ plumbing
+
+    private void Send(RaftMessage message, bool afterPersist)
+    {
+        if (afterPersist)
+            _messagesAfterPersist.Add(message);
+        else
+            _messages.Add(message);
+    }
+
+    private HardState CurrentHardState()
+    {
+        var votedFor = _votedFor;
+#if RAFT_MUTANTS
+        if ((_options.Mutations & Mutation.ForgetVote) != 0)
+            votedFor = 0;
+#endif
+        // The commit index rides along only when term or vote change: it is a hint, not worth an fsync.
+        return _persistedHardState.Term == _term && _persistedHardState.VotedFor == votedFor
+            ? _persistedHardState
+            : new HardState(_term, votedFor, _log.Committed);
+    }
+
+    private void EnsureNoReadyOutstanding()
+    {
+        if (_readyOutstanding)
+            throw new InvalidOperationException("The last Ready was not advanced: call Advance before stepping the core again.");
+    }
+}

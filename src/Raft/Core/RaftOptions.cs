@@ -1,0 +1,89 @@
+namespace Raft;
+
+/// <summary>Settings of the consensus core (<see cref="RaftCore"/>), in logical ticks. Hosts that use <see cref="RaftNode"/> set <see cref="RaftNodeOptions"/> instead.</summary>
+public sealed class RaftOptions
+{
+    /// <summary>The local node's id. Must be positive and one of <see cref="Members"/>.</summary>
+    public required int NodeId { get; init; }
+
+    /// <summary>Every voting member's id, the local node included. Ids are positive and distinct.</summary>
+    public required IReadOnlyList<int> Members { get; init; }
+
+    /// <summary>The lower bound (inclusive) of the randomized election timeout, in ticks. The default is 10.</summary>
+    public int ElectionTicksMin { get; init; } = 10;
+
+    /// <summary>The upper bound (exclusive) of the randomized election timeout, in ticks. The default is 20.</summary>
+    public int ElectionTicksMax { get; init; } = 20;
+
+    /// <summary>How many ticks pass between a leader's heartbeats. Must be well below <see cref="ElectionTicksMin"/> (at most half). The default is 2.</summary>
+    public int HeartbeatTicks { get; init; } = 2;
+
+    /// <summary>How many AppendEntries a leader keeps unacknowledged per follower while replicating (pipelining). The default is 64.</summary>
+    public int MaxInflightAppends { get; init; } = 64;
+
+    /// <summary>The soft limit on the entry bytes in one AppendEntries. The default is 1 MiB.</summary>
+    public long MaxAppendBytes { get; init; } = 1 << 20;
+
+    /// <summary>
+    /// The limit on proposed entries a leader holds that are not yet committed; beyond it proposals
+    /// are refused with <see cref="ProposeResult.Backpressure"/>, so a stalled cluster cannot eat
+    /// the leader's memory. The default is 1,000,000.
+    /// </summary>
+    public int MaxUncommittedEntries { get; init; } = 1_000_000;
+
+    /// <summary>
+    /// Whether a node first asks a majority whether it could win before it bumps its term
+    /// (dissertation §9.6), so a node rejoining after a partition does not depose a working leader.
+    /// The default is true.
+    /// </summary>
+    public bool PreVote { get; init; } = true;
+
+    /// <summary>
+    /// Whether a leader that has not heard from a majority within an election timeout steps down,
+    /// and followers that heard from a leader within the minimum election timeout ignore votes
+    /// (dissertation §6.2, §4.2.3). The default is true.
+    /// </summary>
+    public bool CheckQuorum { get; init; } = true;
+
+    /// <summary>The source of randomness for election timeouts. The default is <see cref="Random.Shared"/>; pass a seeded instance for reproducible runs.</summary>
+    public Random? Random { get; init; }
+
+#if RAFT_MUTANTS
+    /// <summary>Deliberate bugs for the mutant build's tests.</summary>
+    public Mutation Mutations { get; init; }
+
+#endif
+    /// <summary>Checks the settings and throws, naming the values, when they cannot work.</summary>
+    /// <exception cref="ArgumentException">A setting is invalid.</exception>
+    public void Validate()
+    {
+        if (NodeId <= 0)
+            throw new ArgumentOutOfRangeException(nameof(NodeId), NodeId, "NodeId must be positive.");
+        if (Members is null || Members.Count == 0)
+            throw new ArgumentException("Members must list at least the local node.", nameof(Members));
+        var seen = new HashSet<int>();
+        foreach (var member in Members)
+        {
+            if (member <= 0)
+                throw new ArgumentException($"Member id {member} is not positive; node ids must be positive.", nameof(Members));
+            if (!seen.Add(member))
+                throw new ArgumentException($"Member id {member} appears more than once in Members ({string.Join(", ", Members)}).", nameof(Members));
+        }
+        if (!seen.Contains(NodeId))
+            throw new ArgumentException($"NodeId {NodeId} is not one of the Members ({string.Join(", ", Members)}).", nameof(Members));
+        if (HeartbeatTicks <= 0)
+            throw new ArgumentOutOfRangeException(nameof(HeartbeatTicks), HeartbeatTicks, "HeartbeatTicks must be positive.");
+        if (ElectionTicksMin <= 0)
+            throw new ArgumentOutOfRangeException(nameof(ElectionTicksMin), ElectionTicksMin, "ElectionTicksMin must be positive.");
+        if (ElectionTicksMax <= ElectionTicksMin)
+            throw new ArgumentException($"ElectionTicksMax ({ElectionTicksMax}) must be greater than ElectionTicksMin ({ElectionTicksMin}).", nameof(ElectionTicksMax));
+        if (HeartbeatTicks * 2 > ElectionTicksMin)
+            throw new ArgumentException($"HeartbeatTicks ({HeartbeatTicks}) must be at most half of ElectionTicksMin ({ElectionTicksMin}), or followers time out between heartbeats.", nameof(HeartbeatTicks));
+        if (MaxInflightAppends <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxInflightAppends), MaxInflightAppends, "MaxInflightAppends must be positive.");
+        if (MaxAppendBytes <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxAppendBytes), MaxAppendBytes, "MaxAppendBytes must be positive.");
+        if (MaxUncommittedEntries <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxUncommittedEntries), MaxUncommittedEntries, "MaxUncommittedEntries must be positive.");
+    }
+}

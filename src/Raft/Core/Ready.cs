@@ -1,0 +1,71 @@
+namespace Raft;
+
+/// <summary>
+/// What a <see cref="RaftCore"/> asks its host to do, in one batch. The host must carry it out in
+/// this order, then call <see cref="RaftCore.Advance"/>:
+/// </summary>
+/// <remarks>
+/// <list type="number">
+/// <item><see cref="Messages"/> may be sent at once, in parallel with persisting (a leader's appends; dissertation §10.2.1).</item>
+/// <item><see cref="HardState"/> (when not null) and <see cref="Entries"/> (when not empty) must be made durable.</item>
+/// <item>Only then may <see cref="MessagesAfterPersist"/> be sent: votes and append acknowledgements that promise what was just persisted.</item>
+/// <item><see cref="CommittedEntries"/> are applied to the state machine in order (they may be handed to another thread, in order).</item>
+/// <item><see cref="ReadStates"/> are released once the applied index reaches their index.</item>
+/// </list>
+/// The lists belong to the host after <see cref="RaftCore.GetReady"/>; the core never touches them again.
+/// </remarks>
+public sealed class Ready
+{
+    internal Ready() { }
+
+    /// <summary>The hard state to persist before <see cref="MessagesAfterPersist"/> are sent, or null when it did not change.</summary>
+    public HardState? HardState { get; internal set; }
+
+    /// <summary>Entries to append durably (see <see cref="ILogStore.AppendAsync"/>: an entry at or below the store's last index replaces the suffix from there). Empty when there are none.</summary>
+    public IReadOnlyList<LogEntry> Entries { get; internal set; } = [];
+
+    /// <summary>Messages that may be sent immediately, before or while the entries are persisted.</summary>
+    public IReadOnlyList<RaftMessage> Messages { get; internal set; } = [];
+
+    /// <summary>Messages to send only after <see cref="HardState"/> and <see cref="Entries"/> are durable.</summary>
+    public IReadOnlyList<RaftMessage> MessagesAfterPersist { get; internal set; } = [];
+
+    /// <summary>Committed entries to apply, contiguous and in index order.</summary>
+    public IReadOnlyList<LogEntry> CommittedEntries { get; internal set; } = [];
+
+    /// <summary>Linearizable reads that are now safe once the state machine has applied up to their index.</summary>
+    public IReadOnlyList<ReadState> ReadStates { get; internal set; } = [];
+
+    /// <summary>The role and leader, when either changed since the previous <see cref="Ready"/>; otherwise null.</summary>
+    public SoftState? SoftState { get; internal set; }
+
+    /// <summary>True when the host must fsync before sending <see cref="MessagesAfterPersist"/> (that is, when something is to be persisted).</summary>
+    public bool MustSync => HardState is not null || Entries.Count > 0;
+}
+
+/// <summary>The volatile part of a node's state: its role and the leader it knows.</summary>
+/// <param name="Role">The node's role.</param>
+/// <param name="LeaderId">The leader it knows, or 0.</param>
+/// <param name="Term">The current term.</param>
+public readonly record struct SoftState(RaftRole Role, int LeaderId, long Term);
+
+/// <summary>A read request that the leader has confirmed: it is linearizable once the state machine has applied <paramref name="Index"/>.</summary>
+/// <param name="RequestId">The id the host gave to <see cref="RaftCore.ReadIndex"/>.</param>
+/// <param name="Index">The commit index at the time the read was requested.</param>
+public readonly record struct ReadState(long RequestId, long Index);
+
+/// <summary>The outcome of <see cref="RaftCore.Propose"/>.</summary>
+public enum ProposeResult
+{
+    /// <summary>The entry was appended to the leader's log; it commits once a majority persists it.</summary>
+    Accepted = 0,
+
+    /// <summary>This node is not the leader; nothing was appended.</summary>
+    NotLeader = 1,
+
+    /// <summary>Too many entries are waiting to commit (<see cref="RaftOptions.MaxUncommittedEntries"/>); nothing was appended.</summary>
+    Backpressure = 2,
+
+    /// <summary>A leadership transfer is in progress; nothing was appended.</summary>
+    TransferInProgress = 3,
+}

@@ -1,0 +1,34 @@
+using Microsoft.Extensions.Logging;
+
+namespace Raft;
+
+/// <summary>The node's log messages. EventIds 1000–1099 are reserved for <see cref="RaftNode"/>.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 1000, Level = LogLevel.Information, Message = "Node {NodeId} started at term {Term} with members {Members}")]
+    public static partial void Started(ILogger logger, int nodeId, long term, IReadOnlyList<int> members);
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Information, Message = "Node {NodeId} became {Role} at term {Term}, leader {LeaderId}")]
+    public static partial void RoleChanged(ILogger logger, int nodeId, RaftRole role, long term, int leaderId);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Debug, Message = "Node {NodeId} persisted {Count} entries up to index {Index}")]
+    public static partial void Persisted(ILogger logger, int nodeId, int count, long index);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "Node {NodeId} dropped a proposal: {Reason}")]
+    public static partial void ProposalRefused(ILogger logger, int nodeId, ProposeResult reason);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Critical, Message = "Node {NodeId} stopped: its event loop failed")]
+    public static partial void LoopFailed(ILogger logger, int nodeId, Exception exception);
+
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Critical, Message = "Node {NodeId} stopped: applying index {Index} failed")]
+    public static partial void ApplyFailed(ILogger logger, int nodeId, long index, Exception exception);
+
+    [LoggerMessage(EventId = 1006, Level = LogLevel.Information, Message = "Node {NodeId} stopped")]
+    public static partial void Stopped(ILogger logger, int nodeId);
+
+    [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "Node {NodeId} saw an error while shutting down")]
+    public static partial void ShutdownError(ILogger logger, int nodeId, Exception exception);
+
+    [LoggerMessage(EventId = 1008, Level = LogLevel.Debug, Message = "Node {NodeId} ignored a message for node {To} from node {From}")]
+    public static partial void Misaddressed(ILogger logger, int nodeId, int to, int from);
+}

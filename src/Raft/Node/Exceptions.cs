@@ -1,0 +1,83 @@
+namespace Raft;
+
+/// <summary>The base of the exceptions the Raft library throws for outcomes a caller may branch on.</summary>
+public class RaftException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public RaftException() { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What happened.</param>
+    public RaftException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="innerException">The cause.</param>
+    public RaftException(string message, Exception innerException) : base(message, innerException) { }
+}
+
+/// <summary>
+/// The operation needs the leader and this node is not it. Nothing was submitted; retry on
+/// <see cref="LeaderId"/> when it is known.
+/// </summary>
+public sealed class NotLeaderException : RaftException
+{
+    /// <summary>Creates the exception.</summary>
+    public NotLeaderException() : this(0) { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What happened.</param>
+    public NotLeaderException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="innerException">The cause.</param>
+    public NotLeaderException(string message, Exception innerException) : base(message, innerException) { }
+
+    /// <summary>Creates the exception naming the leader this node knows.</summary>
+    /// <param name="leaderId">The leader's id, or 0 when none is known.</param>
+    public NotLeaderException(int leaderId)
+        : base(leaderId == 0 ? "This node is not the leader and knows no leader." : $"This node is not the leader; the leader is node {leaderId}.")
+    {
+        LeaderId = leaderId;
+    }
+
+    /// <summary>The leader this node knew when it refused, or 0 when it knew none.</summary>
+    public int LeaderId { get; }
+}
+
+/// <summary>
+/// A proposal was appended to the leader's log but will never commit: another entry was committed
+/// at its index (the leader lost its leadership before the proposal reached a majority). It is
+/// safe to retry.
+/// </summary>
+public sealed class ProposalDroppedException : RaftException
+{
+    /// <summary>Creates the exception.</summary>
+    public ProposalDroppedException() : base("The proposal was dropped: another entry was committed at its index.") { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What happened.</param>
+    public ProposalDroppedException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="innerException">The cause.</param>
+    public ProposalDroppedException(string message, Exception innerException) : base(message, innerException) { }
+}
+
+/// <summary>The leader refused the proposal because too many entries are waiting to commit, or a leadership transfer is under way. Nothing was submitted; retry later.</summary>
+public sealed class RaftBusyException : RaftException
+{
+    /// <summary>Creates the exception.</summary>
+    public RaftBusyException() : base("The leader is busy; retry later.") { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What happened.</param>
+    public RaftBusyException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="innerException">The cause.</param>
+    public RaftBusyException(string message, Exception innerException) : base(message, innerException) { }
+}

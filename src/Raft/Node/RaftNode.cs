@@ -1,0 +1,598 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Raft;
+
+/// <summary>Describes a change of a node's role, leader or term.</summary>
+/// <param name="NodeId">The node whose state changed.</param>
+/// <param name="Role">The new role.</param>
+/// <param name="LeaderId">The leader the node now knows, or 0.</param>
+/// <param name="Term">The current term.</param>
+public sealed record RaftStateChange(int NodeId, RaftRole Role, int LeaderId, long Term);
+
+/// <summary>
+/// A Raft node a host embeds: it runs the consensus core on one event loop, persists through an
+/// <see cref="ILogStore"/>, talks through an <see cref="ITransport"/> and applies committed
+/// commands to an <see cref="IStateMachine"/>.
+/// </summary>
+/// <remarks>
+/// <para>Create it, call <see cref="StartAsync"/>, then <see cref="ProposeAsync"/> on the leader
+/// (a follower throws <see cref="NotLeaderException"/> naming the leader it knows). Dispose it to
+/// stop; the transport is stopped, the store and state machine are left to the host.</para>
+/// <para>Every public member is thread-safe.</para>
+/// <para>Ordering: the node makes its hard state and entries durable before it sends any message
+/// that depends on them (a vote, an append acknowledgement); as leader it writes its own log in
+/// parallel with replication and counts itself toward a majority only once its write is durable.
+/// Committed commands are applied on a separate loop, in order, exactly once per process
+/// lifetime (the state machine starts empty, or from a snapshot, and the log is replayed).</para>
+/// </remarks>
+public sealed class RaftNode : IAsyncDisposable
+{
+    private readonly RaftNodeOptions _options;
+    private readonly ITransport _transport;
+    private readonly ILogStore _store;
+    private readonly IStateMachine _stateMachine;
+    private readonly RaftCore _core;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly RaftMetrics _metrics;
+    private readonly Channel<object> _inbox = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Channel<object> _applyQueue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Dictionary<long, TaskCompletionSource> _pendingReads = [];
+    private long _nextReadId;
+    private int _pendingTicks;
+    private ITimer? _timer;
+    private Task _loop = Task.CompletedTask;
+    private Task _applyLoop = Task.CompletedTask;
+    private volatile StatusHolder _status;
+    private long _appliedIndex;
+    private int _started;
+    private int _disposed;
+    private readonly List<TaskCompletionSource<int>> _leaderWaiters = [];
+
+    /// <summary>Creates a node. It does nothing until <see cref="StartAsync"/>.</summary>
+    /// <param name="options">The node's settings; validated here.</param>
+    /// <param name="transport">Carries messages to and from the other members.</param>
+    /// <param name="logStore">The node's durable log; its current content is recovered.</param>
+    /// <param name="stateMachine">Receives committed commands.</param>
+    /// <exception cref="ArgumentException">The options are invalid (the message names the values).</exception>
+    public RaftNode(RaftNodeOptions options, ITransport transport, ILogStore logStore, IStateMachine stateMachine)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(transport);
+        ArgumentNullException.ThrowIfNull(logStore);
+        ArgumentNullException.ThrowIfNull(stateMachine);
+        var coreOptions = options.ToCoreOptions();
+        _options = options;
+        _transport = transport;
+        _store = logStore;
+        _stateMachine = stateMachine;
+        _time = options.TimeProvider ?? TimeProvider.System;
+        _logger = options.LoggerFactory?.CreateLogger<RaftNode>() ?? (ILogger)NullLogger.Instance;
+        _core = new RaftCore(coreOptions, logStore);
+        _appliedIndex = _core.AppliedIndex;
+        _status = new StatusHolder(_core.Status);
+        _metrics = new RaftMetrics(options.MeterFactory, options.NodeId, () => Status);
+    }
+
+    /// <summary>This node's id.</summary>
+    public int Id => _options.NodeId;
+
+    /// <summary>A snapshot of the node's state: role, term, leader, commit and applied indexes, and (on the leader) each follower's match index.</summary>
+    public RaftStatus Status => _status.Value with { AppliedIndex = Interlocked.Read(ref _appliedIndex) };
+
+    /// <summary>Raised, from the node's loop, when the role, the known leader or the term changes. Handlers must be quick and must not block.</summary>
+    public event EventHandler<RaftStateChange>? StateChanged;
+
+    /// <summary>Completes when the node has stopped: successfully after disposal, faulted when a store, transport or state machine error stopped it.</summary>
+    public Task Completion => _completion.Task;
+
+    /// <summary>Starts the transport, the event loop and the clock.</summary>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    /// <returns>A task that completes once the node runs.</returns>
+    /// <exception cref="InvalidOperationException">The node was already started.</exception>
+    public async Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        cancellationToken.ThrowIfCancellationRequested();
+        if (Interlocked.Exchange(ref _started, 1) != 0)
+            throw new InvalidOperationException($"Node {Id} was already started.");
+        await _transport.StartAsync(Id, DeliverAsync, cancellationToken).ConfigureAwait(false);
+        Log.Started(_logger, Id, _core.Term, _options.Members);
+        _loop = Task.Run(RunLoopAsync, CancellationToken.None);
+        _applyLoop = Task.Run(RunApplyLoopAsync, CancellationToken.None);
+        _timer = _time.CreateTimer(static state => ((RaftNode)state!).OnTimer(), this, _options.TickInterval, _options.TickInterval);
+    }
+
+    /// <summary>Hands an inbound message to the node. Transports call this (it is the handler given to <see cref="ITransport.StartAsync"/>); hosts with their own network code may call it directly.</summary>
+    /// <param name="message">A message addressed to this node.</param>
+    /// <param name="cancellationToken">Cancels the hand-off.</param>
+    /// <returns>A task that completes when the message is queued.</returns>
+    public ValueTask DeliverAsync(RaftMessage message, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (message.To != Id)
+        {
+            Log.Misaddressed(_logger, Id, message.To, message.From);
+            return ValueTask.CompletedTask;
+        }
+        _inbox.Writer.TryWrite(message);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// Replicates <paramref name="command"/> and applies it once committed; completes with the
+    /// state machine's result.
+    /// </summary>
+    /// <param name="command">The command. The node keeps a reference until it is applied: do not modify the buffer afterwards.</param>
+    /// <param name="cancellationToken">Stops waiting. The command may still commit: cancellation abandons the result, not the proposal.</param>
+    /// <returns>The result of <see cref="IStateMachine.ApplyAsync"/> for the command.</returns>
+    /// <exception cref="NotLeaderException">This node is not the leader; nothing was submitted.</exception>
+    /// <exception cref="RaftBusyException">Too many uncommitted entries, or a leadership transfer is under way; nothing was submitted.</exception>
+    /// <exception cref="ProposalDroppedException">The command was appended but another entry committed at its index; it did not take effect.</exception>
+    public Task<object?> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (cancellationToken.IsCancellationRequested)
+            return Task.FromCanceled<object?>(cancellationToken);
+        var proposal = new Proposal(command);
+        Enqueue(proposal);
+        return cancellationToken.CanBeCanceled ? proposal.Task.WaitAsync(cancellationToken) : proposal.Task;
+    }
+
+    /// <summary>
+    /// Waits until a read of the local state machine is linearizable: this node confirmed with a
+    /// majority that it is still the leader, and it has applied everything committed before the
+    /// call (the ReadIndex protocol, dissertation §6.4). Read the state machine right after.
+    /// </summary>
+    /// <param name="cancellationToken">Stops waiting.</param>
+    /// <returns>A task that completes when the read is safe.</returns>
+    /// <exception cref="NotLeaderException">This node is not the leader, or lost leadership before the read was confirmed.</exception>
+    public Task ReadBarrierAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (cancellationToken.IsCancellationRequested)
+            return Task.FromCanceled(cancellationToken);
+        var read = new ReadRequest();
+        Enqueue(read);
+        return cancellationToken.CanBeCanceled ? read.Completion.Task.WaitAsync(cancellationToken) : read.Completion.Task;
+    }
+
+    /// <summary>Asks the leader (this node) to hand leadership to <paramref name="transferee"/>.</summary>
+    /// <param name="transferee">The member to become leader; it should be caught up.</param>
+    /// <param name="cancellationToken">Stops waiting.</param>
+    /// <returns>A task that completes when this node has stepped down (leadership moved or a new election happened).</returns>
+    /// <exception cref="NotLeaderException">This node is not the leader.</exception>
+    /// <exception cref="ArgumentException"><paramref name="transferee"/> is not another member.</exception>
+    public Task TransferLeadershipAsync(int transferee, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var request = new TransferRequest(transferee);
+        Enqueue(request);
+        return request.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Waits until this node knows a leader, and returns its id.</summary>
+    /// <param name="cancellationToken">Stops waiting.</param>
+    /// <returns>The id of the leader this node knows.</returns>
+    public Task<int> WaitForLeaderAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        var waiter = new LeaderWaiter();
+        Enqueue(waiter);
+        return waiter.Completion.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Stops the node: the clock, the loops and the transport. Pending operations fail with <see cref="ObjectDisposedException"/>. Idempotent.</summary>
+    /// <returns>A task that completes when the node has stopped.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            await _completion.Task.ConfigureAwait(false);
+            return;
+        }
+        if (_timer is not null)
+            await _timer.DisposeAsync().ConfigureAwait(false);
+        _inbox.Writer.TryComplete();
+        await _shutdown.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _loop.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            Log.ShutdownError(_logger, Id, ex);
+        }
+        _applyQueue.Writer.TryComplete();
+        try
+        {
+            await _applyLoop.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            Log.ShutdownError(_logger, Id, ex);
+        }
+        try
+        {
+            if (_started != 0)
+                await _transport.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            Log.ShutdownError(_logger, Id, ex);
+        }
+        FailPending(new ObjectDisposedException(nameof(RaftNode), $"Node {Id} was disposed."));
+        _metrics.Dispose();
+        _shutdown.Dispose();
+        Log.Stopped(_logger, Id);
+        _completion.TrySetResult();
+    }
+
+    // ------------------------------------------------------------------ event loop
+
+    private void Enqueue(object item)
+    {
+        // The inbox is completed only by disposal or a fatal error.
+        ObjectDisposedException.ThrowIf(!_inbox.Writer.TryWrite(item), this);
+    }
+
+    private void OnTimer()
+    {
+        if (Interlocked.Increment(ref _pendingTicks) == 1)
+            _inbox.Writer.TryWrite(TickSignal.Instance);
+    }
+
+    private async Task RunLoopAsync()
+    {
+        var token = _shutdown.Token;
+        var reader = _inbox.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync(token).ConfigureAwait(false))
+            {
+                // Drain everything queued: all proposals of this round go out in one batch (group commit).
+                var handled = 0;
+                while (handled < 4096 && reader.TryRead(out var item))
+                {
+                    Handle(item);
+                    handled++;
+                }
+                while (_core.HasReady)
+                    await ProcessReadyAsync(token).ConfigureAwait(false);
+                PublishStatus();
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            Log.LoopFailed(_logger, Id, ex);
+            Fail(ex);
+        }
+    }
+
+    private void Handle(object item)
+    {
+        switch (item)
+        {
+            case RaftMessage message:
+                _core.Step(message);
+                break;
+            case TickSignal:
+                var ticks = Interlocked.Exchange(ref _pendingTicks, 0);
+                for (var i = 0; i < ticks; i++)
+                    _core.Tick();
+                break;
+            case Proposal proposal:
+                HandleProposal(proposal);
+                break;
+            case ReadRequest read:
+                var id = ++_nextReadId;
+                if (_core.ReadIndex(id))
+                    _pendingReads[id] = read.Completion;
+                else
+                    read.Completion.TrySetException(new NotLeaderException(_core.LeaderId));
+                break;
+            case TransferRequest transfer:
+                if (_core.Role != RaftRole.Leader)
+                    transfer.Completion.TrySetException(new NotLeaderException(_core.LeaderId));
+                else if (!_core.TransferLeadership(transfer.Transferee))
+                    transfer.Completion.TrySetException(new ArgumentException($"Node {transfer.Transferee} is not another member of the cluster ({string.Join(",", _core.Members)})."));
+                else
+                    _applyQueue.Writer.TryWrite(transfer); // completed on the next role change, below
+                break;
+            case LeaderWaiter waiter:
+                if (_core.LeaderId != 0)
+                    waiter.Completion.TrySetResult(_core.LeaderId);
+                else
+                    _leaderWaiters.Add(waiter.Completion);
+                break;
+            case AppliedSignal applied:
+                _core.ReportApplied(applied.Index);
+                break;
+        }
+    }
+
+    private void HandleProposal(Proposal proposal)
+    {
+        var result = _core.Propose(proposal.Command, out var index);
+        switch (result)
+        {
+            case ProposeResult.Accepted:
+                proposal.Index = index;
+                proposal.Term = _core.Term;
+                _metrics.Proposals.Add(1);
+                // Registered on the apply loop before any Ready can hand out the entry as committed.
+                _applyQueue.Writer.TryWrite(proposal);
+                break;
+            case ProposeResult.NotLeader:
+                proposal.TrySetException(new NotLeaderException(_core.LeaderId));
+                break;
+            default:
+                Log.ProposalRefused(_logger, Id, result);
+                proposal.TrySetException(new RaftBusyException(result == ProposeResult.Backpressure
+                    ? "Too many entries are waiting to commit; retry later."
+                    : "A leadership transfer is under way; retry on the new leader."));
+                break;
+        }
+    }
+
+    private async Task ProcessReadyAsync(CancellationToken token)
+    {
+        var ready = _core.GetReady();
+        foreach (var message in ready.Messages)
+            _transport.Send(message);
+        if (ready.MustSync)
+        {
+            var started = _time.GetTimestamp();
+            if (ready.HardState is { } hs)
+                await _store.SaveHardStateAsync(hs, token).ConfigureAwait(false);
+            if (ready.Entries.Count > 0)
+            {
+                await _store.AppendAsync(ready.Entries, token).ConfigureAwait(false);
+                Log.Persisted(_logger, Id, ready.Entries.Count, ready.Entries[^1].Index);
+            }
+            _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
+        }
+        foreach (var message in ready.MessagesAfterPersist)
+            _transport.Send(message);
+        if (ready.SoftState is { } soft)
+            OnSoftStateChanged(soft);
+        if (ready.CommittedEntries.Count > 0)
+            _applyQueue.Writer.TryWrite(new ApplyBatch(ready.CommittedEntries));
+        foreach (var read in ready.ReadStates)
+        {
+            if (_pendingReads.Remove(read.RequestId, out var completion))
+                _applyQueue.Writer.TryWrite(new ReadRelease(read.Index, completion));
+        }
+        _core.Advance(ready);
+    }
+
+    private void OnSoftStateChanged(SoftState soft)
+    {
+        Log.RoleChanged(_logger, Id, soft.Role, soft.Term, soft.LeaderId);
+        _metrics.RoleChanges.Add(1, new KeyValuePair<string, object?>("role", soft.Role.ToString()));
+        if (soft.Role == RaftRole.Candidate)
+            _metrics.Elections.Add(1);
+        if (soft.Role != RaftRole.Leader && _pendingReads.Count > 0)
+        {
+            // The core dropped its pending reads with its leadership.
+            var error = new NotLeaderException(soft.LeaderId);
+            foreach (var (_, completion) in _pendingReads)
+                completion.TrySetException(error);
+            _pendingReads.Clear();
+        }
+        if (soft.LeaderId != 0 && _leaderWaiters.Count > 0)
+        {
+            foreach (var waiter in _leaderWaiters)
+                waiter.TrySetResult(soft.LeaderId);
+            _leaderWaiters.Clear();
+        }
+        if (soft.Role != RaftRole.Leader)
+            _applyQueue.Writer.TryWrite(new SteppedDown());
+        try
+        {
+            StateChanged?.Invoke(this, new RaftStateChange(Id, soft.Role, soft.LeaderId, soft.Term));
+        }
+#pragma warning disable CA1031 // A host's handler must not stop consensus.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Log.ShutdownError(_logger, Id, ex);
+        }
+    }
+
+    private void PublishStatus()
+    {
+        var status = _core.Status;
+        if (status != _status.Value || status.Role == RaftRole.Leader)
+            _status = new StatusHolder(status);
+    }
+
+    // ------------------------------------------------------------------ apply loop
+
+    private async Task RunApplyLoopAsync()
+    {
+        var token = _shutdown.Token;
+        var reader = _applyQueue.Reader;
+        // Proposals waiting for their index, keyed by index; owned by this loop only.
+        var waiting = new Dictionary<long, Proposal>();
+        var transfers = new List<TransferRequest>();
+        try
+        {
+            while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                while (reader.TryRead(out var item))
+                {
+                    switch (item)
+                    {
+                        case Proposal proposal:
+                            // An older proposal at the same index was truncated away: this node led again
+                            // and reused the index, which it can only do without the old entry.
+                            if (waiting.Remove(proposal.Index, out var older))
+                                older.TrySetException(new ProposalDroppedException());
+                            waiting[proposal.Index] = proposal;
+                            break;
+                        case ApplyBatch batch:
+                            await ApplyBatchAsync(batch.Entries, waiting, token).ConfigureAwait(false);
+                            break;
+                        case ReadRelease read:
+                            // Everything committed before the read was requested has been applied: safe.
+                            Debug.Assert(Interlocked.Read(ref _appliedIndex) >= read.Index);
+                            read.Completion.TrySetResult();
+                            break;
+                        case TransferRequest transfer:
+                            transfers.Add(transfer);
+                            break;
+                        case SteppedDown:
+                            foreach (var transfer in transfers)
+                                transfer.Completion.TrySetResult();
+                            transfers.Clear();
+                            break;
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            Fail(ex);
+        }
+        var disposed = new ObjectDisposedException(nameof(RaftNode), $"Node {Id} was disposed before the command was applied.");
+        foreach (var (_, proposal) in waiting)
+            proposal.TrySetException(disposed);
+        foreach (var transfer in transfers)
+            transfer.Completion.TrySetException(disposed);
+    }
+
+    private async Task ApplyBatchAsync(IReadOnlyList<LogEntry> entries, Dictionary<long, Proposal> waiting, CancellationToken token)
+    {
+        var started = _time.GetTimestamp();
+        foreach (var entry in entries)
+        {
+            object? result = null;
+            if (entry.Kind == EntryKind.Command)
+            {
+                try
+                {
+                    result = await _stateMachine.ApplyAsync(entry, token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException || !token.IsCancellationRequested)
+                {
+                    Log.ApplyFailed(_logger, Id, entry.Index, ex);
+                    throw;
+                }
+            }
+            if (waiting.Remove(entry.Index, out var proposal))
+            {
+                if (proposal.Term == entry.Term)
+                    proposal.TrySetResult(result);
+                else
+                    proposal.TrySetException(new ProposalDroppedException());
+            }
+            Interlocked.Exchange(ref _appliedIndex, entry.Index);
+        }
+        _metrics.ApplyDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
+        _inbox.Writer.TryWrite(new AppliedSignal(entries[^1].Index));
+    }
+
+    private void Fail(Exception error)
+    {
+        _inbox.Writer.TryComplete();
+        _applyQueue.Writer.TryComplete();
+        if (!_shutdown.IsCancellationRequested)
+        {
+            try
+            {
+                _shutdown.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+        FailPending(error);
+        _completion.TrySetException(error);
+    }
+
+    private void FailPending(Exception error)
+    {
+        while (_inbox.Reader.TryRead(out var item))
+        {
+            switch (item)
+            {
+                case Proposal proposal:
+                    proposal.TrySetException(error);
+                    break;
+                case ReadRequest read:
+                    read.Completion.TrySetException(error);
+                    break;
+                case TransferRequest transfer:
+                    transfer.Completion.TrySetException(error);
+                    break;
+                case LeaderWaiter waiter:
+                    waiter.Completion.TrySetException(error);
+                    break;
+            }
+        }
+        foreach (var (_, completion) in _pendingReads)
+            completion.TrySetException(error);
+        _pendingReads.Clear();
+        foreach (var waiter in _leaderWaiters)
+            waiter.TrySetException(error);
+        _leaderWaiters.Clear();
+    }
+
+    // ------------------------------------------------------------------ loop items
+
+    private sealed class StatusHolder(RaftStatus value)
+    {
+        public RaftStatus Value { get; } = value;
+    }
+
+    private sealed class TickSignal
+    {
+        public static readonly TickSignal Instance = new();
+    }
+
+    private sealed class Proposal(ReadOnlyMemory<byte> command) : TaskCompletionSource<object?>(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public ReadOnlyMemory<byte> Command { get; } = command;
+
+        public long Index { get; set; }
+
+        public long Term { get; set; }
+    }
+
+    private sealed class ReadRequest
+    {
+        public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed record ReadRelease(long Index, TaskCompletionSource Completion);
+
+    private sealed class TransferRequest(int transferee)
+    {
+        public int Transferee { get; } = transferee;
+
+        public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed class LeaderWaiter
+    {
+        public TaskCompletionSource<int> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    private sealed record ApplyBatch(IReadOnlyList<LogEntry> Entries);
+
+    private sealed record AppliedSignal(long Index);
+
+    private sealed class SteppedDown;
+}

@@ -1,0 +1,100 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
+
+namespace Raft;
+
+/// <summary>The settings of a <see cref="RaftNode"/>. Every property has a documented default except <see cref="NodeId"/> and <see cref="Members"/>.</summary>
+public sealed class RaftNodeOptions
+{
+    /// <summary>The local node's id. Must be positive and one of <see cref="Members"/>.</summary>
+    public required int NodeId { get; init; }
+
+    /// <summary>Every voting member's id, the local node included. Ids are positive and distinct.</summary>
+    public required IReadOnlyList<int> Members { get; init; }
+
+    /// <summary>The resolution of the node's logical clock. Other intervals are rounded to whole ticks. The default is 10 ms.</summary>
+    public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>How often a leader sends heartbeats. Must be at most half of <see cref="ElectionTimeoutMin"/>. The default is 50 ms.</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromMilliseconds(50);
+
+    /// <summary>The lower bound of the randomized election timeout. The default is 300 ms.</summary>
+    public TimeSpan ElectionTimeoutMin { get; init; } = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>The upper bound (exclusive) of the randomized election timeout. The default is 600 ms.</summary>
+    public TimeSpan ElectionTimeoutMax { get; init; } = TimeSpan.FromMilliseconds(600);
+
+    /// <summary>How many AppendEntries a leader keeps unacknowledged per follower. The default is 64.</summary>
+    public int MaxInflightAppends { get; init; } = 64;
+
+    /// <summary>The soft limit on entry bytes per AppendEntries. The default is 1 MiB.</summary>
+    public long MaxAppendBytes { get; init; } = 1 << 20;
+
+    /// <summary>The limit on proposed entries not yet committed; beyond it proposals fail with <see cref="RaftBusyException"/>. The default is 100,000.</summary>
+    public int MaxUncommittedEntries { get; init; } = 100_000;
+
+    /// <summary>Whether elections start with a pre-vote round (dissertation §9.6). The default is true.</summary>
+    public bool PreVote { get; init; } = true;
+
+    /// <summary>Whether a leader steps down when it loses contact with a majority, and followers ignore disruptive candidates while they hear from a leader. The default is true.</summary>
+    public bool CheckQuorum { get; init; } = true;
+
+    /// <summary>The clock. The default is <see cref="TimeProvider.System"/>; tests pass a fake one.</summary>
+    public TimeProvider? TimeProvider { get; init; }
+
+    /// <summary>The source of randomness for election timeouts. The default is <see cref="Random.Shared"/>.</summary>
+    public Random? Random { get; init; }
+
+    /// <summary>Where the node logs. The default logs nothing.</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>Creates the node's <see cref="Meter"/> (named "Raft"). The default creates an unshared meter.</summary>
+    public IMeterFactory? MeterFactory { get; init; }
+
+    /// <summary>Checks the settings and throws, naming the values, when they cannot work.</summary>
+    /// <exception cref="ArgumentException">A setting is invalid.</exception>
+    public void Validate() => ToCoreOptions().Validate();
+
+    internal int ToTicks(TimeSpan value, string name)
+    {
+        if (value <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");
+        if (value < TickInterval)
+            throw new ArgumentException($"{name} ({value.TotalMilliseconds} ms) is shorter than TickInterval ({TickInterval.TotalMilliseconds} ms).", name);
+        return (int)Math.Round(value / TickInterval);
+    }
+
+    internal RaftOptions ToCoreOptions()
+    {
+        if (TickInterval <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(TickInterval), TickInterval, "TickInterval must be positive.");
+        if (HeartbeatInterval * 2 > ElectionTimeoutMin)
+        {
+            throw new ArgumentException(
+                $"HeartbeatInterval ({HeartbeatInterval.TotalMilliseconds} ms) must be at most half of ElectionTimeoutMin ({ElectionTimeoutMin.TotalMilliseconds} ms), or followers time out between heartbeats.",
+                nameof(HeartbeatInterval));
+        }
+        if (ElectionTimeoutMax <= ElectionTimeoutMin)
+        {
+            throw new ArgumentException(
+                $"ElectionTimeoutMax ({ElectionTimeoutMax.TotalMilliseconds} ms) must be greater than ElectionTimeoutMin ({ElectionTimeoutMin.TotalMilliseconds} ms).",
+                nameof(ElectionTimeoutMax));
+        }
+        var options = new RaftOptions
+        {
+            NodeId = NodeId,
+            Members = Members,
+            HeartbeatTicks = ToTicks(HeartbeatInterval, nameof(HeartbeatInterval)),
+            ElectionTicksMin = ToTicks(ElectionTimeoutMin, nameof(ElectionTimeoutMin)),
+            ElectionTicksMax = ToTicks(ElectionTimeoutMax, nameof(ElectionTimeoutMax)),
+            MaxInflightAppends = MaxInflightAppends,
+            MaxAppendBytes = MaxAppendBytes,
+            MaxUncommittedEntries = MaxUncommittedEntries,
+            PreVote = PreVote,
+            CheckQuorum = CheckQuorum,
+            Random = Random,
+        };
+        options.Validate();
+        return options;
+    }
+}
