@@ -1,0 +1,493 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
+
+namespace Raft;
+
+/// <summary>The wire code of a message type, carried in byte 4 of a frame header. Codes are stable: never renumber.</summary>
+internal enum MessageType : byte
+{
+    // 0 is reserved so that a zeroed header is never a valid frame.
+    RequestVote = 1,
+    RequestVoteResponse = 2,
+    AppendEntries = 3,
+    AppendEntriesResponse = 4,
+    TimeoutNow = 5,
+    InstallSnapshot = 6,
+    InstallSnapshotResponse = 7,
+}
+
+/// <summary>
+/// Encodes <see cref="RaftMessage"/>s into length-prefixed frames and decodes them again.
+/// </summary>
+/// <remarks>
+/// <para>A frame is an 8-byte header followed by the payload; every integer is little-endian.</para>
+/// <code>
+/// offset size  field
+///   0     4    payload length (uint32, excluding this header; at most MaxFrameBytes)
+///   4     1    message type (MessageType; 0 and 8..255 are invalid)
+///   5     1    flags (per type, see below; unknown bits are invalid)
+///   6     2    reserved, must be 0
+///   8     n    payload
+/// </code>
+/// <para>Payloads (i32 = int32, i64 = int64, u8 = byte):</para>
+/// <code>
+/// 1 RequestVote            from i32, to i32, term i64, lastLogIndex i64, lastLogTerm i64   (32 bytes)
+///                          flags: 0x01 PreVote, 0x02 LeadershipTransfer
+/// 2 RequestVoteResponse    from i32, to i32, term i64                                      (16 bytes)
+///                          flags: 0x01 Granted, 0x02 PreVote
+/// 3 AppendEntries          from i32, to i32, term i64, prevLogIndex i64, prevLogTerm i64,
+///                          leaderCommit i64, readSequence i64, entryCount i32             (52 bytes)
+///                          then entryCount times: index i64, term i64, kind u8,
+///                          dataLength i32, data                                 (21 bytes + data)
+/// 4 AppendEntriesResponse  from i32, to i32, term i64, matchIndex i64, hintIndex i64,
+///                          hintTerm i64, readSequence i64                                 (48 bytes)
+///                          flags: 0x01 Success
+/// 5 TimeoutNow             from i32, to i32, term i64                                      (16 bytes)
+/// 6 InstallSnapshot        from i32, to i32, term i64, snapshotIndex i64, snapshotTerm i64,
+///                          offset i64, memberCount i32, members i32 * memberCount,
+///                          dataLength i32, data                          (48 bytes + 4 * members + data)
+///                          flags: 0x01 Done
+/// 7 InstallSnapshotResponse from i32, to i32, term i64, snapshotIndex i64, nextOffset i64   (32 bytes)
+///                          flags: 0x01 Success, 0x02 Done
+/// </code>
+/// <para>Encoding writes straight into an <see cref="IBufferWriter{T}"/> (a PipeWriter) with no
+/// intermediate arrays. Decoding reads from a <see cref="ReadOnlySequence{T}"/>; every byte that
+/// outlives the frame is copied out: all entry payloads of one AppendEntries share one new array,
+/// sliced per entry, and a snapshot chunk gets one array. Bad input throws only
+/// <see cref="RaftProtocolException"/>; too little input returns false.</para>
+/// </remarks>
+internal static class MessageCodec
+{
+    /// <summary>The size of the fixed frame header.</summary>
+    public const int HeaderSize = 8;
+
+    /// <summary>The fixed part of an AppendEntries payload, before its entries.</summary>
+    public const int AppendEntriesFixedSize = 52;
+
+    /// <summary>The per-entry overhead inside an AppendEntries payload, before the entry's data.</summary>
+    public const int EntryHeaderSize = 21;
+
+    /// <summary>The fixed part of an InstallSnapshot payload (member count and data length included).</summary>
+    public const int InstallSnapshotFixedSize = 48;
+
+    private const int RequestVoteSize = 32;
+    private const int RequestVoteResponseSize = 16;
+    private const int AppendEntriesResponseSize = 48;
+    private const int TimeoutNowSize = 16;
+    private const int InstallSnapshotResponseSize = 32;
+
+    private const byte Flag1 = 0x01;
+    private const byte Flag2 = 0x02;
+
+    /// <summary>Gets the wire code for <paramref name="message"/>'s type.</summary>
+    /// <returns>False when the type has no wire encoding (a message type this codec does not know).</returns>
+    public static bool TryGetMessageType(RaftMessage message, out MessageType type)
+    {
+        switch (message)
+        {
+            case RequestVote: type = MessageType.RequestVote; return true;
+            case RequestVoteResponse: type = MessageType.RequestVoteResponse; return true;
+            case AppendEntries: type = MessageType.AppendEntries; return true;
+            case AppendEntriesResponse: type = MessageType.AppendEntriesResponse; return true;
+            case TimeoutNow: type = MessageType.TimeoutNow; return true;
+            case InstallSnapshot: type = MessageType.InstallSnapshot; return true;
+            case InstallSnapshotResponse: type = MessageType.InstallSnapshotResponse; return true;
+            default: type = default; return false;
+        }
+    }
+
+    /// <summary>Computes the payload length <paramref name="message"/> encodes to (the frame adds <see cref="HeaderSize"/>).</summary>
+    /// <returns>False when the message type has no wire encoding.</returns>
+    /// <exception cref="ArgumentException">A list the message carries is null.</exception>
+    public static bool TryGetPayloadLength(RaftMessage message, out long payloadLength)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        switch (message)
+        {
+            case RequestVote:
+                payloadLength = RequestVoteSize;
+                return true;
+            case RequestVoteResponse:
+                payloadLength = RequestVoteResponseSize;
+                return true;
+            case AppendEntries ae:
+                {
+                    var entries = ae.Entries ?? throw new ArgumentException("AppendEntries.Entries is null.", nameof(message));
+                    long length = AppendEntriesFixedSize + ((long)entries.Count * EntryHeaderSize);
+                    for (int i = 0; i < entries.Count; i++)
+                        length += entries[i].Data.Length;
+                    payloadLength = length;
+                    return true;
+                }
+            case AppendEntriesResponse:
+                payloadLength = AppendEntriesResponseSize;
+                return true;
+            case TimeoutNow:
+                payloadLength = TimeoutNowSize;
+                return true;
+            case InstallSnapshot snap:
+                {
+                    var members = snap.Members ?? throw new ArgumentException("InstallSnapshot.Members is null.", nameof(message));
+                    payloadLength = InstallSnapshotFixedSize + (4L * members.Count) + snap.Data.Length;
+                    return true;
+                }
+            case InstallSnapshotResponse:
+                payloadLength = InstallSnapshotResponseSize;
+                return true;
+            default:
+                payloadLength = 0;
+                return false;
+        }
+    }
+
+    /// <summary>Writes <paramref name="message"/> as one frame (header and payload) into <paramref name="writer"/>.</summary>
+    /// <param name="writer">Where the frame goes; typically a PipeWriter, flushed by the caller.</param>
+    /// <param name="message">The message; its buffers are only read.</param>
+    /// <returns>The number of bytes written (header included).</returns>
+    /// <exception cref="ArgumentException">The message type has no wire encoding, a list it carries is null, or it is larger than a frame can be.</exception>
+    public static int Write(IBufferWriter<byte> writer, RaftMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(writer);
+        if (!TryGetMessageType(message, out var type) || !TryGetPayloadLength(message, out long payloadLength))
+            throw new ArgumentException($"{message.GetType().Name} has no wire encoding.", nameof(message));
+        if (payloadLength > int.MaxValue - HeaderSize)
+            throw new ArgumentException($"{message.GetType().Name} encodes to {payloadLength} bytes, more than a frame can hold.", nameof(message));
+
+        int length = (int)payloadLength;
+        switch (message)
+        {
+            case RequestVote m:
+                {
+                    var w = new FieldWriter(writer, HeaderSize + RequestVoteSize);
+                    w.Header(length, type, (byte)((m.PreVote ? Flag1 : 0) | (m.LeadershipTransfer ? Flag2 : 0)));
+                    w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
+                    w.Int64(m.LastLogIndex); w.Int64(m.LastLogTerm);
+                    w.Commit();
+                    break;
+                }
+            case RequestVoteResponse m:
+                {
+                    var w = new FieldWriter(writer, HeaderSize + RequestVoteResponseSize);
+                    w.Header(length, type, (byte)((m.Granted ? Flag1 : 0) | (m.PreVote ? Flag2 : 0)));
+                    w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
+                    w.Commit();
+                    break;
+                }
+            case AppendEntries m:
+                {
+                    var entries = m.Entries;
+                    var w = new FieldWriter(writer, HeaderSize + AppendEntriesFixedSize);
+                    w.Header(length, type, 0);
+                    w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
+                    w.Int64(m.PrevLogIndex); w.Int64(m.PrevLogTerm); w.Int64(m.LeaderCommit); w.Int64(m.ReadSequence);
+                    w.Int32(entries.Count);
+                    w.Commit();
+                    for (int i = 0; i < entries.Count; i++)
+                    {
+                        var entry = entries[i];
+                        var e = new FieldWriter(writer, EntryHeaderSize);
+                        e.Int64(entry.Index); e.Int64(entry.Term); e.Byte((byte)entry.Kind); e.Int32(entry.Data.Length);
+                        e.Commit();
+                        if (!entry.Data.IsEmpty)
+                            writer.Write(entry.Data.Span);
+                    }
+                    break;
+                }
+            case AppendEntriesResponse m:
+                {
+                    var w = new FieldWriter(writer, HeaderSize + AppendEntriesResponseSize);
+                    w.Header(length, type, m.Success ? Flag1 : (byte)0);
+                    w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
+                    w.Int64(m.MatchIndex); w.Int64(m.HintIndex); w.Int64(m.HintTerm); w.Int64(m.ReadSequence);
+                    w.Commit();
+                    break;
+                }
+            case TimeoutNow m:
+                {
+                    var w = new FieldWriter(writer, HeaderSize + TimeoutNowSize);
+                    w.Header(length, type, 0);
+                    w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
+                    w.Commit();
+                    break;
+                }
+            case InstallSnapshot m:
+                {
+                    var members = m.Members;
+                    var w = new FieldWriter(writer, HeaderSize + InstallSnapshotFixedSize - 4);
+                    w.Header(length, type, m.Done ? Flag1 : (byte)0);
+                    w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
+                    w.Int64(m.SnapshotIndex); w.Int64(m.SnapshotTerm); w.Int64(m.Offset);
+                    w.Int32(members.Count);
+                    w.Commit();
+                    for (int i = 0; i < members.Count; i++)
+                    {
+                        var mw = new FieldWriter(writer, 4);
+                        mw.Int32(members[i]);
+                        mw.Commit();
+                    }
+                    var dw = new FieldWriter(writer, 4);
+                    dw.Int32(m.Data.Length);
+                    dw.Commit();
+                    if (!m.Data.IsEmpty)
+                        writer.Write(m.Data.Span);
+                    break;
+                }
+            case InstallSnapshotResponse m:
+                {
+                    var w = new FieldWriter(writer, HeaderSize + InstallSnapshotResponseSize);
+                    w.Header(length, type, (byte)((m.Success ? Flag1 : 0) | (m.Done ? Flag2 : 0)));
+                    w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
+                    w.Int64(m.SnapshotIndex); w.Int64(m.NextOffset);
+                    w.Commit();
+                    break;
+                }
+            default:
+                throw new UnreachableException($"TryGetMessageType accepted {message.GetType().Name} but Write has no case for it.");
+        }
+        return HeaderSize + length;
+    }
+
+    /// <summary>
+    /// Reads one frame from the front of <paramref name="buffer"/> and, when it is complete, decodes
+    /// it and slices it off <paramref name="buffer"/>.
+    /// </summary>
+    /// <param name="buffer">The received bytes; on success, what follows the frame.</param>
+    /// <param name="maxFrameBytes">The largest payload accepted; a header announcing more is rejected at once, before its payload arrives.</param>
+    /// <param name="message">The decoded message, which references nothing in <paramref name="buffer"/>.</param>
+    /// <returns>True when a frame was decoded; false when <paramref name="buffer"/> holds only part of one (read more and call again).</returns>
+    /// <exception cref="RaftProtocolException">The bytes are not a valid frame.</exception>
+    public static bool TryReadFrame(ref ReadOnlySequence<byte> buffer, int maxFrameBytes, [NotNullWhen(true)] out RaftMessage? message)
+    {
+        message = null;
+        if (buffer.Length < HeaderSize)
+            return false;
+
+        Span<byte> header = stackalloc byte[HeaderSize];
+        buffer.Slice(0, HeaderSize).CopyTo(header);
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(header);
+        var type = (MessageType)header[4];
+        byte flags = header[5];
+        ushort reserved = BinaryPrimitives.ReadUInt16LittleEndian(header[6..]);
+        ValidateHeader(length, type, flags, reserved, maxFrameBytes);
+
+        if (buffer.Length - HeaderSize < length)
+            return false;
+
+        var payload = buffer.Slice(HeaderSize, length);
+        message = DecodePayload(type, flags, payload);
+        buffer = buffer.Slice(payload.End);
+        return true;
+    }
+
+    private static void ValidateHeader(uint length, MessageType type, byte flags, ushort reserved, int maxFrameBytes)
+    {
+        if (length > (uint)maxFrameBytes)
+            throw new RaftProtocolException($"Frame of {length} bytes exceeds MaxFrameBytes ({maxFrameBytes}).");
+        if (reserved != 0)
+            throw new RaftProtocolException($"Frame header reserved field is 0x{reserved:X4}, not 0.");
+
+        (int fixedSize, bool variable, byte allowedFlags) = type switch
+        {
+            MessageType.RequestVote => (RequestVoteSize, false, (byte)(Flag1 | Flag2)),
+            MessageType.RequestVoteResponse => (RequestVoteResponseSize, false, (byte)(Flag1 | Flag2)),
+            MessageType.AppendEntries => (AppendEntriesFixedSize, true, (byte)0),
+            MessageType.AppendEntriesResponse => (AppendEntriesResponseSize, false, Flag1),
+            MessageType.TimeoutNow => (TimeoutNowSize, false, (byte)0),
+            MessageType.InstallSnapshot => (InstallSnapshotFixedSize, true, Flag1),
+            MessageType.InstallSnapshotResponse => (InstallSnapshotResponseSize, false, (byte)(Flag1 | Flag2)),
+            _ => throw new RaftProtocolException($"Unknown message type {(byte)type}."),
+        };
+        if ((flags & ~allowedFlags) != 0)
+            throw new RaftProtocolException($"{type} frame has unknown flags 0x{flags:X2}.");
+        if (variable ? length < fixedSize : length != fixedSize)
+        {
+            throw new RaftProtocolException(variable
+                ? $"{type} frame of {length} bytes is shorter than its fixed part ({fixedSize} bytes)."
+                : $"{type} frame is {length} bytes; it must be exactly {fixedSize}.");
+        }
+    }
+
+    private static RaftMessage DecodePayload(MessageType type, byte flags, ReadOnlySequence<byte> payload)
+    {
+        var r = new SequenceReader<byte>(payload);
+        RaftMessage message;
+        switch (type)
+        {
+            case MessageType.RequestVote:
+                message = new RequestVote(
+                    From: ReadInt32(ref r), To: ReadInt32(ref r), Term: ReadInt64(ref r),
+                    LastLogIndex: ReadInt64(ref r), LastLogTerm: ReadInt64(ref r),
+                    PreVote: (flags & Flag1) != 0, LeadershipTransfer: (flags & Flag2) != 0);
+                break;
+            case MessageType.RequestVoteResponse:
+                message = new RequestVoteResponse(
+                    From: ReadInt32(ref r), To: ReadInt32(ref r), Term: ReadInt64(ref r),
+                    Granted: (flags & Flag1) != 0, PreVote: (flags & Flag2) != 0);
+                break;
+            case MessageType.AppendEntries:
+                message = ReadAppendEntries(ref r);
+                break;
+            case MessageType.AppendEntriesResponse:
+                message = new AppendEntriesResponse(
+                    From: ReadInt32(ref r), To: ReadInt32(ref r), Term: ReadInt64(ref r),
+                    Success: (flags & Flag1) != 0, MatchIndex: ReadInt64(ref r),
+                    HintIndex: ReadInt64(ref r), HintTerm: ReadInt64(ref r), ReadSequence: ReadInt64(ref r));
+                break;
+            case MessageType.TimeoutNow:
+                message = new TimeoutNow(From: ReadInt32(ref r), To: ReadInt32(ref r), Term: ReadInt64(ref r));
+                break;
+            case MessageType.InstallSnapshot:
+                message = ReadInstallSnapshot(ref r, done: (flags & Flag1) != 0);
+                break;
+            case MessageType.InstallSnapshotResponse:
+                message = new InstallSnapshotResponse(
+                    From: ReadInt32(ref r), To: ReadInt32(ref r), Term: ReadInt64(ref r),
+                    SnapshotIndex: ReadInt64(ref r), NextOffset: ReadInt64(ref r),
+                    Success: (flags & Flag1) != 0, Done: (flags & Flag2) != 0);
+                break;
+            default:
+                throw new RaftProtocolException($"Unknown message type {(byte)type}.");
+        }
+        if (!r.End)
+            throw new RaftProtocolException($"{type} frame has {r.Remaining} trailing bytes after its payload.");
+        return message;
+    }
+
+    private static AppendEntries ReadAppendEntries(ref SequenceReader<byte> r)
+    {
+        int from = ReadInt32(ref r);
+        int to = ReadInt32(ref r);
+        long term = ReadInt64(ref r);
+        long prevLogIndex = ReadInt64(ref r);
+        long prevLogTerm = ReadInt64(ref r);
+        long leaderCommit = ReadInt64(ref r);
+        long readSequence = ReadInt64(ref r);
+        int count = ReadInt32(ref r);
+
+        long remaining = r.Remaining;
+        if (count < 0)
+            throw new RaftProtocolException($"AppendEntries entry count is negative ({count}).");
+        if (count > remaining / EntryHeaderSize)
+            throw new RaftProtocolException($"AppendEntries claims {count} entries but only {remaining} bytes follow (each entry needs at least {EntryHeaderSize}).");
+
+        // The frame is consumed exactly, so the entries' data bytes are whatever is not entry
+        // headers: one array for all of them, sliced per entry (payloads outlive the pipe buffer).
+        long dataBytes = remaining - ((long)count * EntryHeaderSize);
+        byte[] data = dataBytes == 0 ? [] : GC.AllocateUninitializedArray<byte>(checked((int)dataBytes));
+        var entries = count == 0 ? [] : new LogEntry[count];
+        int offset = 0;
+        for (int i = 0; i < count; i++)
+        {
+            long index = ReadInt64(ref r);
+            long entryTerm = ReadInt64(ref r);
+            byte kind = ReadByte(ref r);
+            int length = ReadInt32(ref r);
+            if (kind > (byte)EntryKind.Configuration)
+                throw new RaftProtocolException($"AppendEntries entry {i} has unknown kind {kind}.");
+            if (length < 0)
+                throw new RaftProtocolException($"AppendEntries entry {i} has a negative length ({length}).");
+            if (length > data.Length - offset)
+                throw new RaftProtocolException($"AppendEntries entry {i} claims {length} bytes but only {data.Length - offset} data bytes are left in the frame.");
+            var slice = data.AsSpan(offset, length);
+            if (!r.TryCopyTo(slice))
+                throw new RaftProtocolException($"AppendEntries entry {i} is truncated.");
+            r.Advance(length);
+            entries[i] = new LogEntry(index, entryTerm, (EntryKind)kind, new ReadOnlyMemory<byte>(data, offset, length));
+            offset += length;
+        }
+        if (offset != data.Length)
+            throw new RaftProtocolException($"AppendEntries entries hold {offset} data bytes but the frame carries {data.Length}.");
+        return new AppendEntries(from, to, term, prevLogIndex, prevLogTerm, entries, leaderCommit, readSequence);
+    }
+
+    private static InstallSnapshot ReadInstallSnapshot(ref SequenceReader<byte> r, bool done)
+    {
+        int from = ReadInt32(ref r);
+        int to = ReadInt32(ref r);
+        long term = ReadInt64(ref r);
+        long snapshotIndex = ReadInt64(ref r);
+        long snapshotTerm = ReadInt64(ref r);
+        long offset = ReadInt64(ref r);
+        int memberCount = ReadInt32(ref r);
+        if (memberCount < 0)
+            throw new RaftProtocolException($"InstallSnapshot member count is negative ({memberCount}).");
+        // 4 bytes per member plus the 4-byte data length must still fit.
+        if (memberCount > (r.Remaining - 4) / 4)
+            throw new RaftProtocolException($"InstallSnapshot claims {memberCount} members but only {r.Remaining} bytes follow.");
+        var members = memberCount == 0 ? [] : new int[memberCount];
+        for (int i = 0; i < members.Length; i++)
+            members[i] = ReadInt32(ref r);
+        int length = ReadInt32(ref r);
+        if (length < 0)
+            throw new RaftProtocolException($"InstallSnapshot data length is negative ({length}).");
+        if (length != r.Remaining)
+            throw new RaftProtocolException($"InstallSnapshot data length is {length} but {r.Remaining} bytes follow.");
+        byte[] data = length == 0 ? [] : GC.AllocateUninitializedArray<byte>(length);
+        if (!r.TryCopyTo(data))
+            throw new RaftProtocolException("InstallSnapshot data is truncated.");
+        r.Advance(length);
+        return new InstallSnapshot(from, to, term, snapshotIndex, snapshotTerm, members, offset, data, done);
+    }
+
+    private static int ReadInt32(ref SequenceReader<byte> r) =>
+        r.TryReadLittleEndian(out int value) ? value : throw Truncated();
+
+    private static long ReadInt64(ref SequenceReader<byte> r) =>
+        r.TryReadLittleEndian(out long value) ? value : throw Truncated();
+
+    private static byte ReadByte(ref SequenceReader<byte> r) =>
+        r.TryRead(out byte value) ? value : throw Truncated();
+
+    private static RaftProtocolException Truncated() => new("Frame payload is truncated.");
+
+    /// <summary>Writes fixed-size fields into one span obtained from the writer, then advances it once.</summary>
+    private ref struct FieldWriter
+    {
+        private readonly IBufferWriter<byte> _writer;
+        private readonly Span<byte> _span;
+        private int _position;
+
+        public FieldWriter(IBufferWriter<byte> writer, int size)
+        {
+            _writer = writer;
+            _span = writer.GetSpan(size)[..size];
+            _position = 0;
+        }
+
+        public void Header(int payloadLength, MessageType type, byte flags)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(_span[_position..], payloadLength);
+            _span[_position + 4] = (byte)type;
+            _span[_position + 5] = flags;
+            _span[_position + 6] = 0;
+            _span[_position + 7] = 0;
+            _position += HeaderSize;
+        }
+
+        public void Int32(int value)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(_span[_position..], value);
+            _position += 4;
+        }
+
+        public void Int64(long value)
+        {
+            BinaryPrimitives.WriteInt64LittleEndian(_span[_position..], value);
+            _position += 8;
+        }
+
+        public void Byte(byte value)
+        {
+            _span[_position] = value;
+            _position += 1;
+        }
+
+        public readonly void Commit()
+        {
+            Debug.Assert(_position == _span.Length, "FieldWriter: every reserved byte must be written.");
+            _writer.Advance(_position);
+        }
+    }
+}

@@ -1,0 +1,404 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Threading.Channels;
+
+namespace Raft;
+
+/// <summary>
+/// One outbound lane to one peer: a bounded queue that <see cref="TcpTransport.Send"/> fills, and
+/// a writer task (started by the first message) that connects, drains the queue into the
+/// connection in batches (one flush per drained batch) and reconnects with backoff.
+/// </summary>
+/// <remarks>
+/// Invariant: at most one writer task and at most one connection per lane at any time. Messages
+/// queued while the peer is unreachable are dropped after each failed connect (Raft retries), so
+/// a reconnect never replays a long backlog of stale heartbeats.
+/// </remarks>
+internal sealed class OutboundLane
+{
+    private readonly TcpTransport _transport;
+    private readonly Channel<RaftMessage> _queue;
+    private readonly Lock _gate = new();
+    private bool _completed; // guarded by _gate
+    private Task? _writer;   // guarded by _gate; null until the first message
+
+    public OutboundLane(TcpTransport transport, int peerId, EndPoint endPoint, TransportLane lane, int capacity)
+    {
+        _transport = transport;
+        PeerId = peerId;
+        EndPoint = endPoint;
+        Lane = lane;
+        _queue = Channel.CreateBounded<RaftMessage>(new BoundedChannelOptions(capacity)
+        {
+            SingleReader = true,
+            SingleWriter = false,
+            FullMode = BoundedChannelFullMode.Wait, // TryWrite fails when full: the caller drops and logs.
+            AllowSynchronousContinuations = false,
+        });
+    }
+
+    public int PeerId { get; }
+
+    public EndPoint EndPoint { get; }
+
+    public TransportLane Lane { get; }
+
+    /// <summary>Queues <paramref name="message"/> without blocking, starting the writer on first use.</summary>
+    /// <returns>False when the queue is full or the lane is closed.</returns>
+    public bool TryEnqueue(RaftMessage message)
+    {
+        lock (_gate)
+        {
+            if (_completed || !_queue.Writer.TryWrite(message))
+                return false;
+            _writer ??= Task.Run(RunAsync);
+            return true;
+        }
+    }
+
+    /// <summary>Closes the queue; the writer sends what is queued (if connected) and exits.</summary>
+    /// <returns>The writer task, which never faults.</returns>
+    public Task Complete()
+    {
+        lock (_gate)
+        {
+            _completed = true;
+            _queue.Writer.TryComplete();
+            return _writer ?? Task.CompletedTask;
+        }
+    }
+
+    private async Task RunAsync()
+    {
+        var stopping = _transport.StoppingToken;
+        var abort = _transport.AbortToken;
+        var logger = _transport.Logger;
+        int failures = 0;        // consecutive failures, for the backoff
+        int connectFailures = 0; // consecutive failed connects, for the log level
+        try
+        {
+            // Connect only when there is something to send (lazily), and again after a loss. A
+            // connect under way when the transport stops may finish (within the shutdown grace),
+            // so messages queued just before a stop are still delivered; backoffs end at once.
+            while (await _queue.Reader.WaitToReadAsync(abort).ConfigureAwait(false))
+            {
+                OutboundConnection? connection = null;
+                string? failure = null;
+                try
+                {
+                    connection = await OutboundConnection.ConnectAsync(_transport, this, abort).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (abort.IsCancellationRequested)
+                {
+                    break;
+                }
+                catch (Exception ex)
+                {
+                    failure = OutboundConnection.Describe(ex);
+                }
+
+                if (connection is null)
+                {
+                    failures++;
+                    connectFailures++;
+                    var delay = _transport.NextBackoff(failures);
+                    if (connectFailures == 1)
+                        TcpTransportLog.OutboundConnectFailed(logger, PeerId, EndPoint, Lane, failure!, delay);
+                    else
+                        TcpTransportLog.OutboundConnectFailedAgain(logger, PeerId, EndPoint, Lane, connectFailures, failure!, delay);
+                    DropQueued("the peer is unreachable");
+                    if (!await DelayAsync(delay, stopping).ConfigureAwait(false))
+                    {
+                        DropQueued("the transport is stopping and the peer is not connected");
+                        return;
+                    }
+                    continue;
+                }
+
+                failures = 0;
+                connectFailures = 0;
+                TcpTransportLog.OutboundConnected(logger, PeerId, EndPoint, Lane);
+                string? lost;
+                await using (connection.ConfigureAwait(false))
+                {
+                    lost = await connection.PumpAsync(_queue.Reader).ConfigureAwait(false);
+                }
+                if (lost is null)
+                    return; // The queue was completed and everything in it was flushed.
+
+                TcpTransportLog.OutboundClosed(logger, PeerId, EndPoint, Lane, lost);
+                if (abort.IsCancellationRequested)
+                    break;
+                // A short pause, so a peer that drops every connection at once is not hammered.
+                failures = 1;
+                if (!await DelayAsync(_transport.NextBackoff(failures), stopping).ConfigureAwait(false))
+                {
+                    DropQueued("the transport is stopping and the peer is not connected");
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (abort.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            // A bug, not a network condition. Let the next Send start a fresh writer rather than
+            // leave the lane without one.
+            TcpTransportLog.SendLoopFailed(logger, ex, PeerId, Lane);
+            DropQueued("the writer failed");
+            lock (_gate)
+                _writer = null;
+            return;
+        }
+        DropQueued("the transport stopped before they could be sent");
+    }
+
+    private void DropQueued(string reason)
+    {
+        int count = 0;
+        while (_queue.Reader.TryRead(out _))
+            count++;
+        if (count > 0)
+            TcpTransportLog.DroppedQueued(_transport.Logger, count, PeerId, Lane, reason);
+    }
+
+    // Returns false when cancelled.
+    private static async Task<bool> DelayAsync(TimeSpan delay, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>
+/// One established outbound connection: TCP (and TLS) connected and the preface exchanged. It
+/// only writes frames after the handshake; a background read notices the peer closing at once.
+/// </summary>
+internal sealed class OutboundConnection : IAsyncDisposable
+{
+    // Flush mid-batch once this much is buffered, so a long batch does not sit in memory.
+    private const int FlushThreshold = 256 * 1024;
+
+    private readonly TcpTransport _transport;
+    private readonly OutboundLane _lane;
+    private readonly Socket _socket;
+    private readonly Stream _stream;
+    private readonly CancellationTokenSource _broken;
+    private readonly Task _monitor;
+    private string? _brokenReason;
+
+    private OutboundConnection(TcpTransport transport, OutboundLane lane, Socket socket, Stream stream)
+    {
+        _transport = transport;
+        _lane = lane;
+        _socket = socket;
+        _stream = stream;
+        _broken = CancellationTokenSource.CreateLinkedTokenSource(transport.AbortToken);
+        _monitor = MonitorAsync();
+    }
+
+    /// <summary>Connects to the lane's peer, runs TLS and exchanges prefaces, within the configured timeouts.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="Exception">Any other exception means the connect failed; see <see cref="Describe"/>.</exception>
+    public static async Task<OutboundConnection> ConnectAsync(TcpTransport transport, OutboundLane lane, CancellationToken cancellationToken = default)
+    {
+        var options = transport.Options;
+        var socket = lane.EndPoint is IPEndPoint ip
+            ? new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
+            : new Socket(SocketType.Stream, ProtocolType.Tcp);
+        Stream? stream = null;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        try
+        {
+            socket.NoDelay = true;
+            timeout.CancelAfter(options.ConnectTimeout);
+            try
+            {
+                await socket.ConnectAsync(lane.EndPoint, timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"the TCP connect did not complete within {options.ConnectTimeout}");
+            }
+
+            stream = new NetworkStream(socket, ownsSocket: true);
+            timeout.CancelAfter(options.HandshakeTimeout);
+            try
+            {
+                if (options.ClientTls is { } tls)
+                {
+                    var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+                    stream = ssl;
+                    await ssl.AuthenticateAsClientAsync(tls, timeout.Token).ConfigureAwait(false);
+                }
+
+                var preface = new ConnectionPreface(ConnectionPreface.CurrentVersion, lane.Lane, transport.LocalId, lane.PeerId, options.ClusterId);
+                await stream.WriteAsync(preface.ToArray(), timeout.Token).ConfigureAwait(false);
+                await stream.FlushAsync(timeout.Token).ConfigureAwait(false);
+
+                var answer = await ReadPrefaceAsync(stream, timeout.Token).ConfigureAwait(false);
+                if (answer.ClusterId != options.ClusterId)
+                    throw new RaftProtocolException($"the peer belongs to cluster '{answer.ClusterId}', not '{options.ClusterId}'");
+                if (answer.SenderId != lane.PeerId)
+                    throw new RaftProtocolException($"the peer at {lane.EndPoint} is node {answer.SenderId}, not node {lane.PeerId}");
+                if (answer.ReceiverId != transport.LocalId || answer.Lane != lane.Lane)
+                    throw new RaftProtocolException($"the peer answered for node {answer.ReceiverId} on the {answer.Lane} lane");
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"the handshake did not complete within {options.HandshakeTimeout}");
+            }
+            return new OutboundConnection(transport, lane, socket, stream);
+        }
+        catch
+        {
+            if (stream is not null)
+                await stream.DisposeAsync().ConfigureAwait(false);
+            else
+                socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Turns a connect failure into a log reason.</summary>
+    public static string Describe(Exception exception) => exception switch
+    {
+        TimeoutException or RaftProtocolException => exception.Message,
+        EndOfStreamException => "the peer closed the connection during the handshake (it refused us; its log says why)",
+        SocketException socket => $"{socket.SocketErrorCode}: {socket.Message}",
+        _ => $"{exception.GetType().Name}: {exception.Message}",
+    };
+
+    /// <summary>
+    /// Drains <paramref name="queue"/> into the connection: everything readable is encoded, then
+    /// flushed once (a batch), until the queue completes or the connection fails.
+    /// </summary>
+    /// <returns>Null when the queue completed and everything was flushed; otherwise why the connection was lost.</returns>
+    public async Task<string?> PumpAsync(ChannelReader<RaftMessage> queue)
+    {
+        var logger = _transport.Logger;
+        var token = _broken.Token;
+        var writer = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
+        try
+        {
+            while (await queue.WaitToReadAsync(token).ConfigureAwait(false))
+            {
+                while (queue.TryRead(out var message))
+                {
+                    try
+                    {
+                        MessageCodec.Write(writer, message);
+                    }
+                    catch (ArgumentException)
+                    {
+                        // Send checked encodability; a message that still fails is dropped, not sent half-written.
+                        TcpTransportLog.DroppedNoEncoding(logger, message.GetType().Name, _lane.PeerId);
+                        continue;
+                    }
+                    TcpTransportLog.MessageSent(logger, message.GetType().Name, _lane.PeerId, message.Term);
+                    if (writer.UnflushedBytes >= FlushThreshold)
+                    {
+                        var partial = await writer.FlushAsync(token).ConfigureAwait(false);
+                        if (partial.IsCompleted)
+                            return "the connection stopped accepting data";
+                    }
+                }
+                var flushed = await writer.FlushAsync(token).ConfigureAwait(false);
+                if (flushed.IsCompleted)
+                    return "the connection stopped accepting data";
+            }
+
+            // Completed and drained: flush, then close our side so the peer reads everything and EOF.
+            await writer.CompleteAsync().ConfigureAwait(false);
+            if (_stream is SslStream ssl)
+                await ssl.ShutdownAsync().WaitAsync(token).ConfigureAwait(false);
+            _socket.Shutdown(SocketShutdown.Send);
+            return null;
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            return _transport.AbortToken.IsCancellationRequested
+                ? "the transport stopped before the queue was flushed"
+                : _brokenReason ?? "the connection broke";
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException)
+        {
+            return _brokenReason ?? OutboundConnection.Describe(ex);
+        }
+        finally
+        {
+            // No-op after a graceful completion; otherwise release the buffers without writing them.
+            await writer.CompleteAsync(new IOException("The connection is closed.")).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _brokenReason ??= "closed";
+        try
+        {
+            await _broken.CancelAsync().ConfigureAwait(false);
+        }
+        catch (AggregateException)
+        {
+            // A registration failed; the connection closes regardless.
+        }
+        await _stream.DisposeAsync().ConfigureAwait(false);
+        await _monitor.ConfigureAwait(false);
+        _broken.Dispose();
+    }
+
+    // The peer never sends after its preface answer, so any read completing means the connection is
+    // over (EOF, reset, or a protocol breach); cancel the writer so the lane reconnects at once.
+    private async Task MonitorAsync()
+    {
+        var buffer = new byte[1];
+        try
+        {
+            int read = await _stream.ReadAsync(buffer, _broken.Token).ConfigureAwait(false);
+            _brokenReason ??= read == 0 ? "the peer closed the connection" : "the peer sent unexpected data";
+        }
+        catch (Exception ex)
+        {
+            _brokenReason ??= Describe(ex);
+        }
+        try
+        {
+            await _broken.CancelAsync().ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        catch (AggregateException)
+        {
+        }
+    }
+
+    private static async Task<ConnectionPreface> ReadPrefaceAsync(Stream stream, CancellationToken cancellationToken = default)
+    {
+        var head = new byte[ConnectionPreface.FixedSize];
+        await stream.ReadExactlyAsync(head, cancellationToken).ConfigureAwait(false);
+        var sequence = new System.Buffers.ReadOnlySequence<byte>(head);
+        if (ConnectionPreface.TryParse(ref sequence, out var preface))
+            return preface; // Unreachable: a cluster id is at least one byte.
+
+        int idLength = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(head.AsSpan(16));
+        var whole = new byte[ConnectionPreface.FixedSize + idLength];
+        head.CopyTo(whole, 0);
+        await stream.ReadExactlyAsync(whole.AsMemory(ConnectionPreface.FixedSize), cancellationToken).ConfigureAwait(false);
+        sequence = new System.Buffers.ReadOnlySequence<byte>(whole);
+        if (!ConnectionPreface.TryParse(ref sequence, out preface))
+            throw new RaftProtocolException("the peer's preface answer is incomplete");
+        return preface;
+    }
+}

@@ -1,0 +1,408 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Raft;
+
+/// <summary>
+/// An <see cref="ITransport"/> over TCP (optionally TLS), built on System.IO.Pipelines: one
+/// long-lived outbound connection per peer for messages, a second one for snapshot chunks, and an
+/// accept loop for the connections peers open to this node.
+/// </summary>
+/// <remarks>
+/// <para><b>Sending.</b> <see cref="Send"/> never blocks and never throws for a network problem: it
+/// puts the message in the peer's bounded queue (<see cref="TcpTransportOptions.SendQueueCapacity"/>)
+/// and returns, or drops it (logged at Debug) when the queue is full. The first message to a peer
+/// opens its connection; a writer task drains the queue and flushes once per drained batch, so
+/// messages are pipelined. A lost connection is re-opened with capped exponential backoff and
+/// jitter; messages queued while a peer is unreachable are dropped, which Raft tolerates (the
+/// leader retries). <see cref="InstallSnapshot"/> chunks travel on a separate connection, so a
+/// large chunk never delays a heartbeat or a vote.</para>
+/// <para><b>Receiving.</b> Every accepted connection must open with the preface (magic, protocol
+/// version, <see cref="TcpTransportOptions.ClusterId"/>, sender id, receiver id) within
+/// <see cref="TcpTransportOptions.HandshakeTimeout"/>; the sender must be a configured peer and the
+/// receiver this node. Frames are then parsed from a PipeReader and each message is passed to the
+/// handler, awaited before the next frame is read (back-pressure). A connection that breaks the
+/// protocol (see <see cref="RaftProtocolException"/>) or stalls mid-frame for
+/// <see cref="TcpTransportOptions.IdleReadTimeout"/> is closed with a logged reason; others carry
+/// on. Each connection is one-way: inbound connections carry the peer's messages, answers go back
+/// on this node's own outbound connection.</para>
+/// <para><b>Lifetime.</b> <see cref="StartAsync"/> once; <see cref="StopAsync"/> and
+/// <see cref="DisposeAsync"/> stop accepting, flush what is queued (within the token and
+/// <see cref="TcpTransportOptions.ShutdownTimeout"/>), and close every socket. Both are idempotent;
+/// a stopped transport cannot be restarted.</para>
+/// <para>Wire format: see docs/custom-transport.md.</para>
+/// </remarks>
+public sealed class TcpTransport : ITransport, IAsyncDisposable
+{
+    private const int NotStarted = 0;
+    private const int Running = 1;
+    private const int Stopped = 2;
+
+    private readonly Lock _gate = new();
+    private readonly Lock _randomGate = new();
+    private readonly Random _random;
+    private readonly ConcurrentDictionary<int, PeerLanes> _peers = new();
+    private readonly ConcurrentDictionary<int, byte> _warnedUnknownPeers = new();
+    private readonly ConcurrentDictionary<InboundConnection, byte> _inbound = new();
+    private readonly ConcurrentDictionary<(int PeerId, TransportLane Lane), InboundConnection> _inboundByPeer = new();
+    private readonly List<Task> _retiredLanes = []; // guarded by _gate
+    private readonly CancellationTokenSource _stopping = new(); // Stop requested: no accepting, connecting or delivering.
+    private readonly CancellationTokenSource _abort = new();    // Stop flushing: close everything now.
+    private int _state = NotStarted;
+    private Socket? _listener;
+    private Task _acceptLoop = Task.CompletedTask;
+    private Task? _stopTask; // guarded by _gate
+    private RaftMessageHandler _handler = static (_, _) => ValueTask.CompletedTask;
+
+    /// <summary>Creates a transport; nothing is bound or connected until <see cref="StartAsync"/>.</summary>
+    /// <param name="options">The settings; validated here.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentException">A setting is invalid (see <see cref="TcpTransportOptions.Validate"/>).</exception>
+    public TcpTransport(TcpTransportOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        Logger = options.LoggerFactory?.CreateLogger<TcpTransport>() ?? NullLogger<TcpTransport>.Instance;
+        _random = options.Random ?? Random.Shared;
+        foreach (var (id, endPoint) in options.Peers)
+            _peers[id] = new PeerLanes(this, id, endPoint);
+    }
+
+    /// <summary>The address and port the transport accepts peers on, once started (the actual port when <see cref="TcpTransportOptions.ListenEndPoint"/> asked for port 0); null before.</summary>
+    public IPEndPoint? LocalEndPoint { get; private set; }
+
+    internal TcpTransportOptions Options { get; }
+
+    internal ILogger Logger { get; }
+
+    internal int LocalId { get; private set; }
+
+    internal RaftMessageHandler Handler => _handler;
+
+    internal CancellationToken StoppingToken => _stopping.Token;
+
+    internal CancellationToken AbortToken => _abort.Token;
+
+    /// <summary>Binds <see cref="TcpTransportOptions.ListenEndPoint"/> and starts accepting peers for node <paramref name="localId"/>.</summary>
+    /// <param name="localId">The local node's id; a configured peer entry with this id is ignored.</param>
+    /// <param name="handler">Receives every inbound message, from any thread; awaited before the connection's next frame is read.</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    /// <returns>A task that completes once the listener is bound.</returns>
+    /// <exception cref="InvalidOperationException">The transport was already started or stopped.</exception>
+    /// <exception cref="ObjectDisposedException">The transport was disposed.</exception>
+    /// <exception cref="SocketException">The listen address cannot be bound.</exception>
+    public ValueTask StartAsync(int localId, RaftMessageHandler handler, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(localId);
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_stopTask is not null, this);
+            if (_state != NotStarted)
+                throw new InvalidOperationException("The transport is already started; a transport starts once.");
+
+            var listener = new Socket(Options.ListenEndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                if (Options.ListenEndPoint.Address.Equals(IPAddress.IPv6Any))
+                    listener.DualMode = true; // [::] accepts IPv4 peers too.
+                listener.Bind(Options.ListenEndPoint);
+                listener.Listen(512);
+            }
+            catch
+            {
+                listener.Dispose();
+                throw;
+            }
+            _listener = listener;
+            LocalEndPoint = (IPEndPoint?)listener.LocalEndPoint;
+            LocalId = localId;
+            _handler = handler;
+            _peers.TryRemove(localId, out _);
+            Volatile.Write(ref _state, Running);
+            _acceptLoop = Task.Run(AcceptLoopAsync, CancellationToken.None);
+        }
+        TcpTransportLog.Listening(Logger, localId, LocalEndPoint);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Queues <paramref name="message"/> for <see cref="RaftMessage.To"/> without blocking.</summary>
+    /// <param name="message">The message; its buffers are read (not copied) when it is written out, so they must not change.</param>
+    /// <remarks>
+    /// Best effort: the message is dropped (and logged) when the transport is not running, the
+    /// receiver is not a configured peer, the sender is not the local node, it would encode larger
+    /// than <see cref="TcpTransportOptions.MaxFrameBytes"/>, or the peer's queue is full.
+    /// </remarks>
+    /// <exception cref="ArgumentNullException"><paramref name="message"/> is null.</exception>
+    /// <exception cref="ArgumentException">A list in the message (entries, members) is null.</exception>
+    public void Send(RaftMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (Volatile.Read(ref _state) != Running)
+        {
+            TcpTransportLog.DroppedNotRunning(Logger, message.GetType().Name, message.To);
+            return;
+        }
+        if (message.From != LocalId)
+        {
+            TcpTransportLog.DroppedWrongSender(Logger, message.GetType().Name, message.To, message.From, LocalId);
+            return;
+        }
+        if (!_peers.TryGetValue(message.To, out var peer))
+        {
+            if (_warnedUnknownPeers.TryAdd(message.To, 0))
+                TcpTransportLog.DroppedUnknownPeer(Logger, message.GetType().Name, message.To);
+            else
+                TcpTransportLog.DroppedUnknownPeerAgain(Logger, message.GetType().Name, message.To);
+            return;
+        }
+        if (!MessageCodec.TryGetPayloadLength(message, out long length))
+        {
+            TcpTransportLog.DroppedNoEncoding(Logger, message.GetType().Name, message.To);
+            return;
+        }
+        if (length > Options.MaxFrameBytes)
+        {
+            TcpTransportLog.DroppedTooLarge(Logger, message.GetType().Name, message.To, length, Options.MaxFrameBytes);
+            return;
+        }
+        var lane = message is InstallSnapshot ? peer.Snapshots : peer.Messages;
+        if (!lane.TryEnqueue(message))
+            TcpTransportLog.DroppedQueueFull(Logger, message.GetType().Name, message.To);
+    }
+
+    /// <summary>
+    /// Adds a peer, or moves it to a new address (its connections to the old address close after
+    /// flushing). Use it for membership changes; the peer may connect in from then on.
+    /// </summary>
+    /// <param name="nodeId">The peer's id, positive. The local node's own id is ignored.</param>
+    /// <param name="endPoint">An <see cref="IPEndPoint"/> or <see cref="DnsEndPoint"/> with a port.</param>
+    /// <exception cref="ArgumentException"><paramref name="nodeId"/> or <paramref name="endPoint"/> is invalid.</exception>
+    public void SetPeer(int nodeId, EndPoint endPoint)
+    {
+        ArgumentNullException.ThrowIfNull(endPoint);
+        TcpTransportOptions.ValidatePeer(nodeId, endPoint, nameof(endPoint));
+        lock (_gate)
+        {
+            if (_stopTask is not null || (_state == Running && nodeId == LocalId))
+                return;
+            if (_peers.TryGetValue(nodeId, out var old) && old.EndPoint.Equals(endPoint))
+                return;
+            _peers[nodeId] = new PeerLanes(this, nodeId, endPoint);
+            _warnedUnknownPeers.TryRemove(nodeId, out _);
+            if (old is not null)
+                Retire(old);
+        }
+        TcpTransportLog.PeerSet(Logger, nodeId, endPoint);
+    }
+
+    /// <summary>
+    /// Removes a peer: messages to it are dropped from now on, its queued messages are flushed if it
+    /// is connected, and it may no longer connect in (connections it has open stay until they close).
+    /// </summary>
+    /// <param name="nodeId">The peer's id.</param>
+    /// <returns>True when the peer was configured.</returns>
+    public bool RemovePeer(int nodeId)
+    {
+        lock (_gate)
+        {
+            if (!_peers.TryRemove(nodeId, out var old))
+                return false;
+            Retire(old);
+        }
+        TcpTransportLog.PeerRemoved(Logger, nodeId);
+        return true;
+    }
+
+    /// <summary>
+    /// Stops accepting and delivering, flushes queued messages to connected peers (until
+    /// <paramref name="cancellationToken"/> is cancelled or <see cref="TcpTransportOptions.ShutdownTimeout"/>
+    /// passes, whichever comes first) and closes every connection. Idempotent: later calls wait for the first.
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the graceful part: connections are then closed at once, and the task still completes normally.</param>
+    /// <returns>A task that completes when no more messages will be delivered and every socket is closed.</returns>
+    public async ValueTask StopAsync(CancellationToken cancellationToken = default)
+    {
+        Task stop;
+        lock (_gate)
+        {
+            if (_stopTask is null)
+            {
+                if (_state == NotStarted)
+                {
+                    _state = Stopped;
+                    _stopTask = Task.CompletedTask;
+                }
+                else
+                {
+                    Volatile.Write(ref _state, Stopped);
+                    _stopTask = Task.Run(StopCoreAsync, CancellationToken.None);
+                }
+            }
+            stop = _stopTask;
+        }
+        using (cancellationToken.Register(static state => ((TcpTransport)state!).Abort(), this))
+            await stop.ConfigureAwait(false);
+    }
+
+    /// <summary>Stops the transport as <see cref="StopAsync"/> does, waiting at most <see cref="TcpTransportOptions.ShutdownTimeout"/> for queued messages.</summary>
+    /// <returns>A task that completes when every socket is closed.</returns>
+    public ValueTask DisposeAsync() => StopAsync(CancellationToken.None);
+
+    /// <summary>Checks an inbound preface.</summary>
+    /// <returns>Null when it is acceptable; otherwise why it is refused.</returns>
+    internal string? CheckPreface(ConnectionPreface preface)
+    {
+        if (!string.Equals(preface.ClusterId, Options.ClusterId, StringComparison.Ordinal))
+            return $"it belongs to cluster '{preface.ClusterId}', not '{Options.ClusterId}'";
+        if (preface.ReceiverId != LocalId)
+            return $"it wants node {preface.ReceiverId}, but this is node {LocalId}";
+        if (preface.SenderId == LocalId || !_peers.ContainsKey(preface.SenderId))
+            return $"it claims to be node {preface.SenderId}, which is not a configured peer";
+        return null;
+    }
+
+    internal void RegisterInbound(InboundConnection connection)
+    {
+        var key = (connection.PeerId, connection.Lane);
+        InboundConnection? previous = null;
+        _inboundByPeer.AddOrUpdate(key, connection, (_, old) =>
+        {
+            previous = old;
+            return connection;
+        });
+        if (previous is not null && previous != connection)
+        {
+            TcpTransportLog.InboundSuperseded(Logger, previous.PeerId, previous.Lane, previous.RemoteEndPoint);
+            previous.Close("the peer opened a newer connection");
+        }
+    }
+
+    internal void UnregisterInbound(InboundConnection connection) =>
+        _inboundByPeer.TryRemove(new KeyValuePair<(int, TransportLane), InboundConnection>((connection.PeerId, connection.Lane), connection));
+
+    internal void Forget(InboundConnection connection) => _inbound.TryRemove(connection, out _);
+
+    /// <summary>The delay before reconnect attempt <paramref name="failures"/> (1-based).</summary>
+    internal TimeSpan NextBackoff(int failures)
+    {
+        lock (_randomGate)
+            return ComputeBackoff(failures, Options.ReconnectBackoffMin, Options.ReconnectBackoffMax, _random);
+    }
+
+    /// <summary>
+    /// Capped exponential backoff with jitter: the ceiling is min * 2^(failures-1), capped at max,
+    /// and the delay is uniform in [max(min, ceiling / 2), ceiling].
+    /// </summary>
+    internal static TimeSpan ComputeBackoff(int failures, TimeSpan min, TimeSpan max, Random random)
+    {
+        int doublings = Math.Clamp(failures - 1, 0, 30);
+        double ceiling = Math.Min(max.TotalMilliseconds, min.TotalMilliseconds * Math.Pow(2, doublings));
+        double floor = Math.Max(min.TotalMilliseconds, ceiling / 2);
+        return TimeSpan.FromMilliseconds(floor + (random.NextDouble() * (ceiling - floor)));
+    }
+
+    private void Retire(PeerLanes peer)
+    {
+        // Caller holds _gate.
+        _retiredLanes.RemoveAll(static t => t.IsCompleted);
+        _retiredLanes.Add(peer.Messages.Complete());
+        _retiredLanes.Add(peer.Snapshots.Complete());
+    }
+
+    private void Abort()
+    {
+        try
+        {
+            _abort.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        catch (AggregateException)
+        {
+        }
+    }
+
+    private async Task AcceptLoopAsync()
+    {
+        var listener = _listener!;
+        var stopping = _stopping.Token;
+        int failures = 0;
+        while (!stopping.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptAsync(stopping).ConfigureAwait(false);
+                failures = 0;
+            }
+            catch (Exception) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is SocketException or IOException)
+            {
+                // Out of descriptors and the like: log, pause, keep accepting.
+                TcpTransportLog.AcceptFailed(Logger, ex);
+                try
+                {
+                    await Task.Delay(NextBackoff(++failures), stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                continue;
+            }
+
+            var connection = new InboundConnection(this, socket);
+            _inbound.TryAdd(connection, 0);
+            connection.Start();
+        }
+    }
+
+    private async Task StopCoreAsync()
+    {
+        // 1. No new connections, connects, backoffs or deliveries.
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _abort.CancelAfter(Options.ShutdownTimeout);
+        _listener?.Dispose();
+        await _acceptLoop.ConfigureAwait(false);
+
+        // 2. Inbound connections close now; outbound lanes flush what is queued.
+        foreach (var connection in _inbound.Keys)
+            connection.Close("the transport is stopping");
+        var writers = new List<Task>();
+        lock (_gate)
+        {
+            foreach (var peer in _peers.Values)
+            {
+                writers.Add(peer.Messages.Complete());
+                writers.Add(peer.Snapshots.Complete());
+            }
+            writers.AddRange(_retiredLanes);
+            _retiredLanes.Clear();
+        }
+        await Task.WhenAll(writers).ConfigureAwait(false);
+
+        // 3. Whatever is left is cut.
+        Abort();
+        await Task.WhenAll(_inbound.Keys.Select(static c => c.Completion)).ConfigureAwait(false);
+        TcpTransportLog.Stopped(Logger, LocalId);
+    }
+
+    private sealed class PeerLanes(TcpTransport transport, int id, EndPoint endPoint)
+    {
+        public EndPoint EndPoint { get; } = endPoint;
+
+        public OutboundLane Messages { get; } = new(transport, id, endPoint, TransportLane.Messages, transport.Options.SendQueueCapacity);
+
+        public OutboundLane Snapshots { get; } = new(transport, id, endPoint, TransportLane.Snapshots, transport.Options.SendQueueCapacity);
+    }
+}

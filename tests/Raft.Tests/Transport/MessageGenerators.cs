@@ -1,0 +1,149 @@
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace Raft.Tests.Transport;
+
+/// <summary>FsCheck generators for every wire message, with edge values mixed in.</summary>
+public static class MessageGenerators
+{
+    public static readonly Gen<int> AnyInt = Gen.Frequency(
+        (1, Gen.Elements(0, 1, -1, int.MaxValue, int.MinValue)),
+        (3, Gen.Choose(int.MinValue, int.MaxValue)),
+        (2, Gen.Choose(1, 7)));
+
+    public static readonly Gen<long> AnyLong = Gen.Frequency(
+        (1, Gen.Elements(0L, 1L, -1L, long.MaxValue, long.MinValue)),
+        (3, from hi in Gen.Choose(int.MinValue, int.MaxValue)
+            from lo in Gen.Choose(int.MinValue, int.MaxValue)
+            select ((long)hi << 32) | (uint)lo),
+        (2, Gen.Choose(0, 10_000).Select(i => (long)i)));
+
+    public static readonly Gen<bool> AnyBool = Gen.Elements(true, false);
+
+    public static readonly Gen<byte[]> Payload = Gen.Sized(size =>
+        from length in Gen.Frequency((1, Gen.Constant(0)), (4, Gen.Choose(0, Math.Max(1, size) * 8)))
+        from bytes in Gen.ArrayOf(Gen.Choose(0, 255).Select(b => (byte)b), length)
+        select bytes);
+
+    public static readonly Gen<LogEntry> Entry =
+        from index in AnyLong
+        from term in AnyLong
+        from kind in Gen.Elements(EntryKind.Command, EntryKind.NoOp, EntryKind.Configuration)
+        from data in Payload
+        select new LogEntry(index, term, kind, data);
+
+    public static readonly Gen<RequestVote> RequestVote =
+        from sender in AnyInt
+        from receiver in AnyInt
+        from term in AnyLong
+        from lastIndex in AnyLong
+        from lastTerm in AnyLong
+        from preVote in AnyBool
+        from transfer in AnyBool
+        select new RequestVote(sender, receiver, term, lastIndex, lastTerm, preVote, transfer);
+
+    public static readonly Gen<RequestVoteResponse> RequestVoteResponse =
+        from sender in AnyInt
+        from receiver in AnyInt
+        from term in AnyLong
+        from granted in AnyBool
+        from preVote in AnyBool
+        select new RequestVoteResponse(sender, receiver, term, granted, preVote);
+
+    public static readonly Gen<AppendEntries> AppendEntries =
+        from sender in AnyInt
+        from receiver in AnyInt
+        from term in AnyLong
+        from prevIndex in AnyLong
+        from prevTerm in AnyLong
+        from count in Gen.Frequency((1, Gen.Constant(0)), (4, Gen.Choose(1, 20)))
+        from entries in Gen.ArrayOf(Entry, count)
+        from commit in AnyLong
+        from readSequence in AnyLong
+        select new AppendEntries(sender, receiver, term, prevIndex, prevTerm, entries, commit, readSequence);
+
+    public static readonly Gen<AppendEntriesResponse> AppendEntriesResponse =
+        from sender in AnyInt
+        from receiver in AnyInt
+        from term in AnyLong
+        from success in AnyBool
+        from match in AnyLong
+        from hintIndex in AnyLong
+        from hintTerm in AnyLong
+        from readSequence in AnyLong
+        select new AppendEntriesResponse(sender, receiver, term, success, match, hintIndex, hintTerm, readSequence);
+
+    public static readonly Gen<TimeoutNow> TimeoutNow =
+        from sender in AnyInt
+        from receiver in AnyInt
+        from term in AnyLong
+        select new TimeoutNow(sender, receiver, term);
+
+    public static readonly Gen<InstallSnapshot> InstallSnapshot =
+        from sender in AnyInt
+        from receiver in AnyInt
+        from term in AnyLong
+        from snapshotIndex in AnyLong
+        from snapshotTerm in AnyLong
+        from memberCount in Gen.Choose(0, 9)
+        from members in Gen.ArrayOf(AnyInt, memberCount)
+        from offset in AnyLong
+        from data in Payload
+        from done in AnyBool
+        select new InstallSnapshot(sender, receiver, term, snapshotIndex, snapshotTerm, members, offset, data, done);
+
+    public static readonly Gen<InstallSnapshotResponse> InstallSnapshotResponse =
+        from sender in AnyInt
+        from receiver in AnyInt
+        from term in AnyLong
+        from snapshotIndex in AnyLong
+        from nextOffset in AnyLong
+        from success in AnyBool
+        from done in AnyBool
+        select new InstallSnapshotResponse(sender, receiver, term, snapshotIndex, nextOffset, success, done);
+
+    public static readonly Gen<RaftMessage> Any = Gen.OneOf(
+        RequestVote.Select(m => (RaftMessage)m),
+        RequestVoteResponse.Select(m => (RaftMessage)m),
+        AppendEntries.Select(m => (RaftMessage)m),
+        AppendEntriesResponse.Select(m => (RaftMessage)m),
+        TimeoutNow.Select(m => (RaftMessage)m),
+        InstallSnapshot.Select(m => (RaftMessage)m),
+        InstallSnapshotResponse.Select(m => (RaftMessage)m));
+
+    /// <summary>One sample of every message type, addressed from <paramref name="from"/> to <paramref name="to"/>.</summary>
+    public static IReadOnlyList<RaftMessage> OneOfEach(int from, int to)
+    {
+        RaftMessage[] samples =
+        [
+            RequestVote.Sample(10, 1)[0],
+            RequestVoteResponse.Sample(10, 1)[0],
+            AppendEntries.Sample(10, 1)[0],
+            AppendEntriesResponse.Sample(10, 1)[0],
+            TimeoutNow.Sample(10, 1)[0],
+            InstallSnapshot.Sample(10, 1)[0],
+            InstallSnapshotResponse.Sample(10, 1)[0],
+        ];
+        return samples.Select(m => m with { From = from, To = to }).ToArray();
+    }
+}
+
+/// <summary>Registers the generators with FsCheck.Xunit's <c>[Property(Arbitrary = ...)]</c>.</summary>
+public static class MessageArbitraries
+{
+    public static Arbitrary<RequestVote> RequestVote() => MessageGenerators.RequestVote.ToArbitrary();
+
+    public static Arbitrary<RequestVoteResponse> RequestVoteResponse() => MessageGenerators.RequestVoteResponse.ToArbitrary();
+
+    public static Arbitrary<AppendEntries> AppendEntries() => MessageGenerators.AppendEntries.ToArbitrary();
+
+    public static Arbitrary<AppendEntriesResponse> AppendEntriesResponse() => MessageGenerators.AppendEntriesResponse.ToArbitrary();
+
+    public static Arbitrary<TimeoutNow> TimeoutNow() => MessageGenerators.TimeoutNow.ToArbitrary();
+
+    public static Arbitrary<InstallSnapshot> InstallSnapshot() => MessageGenerators.InstallSnapshot.ToArbitrary();
+
+    public static Arbitrary<InstallSnapshotResponse> InstallSnapshotResponse() => MessageGenerators.InstallSnapshotResponse.ToArbitrary();
+
+    public static Arbitrary<RaftMessage> RaftMessage() => MessageGenerators.Any.ToArbitrary();
+}
