@@ -19,6 +19,8 @@ public class MutantTests(ITestOutputHelper output)
     [InlineData(Mutation.CommitOldTermByCounting, 5)]
     [InlineData(Mutation.ForgetVote, 3)]
     [InlineData(Mutation.ForgetVote, 5)]
+    [InlineData(Mutation.AckBeforePersist, 3)]
+    [InlineData(Mutation.AckBeforePersist, 5)]
     public void Simulator_catches(Mutation mutation, int nodes)
     {
         var firstSeed = nodes == 3 ? 0 : 100_000;

@@ -30,14 +30,24 @@ public sealed class SimulatedCluster
     private readonly bool _checkQuorum;
     private readonly int _maxInflight;
     private readonly long _maxAppendBytes;
+    private readonly int _snapshotInterval;
+    private readonly int _snapshotTrail;
+    private readonly int _snapshotChunkBytes;
+    private int _snapshotsTaken;
+    private int _snapshotsInstalled;
+    private int _tornWrites;
 
     // Invariant records.
     private readonly Dictionary<long, int> _leaderOfTerm = [];
     private readonly Dictionary<(long Index, long Term), (long PrevTerm, EntryKind Kind, ulong Hash)> _entriesSeen = [];
-    private readonly List<(long Term, ulong Hash)> _committed = [(0, 0)]; // index 0 is a sentinel
+    // Per committed index: its term, its content hash, and the hash of the state after applying it.
+    private readonly List<(long Term, ulong Hash, ulong State)> _committed = [(0, 0, 0)]; // index 0 is a sentinel
     private readonly List<(long Index, long Term, long Command)> _acknowledged = [];
 
     private double _now;
+
+    /// <summary>Debugging aid for tests: sees every delivered message.</summary>
+    internal Action<double, RaftMessage>? TraceDelivery { get; set; }
     private long _sequence;
     private long _step;
     private double _dropRate;
@@ -61,10 +71,15 @@ public sealed class SimulatedCluster
         // Flow-control settings vary by seed: one entry per message exposes different schedules than big batches.
         _maxInflight = new[] { 1, 4, 64 }[_random.Next(3)];
         _maxAppendBytes = new[] { 1L, 256L, 1L << 16 }[_random.Next(3)];
+        // Snapshots and compaction, by seed: never, or every few entries with a short trail, so that
+        // lagging and restarted nodes often need InstallSnapshot.
+        _snapshotInterval = new[] { 0, 5, 20, 60 }[_random.Next(4)];
+        _snapshotTrail = new[] { 0, 3, 10 }[_random.Next(3)];
+        _snapshotChunkBytes = new[] { 16, 100, 4096 }[_random.Next(3)];
         _nodes = new SimNode[options.Nodes];
         for (var i = 0; i < _nodes.Length; i++)
         {
-            var node = new SimNode(i + 1, new InMemoryLogStore(), 0.95 + _random.NextDouble() * 0.1);
+            var node = new SimNode(i + 1, new InMemoryLogStore(), new InMemorySnapshotStore(), 0.95 + _random.NextDouble() * 0.1);
             _nodes[i] = node;
             node.Core = CreateCore(node);
             Schedule(_random.NextDouble() * TickLength, new TickEvent(node.Id));
@@ -84,7 +99,12 @@ public sealed class SimulatedCluster
         CheckLiveness();
         CheckDurability();
         var committed = _committed.Count - 1;
-        return new SimulationResult(_options.Seed, _step, _now, _leaderOfTerm.Count, committed, _acknowledged.Count, _crashes, _partitions, _delivered, _dropped);
+        return new SimulationResult(_options.Seed, _step, _now, _leaderOfTerm.Count, committed, _acknowledged.Count, _crashes, _partitions, _delivered, _dropped)
+        {
+            SnapshotsTaken = _snapshotsTaken,
+            SnapshotsInstalled = _snapshotsInstalled,
+            TornWrites = _tornWrites,
+        };
     }
 
     // ------------------------------------------------------------------ event loop
@@ -115,6 +135,7 @@ public sealed class SimulatedCluster
                         break;
                     }
                     _delivered++;
+                    TraceDelivery?.Invoke(_now, deliver.Message);
                     target.Core.Step(deliver.Message);
                     ProcessReady(target);
                     break;
@@ -161,12 +182,45 @@ public sealed class SimulatedCluster
             var ready = node.Core.GetReady();
             foreach (var message in ready.Messages)
                 Send(message);
+#if RAFT_MUTANTS
+            var ackedEarly = (_options.Mutations & Mutation.AckBeforePersist) != 0;
+            if (ackedEarly)
+            {
+                foreach (var message in ready.MessagesAfterPersist)
+                    Send(message);
+            }
+#endif
+            if (node.TearNextWrite && ready.MustSync)
+            {
+                // Power fails in the middle of this write: a prefix of it reaches the disk (a torn tail
+                // is cut off on recovery), nothing that depends on it is sent, and the node is down.
+                node.TearNextWrite = false;
+                if (ready.HardState is { } torn && _random.Next(2) == 0)
+                    Complete(node.Store.SaveHardStateAsync(torn));
+                var keep = _random.Next(ready.Entries.Count + 1);
+                if (keep > 0 && ready.SnapshotToRestore is null)
+                    Persist(node, [.. ready.Entries.Take(keep)]);
+                _tornWrites++;
+                Crash(node);
+                return;
+            }
             if (ready.HardState is { } hardState)
                 Complete(node.Store.SaveHardStateAsync(hardState));
+            foreach (var chunk in ready.SnapshotChunks)
+                ReceiveChunk(node, chunk);
+            if (ready.SnapshotToRestore is { } snapshot)
+                InstallSnapshot(node, snapshot);
+            else if (ready.SnapshotChunks.Count > 0 && ready.SnapshotChunks[^1].Done)
+                node.Incoming = null; // the log already held it
             if (ready.Entries.Count > 0)
                 Persist(node, ready.Entries);
-            foreach (var message in ready.MessagesAfterPersist)
-                Send(message);
+#if RAFT_MUTANTS
+            if (!ackedEarly)
+#endif
+            {
+                foreach (var message in ready.MessagesAfterPersist)
+                    Send(message);
+            }
             foreach (var entry in ready.CommittedEntries)
                 Apply(node, entry);
             if (node.Core.Role == RaftRole.Leader)
@@ -174,7 +228,81 @@ public sealed class SimulatedCluster
             node.Core.Advance(ready);
             if (ready.CommittedEntries.Count > 0)
                 node.Core.ReportApplied(ready.CommittedEntries[^1].Index);
+            MaybeSnapshot(node);
         }
+    }
+
+    private void ReceiveChunk(SimNode node, InstallSnapshot chunk)
+    {
+        if (chunk.Offset == 0)
+            node.Incoming = new MemoryStream();
+        if (node.Incoming is null || node.Incoming.Length != chunk.Offset)
+            throw Violation("Snapshot transfer", $"node {node.Id} was handed a chunk at offset {chunk.Offset} of snapshot {chunk.SnapshotIndex} but holds {node.Incoming?.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"} bytes.");
+        node.Incoming.Write(chunk.Data.Span);
+    }
+
+    private void InstallSnapshot(SimNode node, SnapshotMetadata snapshot)
+    {
+        var data = node.Incoming?.ToArray() ?? throw Violation("Snapshot transfer", $"node {node.Id} must restore snapshot {snapshot.Index} but received no data.");
+        node.Incoming = null;
+        var (index, state) = ParseSnapshot(node, data);
+        if (index != snapshot.Index)
+            throw Violation("Snapshot transfer", $"node {node.Id} received snapshot data for index {index} labelled {snapshot.Index}.");
+        var writer = node.Snapshots.CreateAsync(snapshot).AsTask().GetAwaiter().GetResult();
+        writer.Stream.Write(data);
+        Complete(writer.CommitAsync());
+        Complete(writer.DisposeAsync());
+        Complete(node.Store.ResetAsync(snapshot.Index, snapshot.Term));
+        RestoreState(node, index, state);
+        _snapshotsInstalled++;
+    }
+
+    private void RestoreState(SimNode node, long index, ulong state)
+    {
+        // State machine safety for snapshots: a snapshot is exactly the committed prefix it claims.
+        if (index >= _committed.Count || _committed[(int)index].State != state)
+            throw Violation("State machine safety", $"node {node.Id} restored a snapshot at index {index} whose state does not match the committed log.");
+        node.AppliedIndex = index;
+        node.State = state;
+        node.LastSnapshotIndex = Math.Max(node.LastSnapshotIndex, index);
+    }
+
+    private void MaybeSnapshot(SimNode node)
+    {
+        if (_snapshotInterval == 0 || node.AppliedIndex - node.LastSnapshotIndex < _snapshotInterval || node.Core.HasReady)
+            return;
+        var index = node.AppliedIndex;
+        var term = node.Store.GetTerm(index);
+        var writer = node.Snapshots.CreateAsync(new SnapshotMetadata(index, term, [.. Enumerable.Range(1, _nodes.Length)])).AsTask().GetAwaiter().GetResult();
+        writer.Stream.Write(SnapshotBytes(index, node.State));
+        Complete(writer.CommitAsync());
+        Complete(writer.DisposeAsync());
+        node.LastSnapshotIndex = index;
+        _snapshotsTaken++;
+        var compactTo = Math.Max(node.Store.FirstIndex - 1, index - _snapshotTrail);
+        Complete(node.Store.CompactAsync(compactTo));
+    }
+
+    private static byte[] SnapshotBytes(long index, ulong state)
+    {
+        // 16 bytes of state and a deterministic filler, so that snapshots span several chunks.
+        var data = new byte[16 + 200];
+        BinaryPrimitives.WriteInt64LittleEndian(data, index);
+        BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(8), state);
+        for (var i = 16; i < data.Length; i++)
+            data[i] = (byte)(state >> (i % 8 * 8));
+        return data;
+    }
+
+    private (long Index, ulong State) ParseSnapshot(SimNode node, byte[] data)
+    {
+        if (data.Length < 16)
+            throw Violation("Snapshot transfer", $"node {node.Id} received a truncated snapshot of {data.Length} bytes.");
+        var index = BinaryPrimitives.ReadInt64LittleEndian(data);
+        var state = BinaryPrimitives.ReadUInt64LittleEndian(data.AsSpan(8));
+        if (!data.AsSpan().SequenceEqual(SnapshotBytes(index, state)))
+            throw Violation("Snapshot transfer", $"node {node.Id} received a corrupted snapshot for index {index}.");
+        return (index, state);
     }
 
     private void Persist(SimNode node, IReadOnlyList<LogEntry> entries)
@@ -209,11 +337,12 @@ public sealed class SimulatedCluster
         if (entry.Index != node.AppliedIndex + 1)
             throw Violation("State machine safety", $"node {node.Id} applied index {entry.Index} after {node.AppliedIndex} (not in order, or not exactly once).");
         node.AppliedIndex = entry.Index;
-        var record = (entry.Term, Hash(entry.Data.Span));
+        node.State = Mix(node.State, entry.Index, entry.Term, Hash(entry.Data.Span));
+        var record = (entry.Term, Hash(entry.Data.Span), node.State);
         if (entry.Index < _committed.Count)
         {
             if (_committed[(int)entry.Index] != record)
-                throw Violation("State machine safety", $"node {node.Id} applied (term {entry.Term}) at index {entry.Index}, where term {_committed[(int)entry.Index].Term} was applied before.");
+                throw Violation("State machine safety", $"node {node.Id} applied (term {entry.Term}) at index {entry.Index}, where term {_committed[(int)entry.Index].Term} was applied before (or its state before it differed).");
         }
         else
         {
@@ -244,6 +373,7 @@ public sealed class SimulatedCluster
             Schedule(_now + _random.NextDouble() * 4 * TickLength, new CrashEvent(node.Id));
         // Leader completeness: every entry committed so far is in the new leader's log.
         var store = node.Store;
+        // Entries compacted into the leader's snapshot are covered by the snapshot's state check.
         for (var index = Math.Max(1, store.FirstIndex); index < _committed.Count; index++)
         {
             if (index > store.LastIndex || store.GetTerm(index) != _committed[(int)index].Term)
@@ -293,8 +423,16 @@ public sealed class SimulatedCluster
 
     private void InjectFault()
     {
-        switch (_random.Next(7))
+        switch (_random.Next(8))
         {
+            case 7:
+            {
+                // The next write of a node (often the leader's) is torn by a crash.
+                var alive = _nodes.Where(n => n.Alive).ToArray();
+                if (alive.Length > 0)
+                    alive[_random.Next(alive.Length)].TearNextWrite = true;
+                break;
+            }
             case 0:
             case 1:
             {
@@ -372,6 +510,7 @@ public sealed class SimulatedCluster
             return;
         node.Alive = false;
         node.Pending.Clear();
+        node.TearNextWrite = false;
         _crashes++;
         Schedule(_now + 1 + _random.NextDouble() * 40, new RestartEvent(node.Id));
     }
@@ -380,10 +519,26 @@ public sealed class SimulatedCluster
     {
         if (node.Alive)
             return;
+        Revive(node);
+    }
+
+    private void Revive(SimNode node)
+    {
         node.Alive = true;
-        node.AppliedIndex = node.Store.FirstIndex - 1;
         node.Pending.Clear();
-        // Only what the store made durable survives: the core restarts from it, the state machine replays.
+        node.Incoming = null;
+        // Only what the stores made durable survives: the state machine restarts from the latest
+        // snapshot (or empty) and replays the log; the core restarts from the log store.
+        node.AppliedIndex = 0;
+        node.State = 0;
+        if (node.Snapshots.OpenLatest() is { } stream)
+        {
+            using (stream)
+            {
+                var (index, state) = ParseSnapshot(node, ((MemoryStream)stream).ToArray());
+                RestoreState(node, index, state);
+            }
+        }
         node.Core = CreateCore(node);
         ProcessReady(node);
     }
@@ -397,13 +552,14 @@ public sealed class SimulatedCluster
         HeartbeatTicks = 2,
         MaxInflightAppends = _maxInflight,
         MaxAppendBytes = _maxAppendBytes,
+        MaxSnapshotChunkBytes = _snapshotChunkBytes,
         PreVote = _preVote,
         CheckQuorum = _checkQuorum,
         Random = new Random(_random.Next()),
 #if RAFT_MUTANTS
         Mutations = _options.Mutations,
 #endif
-    }, node.Store);
+    }, node.Store, node.Snapshots);
 
     // ------------------------------------------------------------------ healing, liveness, durability
 
@@ -414,14 +570,9 @@ public sealed class SimulatedCluster
         _dropRate = 0;
         foreach (var node in _nodes)
         {
+            node.TearNextWrite = false;
             if (!node.Alive)
-            {
-                node.Alive = true;
-                node.AppliedIndex = node.Store.FirstIndex - 1;
-                node.Pending.Clear();
-                node.Core = CreateCore(node);
-                ProcessReady(node);
-            }
+                Revive(node);
         }
     }
 
@@ -466,7 +617,9 @@ public sealed class SimulatedCluster
             }
             StepOnce();
         }
-        var state = string.Join("; ", _nodes.Select(n => $"node {n.Id}: {n.Core.Role} term {n.Core.Term} commit {n.Core.CommitIndex} applied {n.AppliedIndex}"));
+        var state = string.Join("; ", _nodes.Select(n =>
+            $"node {n.Id}: {n.Core.Role} term {n.Core.Term} commit {n.Core.CommitIndex} applied {n.AppliedIndex} log [{n.Store.FirstIndex}, {n.Store.LastIndex}] snapshot {n.Snapshots.Latest?.Index}" +
+            (n.Core.Role == RaftRole.Leader ? $" progress {string.Join(",", n.Core.Status.Progress.Select(p => $"{p.Key}:{p.Value}"))}" : "")));
         throw Violation("Liveness", command is null
             ? $"no leader accepted a proposal within {_options.LivenessTicks} ticks after healing ({state})."
             : $"the cluster did not commit a proposal and converge within {_options.LivenessTicks} ticks after healing ({state}).");
@@ -480,7 +633,12 @@ public sealed class SimulatedCluster
             {
                 var store = node.Store;
                 if (index < store.FirstIndex)
+                {
+                    // Compacted: the node's snapshot (checked against the committed log) must cover it.
+                    if (node.LastSnapshotIndex < index && node.Snapshots.Latest?.Index < index)
+                        throw Violation("Durability", $"acknowledged command {command} at index {index} was compacted from node {node.Id} without a snapshot covering it.");
                     continue;
+                }
                 if (index > store.LastIndex || store.GetTerm(index) != term)
                     throw Violation("Durability", $"acknowledged command {command} at index {index} (term {term}) is missing from node {node.Id}'s log.");
             }
@@ -510,6 +668,15 @@ public sealed class SimulatedCluster
     private InvariantViolationException Violation(string invariant, string detail, Exception? inner = null) =>
         new(invariant, _options.Seed, _step, detail, inner);
 
+    private static ulong Mix(ulong state, long index, long term, ulong hash)
+    {
+        var x = state ^ hash ^ ((ulong)index * 0x9E3779B97F4A7C15UL) ^ ((ulong)term << 32);
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdUL;
+        x ^= x >> 33;
+        return x;
+    }
+
     private static ulong Hash(ReadOnlySpan<byte> data)
     {
         // FNV-1a: enough to tell commands apart in a simulation.
@@ -522,11 +689,24 @@ public sealed class SimulatedCluster
         return hash;
     }
 
-    private sealed class SimNode(int id, InMemoryLogStore store, double tickScale)
+    private sealed class SimNode(int id, InMemoryLogStore store, InMemorySnapshotStore snapshots, double tickScale)
     {
         public int Id { get; } = id;
 
         public InMemoryLogStore Store { get; } = store;
+
+        public InMemorySnapshotStore Snapshots { get; } = snapshots;
+
+        // The state machine: a hash of everything applied, in order.
+        public ulong State { get; set; }
+
+        public long LastSnapshotIndex { get; set; }
+
+        // The snapshot being received.
+        public MemoryStream? Incoming { get; set; }
+
+        // Crash in the middle of the next write.
+        public bool TearNextWrite { get; set; }
 
         // Each node's clock runs at its own slightly different rate.
         public double TickScale { get; } = tickScale;

@@ -84,7 +84,17 @@ public sealed record SimulationResult(
     int Crashes,
     int Partitions,
     long MessagesDelivered,
-    long MessagesDropped);
+    long MessagesDropped)
+{
+    /// <summary>Snapshots nodes took (and compacted their logs after).</summary>
+    public int SnapshotsTaken { get; init; }
+
+    /// <summary>Snapshots installed from a leader through InstallSnapshot.</summary>
+    public int SnapshotsInstalled { get; init; }
+
+    /// <summary>Writes torn by a crash in their middle.</summary>
+    public int TornWrites { get; init; }
+}
 
 /// <summary>A simulation found a broken Raft invariant. The message names the seed and how to replay it.</summary>
 public sealed class InvariantViolationException : Exception

@@ -19,5 +19,8 @@ public enum Mutation
 
     /// <summary>Do not persist the vote: the hard state handed to the host omits it (breaks Raft §5.2 across restarts).</summary>
     ForgetVote = 4,
+
+    /// <summary>The simulated host sends acknowledgements and votes before its write is durable (breaks DESIGN.md §4's ordering).</summary>
+    AckBeforePersist = 8,
 }
 #endif

@@ -24,6 +24,7 @@ public sealed class RaftCore
     private readonly int[] _members;
     private readonly int[] _peers;
     private readonly RaftLog _log;
+    private readonly ISnapshotStore? _snapshots;
 
     // Persistent state (Raft Figure 2), mirrored in the store once the host persists the Ready.
     private long _term;
@@ -61,6 +62,11 @@ public sealed class RaftCore
 
     private readonly List<LogEntry> _scratch = [];
 
+    // Follower: the snapshot being received (from one leader in one term), and what it produced this round.
+    private IncomingSnapshot? _incoming;
+    private List<InstallSnapshot> _snapshotChunks = [];
+    private SnapshotMetadata? _snapshotToRestore;
+
     /// <summary>Creates the core of one node, recovering its term, vote and log from <paramref name="store"/>.</summary>
     /// <param name="options">The settings; validated here.</param>
     /// <param name="store">The node's log store. The core reads it; the host writes it.</param>
@@ -70,11 +76,30 @@ public sealed class RaftCore
     /// </param>
     /// <exception cref="ArgumentException">The options are invalid.</exception>
     public RaftCore(RaftOptions options, ILogStore store, long appliedIndex = -1)
+        : this(options, store, snapshots: null, appliedIndex)
+    {
+    }
+
+    /// <summary>Creates the core of one node that can stream snapshots to lagging followers.</summary>
+    /// <param name="options">The settings; validated here.</param>
+    /// <param name="store">The node's log store. The core reads it; the host writes it.</param>
+    /// <param name="snapshots">
+    /// The node's snapshot store, read (synchronously) to send a snapshot to a follower that needs
+    /// entries the log no longer holds. Null when the host never compacts its log.
+    /// </param>
+    /// <param name="appliedIndex">
+    /// The highest index the host's state machine already reflects, or -1 for "restored from the
+    /// latest snapshot, or empty when there is none".
+    /// </param>
+    /// <exception cref="ArgumentException">The options are invalid.</exception>
+    /// <exception cref="InvalidOperationException">The log was compacted past the state the state machine can be rebuilt from.</exception>
+    public RaftCore(RaftOptions options, ILogStore store, ISnapshotStore? snapshots, long appliedIndex = -1)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(store);
         options.Validate();
         _options = options;
+        _snapshots = snapshots;
         _random = options.Random ?? Random.Shared;
         _members = [.. options.Members];
         _peers = [.. options.Members.Where(m => m != options.NodeId)];
@@ -84,7 +109,12 @@ public sealed class RaftCore
         _term = hardState.Term;
         _votedFor = hardState.VotedFor;
         _persistedHardState = hardState;
-        var applied = appliedIndex < 0 ? store.FirstIndex - 1 : appliedIndex;
+        var applied = appliedIndex >= 0 ? appliedIndex : snapshots?.Latest?.Index ?? 0;
+        if (applied < store.FirstIndex - 1)
+        {
+            throw new InvalidOperationException(
+                $"The log store starts at index {store.FirstIndex}, but the state machine reflects only index {applied}: entries {applied + 1} to {store.FirstIndex - 1} were compacted without a snapshot covering them.");
+        }
         // The stored commit index is a lower bound of what was committed; never below what is applied.
         _log = new RaftLog(store, Math.Max(hardState.Commit, applied), applied);
 
@@ -147,6 +177,8 @@ public sealed class RaftCore
         || _log.HasUnstable
         || _log.Committed > _log.Applying
         || _readStates.Count > 0
+        || _snapshotChunks.Count > 0
+        || _snapshotToRestore is not null
         || CurrentHardState() != _persistedHardState
         || new SoftState(_role, _leader, _term) != _reportedSoftState
         || (_role == RaftRole.Leader && (_broadcastPending || _readBroadcastPending || _commitBroadcastPending));
@@ -314,10 +346,17 @@ public sealed class RaftCore
                 if (_role != RaftRole.Leader)
                     StartCampaign(CampaignKind.Transfer);
                 return;
-            case InstallSnapshot:
-            case InstallSnapshotResponse:
-                // Snapshot transfer is driven by the host together with its snapshot store; the core
-                // never compacts on its own, so a leader on this core version never sends one.
+            case InstallSnapshot chunk:
+                if (_role == RaftRole.Leader)
+                    throw new UnreachableException($"Two leaders in term {_term}: node {Id} and node {chunk.From}.");
+                if (_role != RaftRole.Follower || _leader != chunk.From)
+                    BecomeFollower(_term, chunk.From);
+                _electionElapsed = 0;
+                HandleInstallSnapshot(chunk);
+                return;
+            case InstallSnapshotResponse response:
+                if (_role == RaftRole.Leader)
+                    HandleSnapshotResponse(response);
                 return;
         }
     }
@@ -354,6 +393,13 @@ public sealed class RaftCore
             ready.ReadStates = _readStates;
             _readStates = [];
         }
+        if (_snapshotChunks.Count > 0)
+        {
+            ready.SnapshotChunks = _snapshotChunks;
+            _snapshotChunks = [];
+        }
+        ready.SnapshotToRestore = _snapshotToRestore;
+        _snapshotToRestore = null;
         var soft = new SoftState(_role, _leader, _term);
         if (soft != _reportedSoftState)
         {
@@ -374,6 +420,8 @@ public sealed class RaftCore
         _readyOutstanding = false;
         if (ready.HardState is { } hs)
             _persistedHardState = hs;
+        if (ready.SnapshotToRestore is not null)
+            _log.SnapshotPersisted();
         if (ready.Entries.Count > 0)
         {
             var last = ready.Entries[^1];
@@ -615,6 +663,60 @@ public sealed class RaftCore
         Send(new AppendEntriesResponse(Id, append.From, _term, Success: false, MatchIndex: append.PrevLogIndex, hintIndex, hintTerm, append.ReadSequence), afterPersist: true);
     }
 
+    private void HandleInstallSnapshot(InstallSnapshot chunk)
+    {
+        if (chunk.SnapshotIndex <= _log.Committed || (chunk.Offset == 0 && _log.MatchTerm(chunk.SnapshotIndex, chunk.SnapshotTerm)))
+        {
+            // Already hold everything it covers (§7: keep the entries that follow it).
+            _incoming = null;
+            _log.CommitTo(Math.Max(_log.Committed, Math.Min(chunk.SnapshotIndex, _log.LastIndex)));
+            Send(new InstallSnapshotResponse(Id, chunk.From, _term, chunk.SnapshotIndex, 0, Success: true, Done: true), afterPersist: true);
+            return;
+        }
+        if (chunk.Offset == 0)
+            _incoming = new IncomingSnapshot(chunk.From, chunk.Term, chunk.SnapshotIndex, chunk.SnapshotTerm);
+        var incoming = _incoming;
+        if (incoming is null || incoming.Leader != chunk.From || incoming.Term != chunk.Term || incoming.Index != chunk.SnapshotIndex || incoming.NextOffset != chunk.Offset)
+        {
+            // Out of order, or a transfer this node does not know (it restarted, or the leader changed): say where to resume.
+            var resume = incoming is not null && incoming.Leader == chunk.From && incoming.Term == chunk.Term && incoming.Index == chunk.SnapshotIndex ? incoming.NextOffset : 0;
+            Send(new InstallSnapshotResponse(Id, chunk.From, _term, chunk.SnapshotIndex, resume, Success: false, Done: false), afterPersist: true);
+            return;
+        }
+        incoming.NextOffset += chunk.Data.Length;
+        _snapshotChunks.Add(chunk);
+        if (chunk.Done)
+        {
+            _incoming = null;
+            if (_log.MatchTerm(chunk.SnapshotIndex, chunk.SnapshotTerm))
+            {
+                // Appends caught this node up while the snapshot streamed: keep the log, skip the restore.
+                _log.CommitTo(Math.Max(_log.Committed, chunk.SnapshotIndex));
+            }
+            else
+            {
+                // The log diverges from the leader's committed prefix at or before the snapshot's end, so
+                // nothing after that point can be committed: replace the whole log with the snapshot.
+                _log.RestoreSnapshot(chunk.SnapshotIndex, chunk.SnapshotTerm);
+                _snapshotToRestore = new SnapshotMetadata(chunk.SnapshotIndex, chunk.SnapshotTerm, chunk.Members);
+            }
+        }
+        Send(new InstallSnapshotResponse(Id, chunk.From, _term, chunk.SnapshotIndex, incoming.NextOffset, Success: true, chunk.Done), afterPersist: true);
+    }
+
+    private sealed class IncomingSnapshot(int leader, long term, long index, long snapshotTerm)
+    {
+        public int Leader { get; } = leader;
+
+        public long Term { get; } = term;
+
+        public long Index { get; } = index;
+
+        public long SnapshotTerm { get; } = snapshotTerm;
+
+        public long NextOffset { get; set; }
+    }
+
     // ------------------------------------------------------------------ leader (§5.3, §5.4)
 
     private void TickLeader()
@@ -650,7 +752,12 @@ public sealed class RaftCore
         {
             _heartbeatElapsed = 0;
             foreach (var (_, pr) in _progress)
-                SendHeartbeat(pr);
+            {
+                if (pr.State == ProgressState.Snapshot)
+                    SendSnapshotChunk(pr); // the chunk in flight may have been lost
+                else
+                    SendHeartbeat(pr);
+            }
         }
     }
 
@@ -702,8 +809,11 @@ public sealed class RaftCore
         var prevTerm = _log.TryTerm(prev);
         if (prevTerm < 0)
         {
-            // The entries it needs were compacted into a snapshot: the host must send one.
-            pr.BecomeSnapshot(_log.FirstIndex - 1);
+            // The entries it needs were compacted into a snapshot: stream the snapshot instead (Raft §7).
+            if (_snapshots?.Latest is not { } snapshot || snapshot.Index < _log.FirstIndex - 1)
+                throw new InvalidOperationException($"Follower {pr.Id} needs entries from index {pr.Next}, but the log starts at {_log.FirstIndex} and no snapshot covers the gap.");
+            pr.BecomeSnapshot(snapshot.Index);
+            SendSnapshotChunk(pr);
             return false;
         }
         _scratch.Clear();
@@ -751,6 +861,12 @@ public sealed class RaftCore
                     pr.BecomeProbe();
                 SendAppend(pr, sendIfEmpty: true);
             }
+            else if (pr.State == ProgressState.Probe)
+            {
+                // A rejected heartbeat (or a late rejection): the outstanding probe may be lost; probe again.
+                pr.ProbeSent = false;
+                SendAppend(pr, sendIfEmpty: true);
+            }
             return;
         }
 
@@ -760,6 +876,8 @@ public sealed class RaftCore
                 pr.BecomeReplicate();
             else if (pr.State == ProgressState.Replicate)
                 pr.Inflights.FreeLE(response.MatchIndex);
+            else if (pr.Match >= pr.PendingSnapshot)
+                pr.BecomeProbe(); // caught up some other way: the snapshot is no longer needed
             MaybeCommit();
             if (_role != RaftRole.Leader)
                 return;
@@ -788,6 +906,53 @@ public sealed class RaftCore
         // otherwise skip the follower's whole run of that term.
         var candidate = _log.LastIndexWithTermAtMost(response.MatchIndex, response.HintTerm);
         return _log.TryTerm(candidate) == response.HintTerm ? candidate + 1 : response.HintIndex;
+    }
+
+    private void SendSnapshotChunk(Progress pr)
+    {
+        var snapshot = _snapshots?.Latest;
+        if (snapshot is null || snapshot.Index < _log.FirstIndex - 1)
+            throw new InvalidOperationException($"Follower {pr.Id} needs a snapshot, but the snapshot store has none covering index {_log.FirstIndex - 1}.");
+        if (snapshot.Index != pr.PendingSnapshot)
+        {
+            // A newer snapshot replaced the one being sent: start over with it.
+            pr.BecomeSnapshot(snapshot.Index);
+        }
+        var length = _snapshots!.LatestLength;
+        var offset = Math.Clamp(pr.SnapshotOffset, 0, length);
+        var buffer = new byte[(int)Math.Min(_options.MaxSnapshotChunkBytes, length - offset)];
+        var read = _snapshots.Read(snapshot.Index, offset, buffer);
+        if (read < 0)
+        {
+            // Replaced between the two calls; the next heartbeat tick retries with the new one.
+            pr.BecomeSnapshot(0);
+            return;
+        }
+        var done = offset + read >= length;
+        Send(new InstallSnapshot(Id, pr.Id, _term, snapshot.Index, snapshot.Term, snapshot.Members, offset, buffer.AsMemory(0, read), done), afterPersist: false);
+    }
+
+    private void HandleSnapshotResponse(InstallSnapshotResponse response)
+    {
+        if (!_progress.TryGetValue(response.From, out var pr))
+            return;
+        pr.RecentActive = true;
+        if (pr.State != ProgressState.Snapshot || response.SnapshotIndex != pr.PendingSnapshot)
+            return; // an answer to an older transfer
+        if (response.Done && response.Success)
+        {
+            // The follower holds everything up to the snapshot: resume replication after it.
+            pr.MaybeUpdate(response.SnapshotIndex);
+            pr.BecomeProbe();
+            MaybeCommit();
+            if (_role == RaftRole.Leader)
+                SendAppend(pr, sendIfEmpty: true);
+            return;
+        }
+        if (response.Success && response.NextOffset <= pr.SnapshotOffset)
+            return; // a duplicate or late answer: the transfer is already past it
+        pr.SnapshotOffset = response.NextOffset;
+        SendSnapshotChunk(pr);
     }
 
     private void MaybeCommit()

@@ -24,6 +24,10 @@ internal sealed class RaftLog
         Applying = Applied;
     }
 
+    // A snapshot accepted from the leader but not yet written to the store by the host: until then
+    // the stable log reads as empty after (Index, Term). Cleared by <see cref="SnapshotPersisted"/>.
+    private (long Index, long Term)? _restored;
+
     /// <summary>The highest index known committed.</summary>
     public long Committed { get; private set; }
 
@@ -33,14 +37,16 @@ internal sealed class RaftLog
     /// <summary>The highest index the host reported applied.</summary>
     public long Applied { get; private set; }
 
-    public long FirstIndex => _store.FirstIndex;
+    public long FirstIndex => _restored is { } r ? r.Index + 1 : _store.FirstIndex;
 
-    public long LastIndex => _unstable.Count > 0 ? _unstableOffset + _unstable.Count - 1 : _store.LastIndex;
+    public long LastIndex => _unstable.Count > 0 ? _unstableOffset + _unstable.Count - 1 : StoreLastIndex;
+
+    private long StoreLastIndex => _restored is { } r ? r.Index : _store.LastIndex;
 
     public long LastTerm => Term(LastIndex);
 
     /// <summary>The index of the last entry known durable.</summary>
-    public long StableLastIndex => _unstable.Count > 0 ? Math.Min(_store.LastIndex, _unstableOffset - 1) : _store.LastIndex;
+    public long StableLastIndex => _unstable.Count > 0 ? Math.Min(StoreLastIndex, _unstableOffset - 1) : StoreLastIndex;
 
     public bool HasUnstable => _unstable.Count > 0;
 
@@ -51,6 +57,8 @@ internal sealed class RaftLog
             return -1;
         if (_unstable.Count > 0 && index >= _unstableOffset)
             return index <= LastIndex ? _unstable[(int)(index - _unstableOffset)].Term : -1;
+        if (_restored is { } r)
+            return index == r.Index ? r.Term : -1;
         if (index < _store.FirstIndex - 1 || index > _store.LastIndex)
             return -1;
         return _store.GetTerm(index);
@@ -116,6 +124,8 @@ internal sealed class RaftLog
         if (lo == hi)
             return;
         var stableEnd = _unstable.Count > 0 ? Math.Min(hi, _unstableOffset) : hi;
+        if (_restored is not null)
+            stableEnd = lo; // Nothing stable after a restored snapshot: everything in range is unstable.
         long bytes = 0;
         if (lo < stableEnd)
         {
@@ -137,6 +147,29 @@ internal sealed class RaftLog
             destination.Add(entry);
         }
     }
+
+    /// <summary>
+    /// Replaces the whole log with a snapshot covering up to (<paramref name="index"/>,
+    /// <paramref name="term"/>): unstable entries are dropped, and the stable log reads as empty
+    /// until the host has reset the store (<see cref="SnapshotPersisted"/>).
+    /// </summary>
+    public void RestoreSnapshot(long index, long term)
+    {
+        if (index <= Committed)
+            throw new System.Diagnostics.UnreachableException($"Restoring a snapshot at index {index}, at or below the commit index {Committed}.");
+        _restored = (index, term);
+        _unstable = [];
+        _unstableOffset = index + 1;
+        Committed = index;
+        Applying = index;
+        Applied = index;
+    }
+
+    /// <summary>Whether a restored snapshot still waits for the host to reset the store.</summary>
+    public bool HasPendingSnapshot => _restored is not null;
+
+    /// <summary>The host reset the store to the restored snapshot.</summary>
+    public void SnapshotPersisted() => _restored = null;
 
     /// <summary>The unstable entries, to persist.</summary>
     public IReadOnlyList<LogEntry> UnstableEntries() => _unstable.Count == 0 ? [] : _unstable.ToArray();

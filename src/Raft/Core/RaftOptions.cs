@@ -24,6 +24,9 @@ public sealed class RaftOptions
     /// <summary>The soft limit on the entry bytes in one AppendEntries. The default is 1 MiB.</summary>
     public long MaxAppendBytes { get; init; } = 1 << 20;
 
+    /// <summary>The size of the chunks a leader streams a snapshot in (one chunk in flight per follower). The default is 1 MiB.</summary>
+    public int MaxSnapshotChunkBytes { get; init; } = 1 << 20;
+
     /// <summary>
     /// The limit on proposed entries a leader holds that are not yet committed; beyond it proposals
     /// are refused with <see cref="ProposeResult.Backpressure"/>, so a stalled cluster cannot eat
@@ -83,6 +86,8 @@ public sealed class RaftOptions
             throw new ArgumentOutOfRangeException(nameof(MaxInflightAppends), MaxInflightAppends, "MaxInflightAppends must be positive.");
         if (MaxAppendBytes <= 0)
             throw new ArgumentOutOfRangeException(nameof(MaxAppendBytes), MaxAppendBytes, "MaxAppendBytes must be positive.");
+        if (MaxSnapshotChunkBytes <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxSnapshotChunkBytes), MaxSnapshotChunkBytes, "MaxSnapshotChunkBytes must be positive.");
         if (MaxUncommittedEntries <= 0)
             throw new ArgumentOutOfRangeException(nameof(MaxUncommittedEntries), MaxUncommittedEntries, "MaxUncommittedEntries must be positive.");
     }

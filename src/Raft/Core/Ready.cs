@@ -7,9 +7,9 @@ namespace Raft;
 /// <remarks>
 /// <list type="number">
 /// <item><see cref="Messages"/> may be sent at once, in parallel with persisting (a leader's appends; dissertation §10.2.1).</item>
-/// <item><see cref="HardState"/> (when not null) and <see cref="Entries"/> (when not empty) must be made durable.</item>
+/// <item><see cref="HardState"/> (when not null) must be made durable; then, when <see cref="SnapshotChunks"/> is not empty, each chunk is written at its offset into the snapshot being received (a chunk at offset 0 starts it over); then, when <see cref="SnapshotToRestore"/> is set, that snapshot is committed to the <see cref="ISnapshotStore"/> and the log store is reset to it (<see cref="ILogStore.ResetAsync"/>); then <see cref="Entries"/> (when not empty) are appended durably.</item>
 /// <item>Only then may <see cref="MessagesAfterPersist"/> be sent: votes and append acknowledgements that promise what was just persisted.</item>
-/// <item><see cref="CommittedEntries"/> are applied to the state machine in order (they may be handed to another thread, in order).</item>
+/// <item>When <see cref="SnapshotToRestore"/> is set, the state machine is restored from it; then <see cref="CommittedEntries"/> are applied to the state machine in order (they may be handed to another thread, in order).</item>
 /// <item><see cref="ReadStates"/> are released once the applied index reaches their index.</item>
 /// </list>
 /// The lists belong to the host after <see cref="RaftCore.GetReady"/>; the core never touches them again.
@@ -39,8 +39,24 @@ public sealed class Ready
     /// <summary>The role and leader, when either changed since the previous <see cref="Ready"/>; otherwise null.</summary>
     public SoftState? SoftState { get; internal set; }
 
+    /// <summary>
+    /// Chunks of a snapshot the leader is streaming to this node, in order. Write each at its
+    /// <see cref="InstallSnapshot.Offset"/>; a chunk at offset 0 discards any partial snapshot and
+    /// starts a new one. When a chunk with <see cref="InstallSnapshot.Done"/> is here but
+    /// <see cref="SnapshotToRestore"/> is null, the log already held the snapshot's entries:
+    /// discard the partial snapshot.
+    /// </summary>
+    public IReadOnlyList<InstallSnapshot> SnapshotChunks { get; internal set; } = [];
+
+    /// <summary>
+    /// When not null, the snapshot received through <see cref="SnapshotChunks"/> is complete and
+    /// replaces this node's log and state: commit it, reset the log store to its index and term, and
+    /// restore the state machine from it before applying <see cref="CommittedEntries"/>.
+    /// </summary>
+    public SnapshotMetadata? SnapshotToRestore { get; internal set; }
+
     /// <summary>True when the host must fsync before sending <see cref="MessagesAfterPersist"/> (that is, when something is to be persisted).</summary>
-    public bool MustSync => HardState is not null || Entries.Count > 0;
+    public bool MustSync => HardState is not null || Entries.Count > 0 || SnapshotChunks.Count > 0 || SnapshotToRestore is not null;
 }
 
 /// <summary>The volatile part of a node's state: its role and the leader it knows.</summary>

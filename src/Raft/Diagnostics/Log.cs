@@ -29,6 +29,9 @@ internal static partial class Log
     [LoggerMessage(EventId = 1007, Level = LogLevel.Warning, Message = "Node {NodeId} saw an error while shutting down")]
     public static partial void ShutdownError(ILogger logger, int nodeId, Exception exception);
 
+    [LoggerMessage(EventId = 1009, Level = LogLevel.Information, Message = "Node {NodeId} took a snapshot at index {Index}")]
+    public static partial void SnapshotTaken(ILogger logger, int nodeId, long index);
+
     [LoggerMessage(EventId = 1008, Level = LogLevel.Debug, Message = "Node {NodeId} ignored a message for node {To} from node {From}")]
     public static partial void Misaddressed(ILogger logger, int nodeId, int to, int from);
 }

@@ -81,3 +81,22 @@ public sealed class RaftBusyException : RaftException
     /// <param name="innerException">The cause.</param>
     public RaftBusyException(string message, Exception innerException) : base(message, innerException) { }
 }
+
+/// <summary>
+/// The node cannot tell whether a proposal took effect: it installed a snapshot from the leader that
+/// covers the proposal's index, so the entry itself was never seen. Read the state to find out.
+/// </summary>
+public sealed class ProposalOutcomeUnknownException : RaftException
+{
+    /// <summary>Creates the exception.</summary>
+    public ProposalOutcomeUnknownException() : base("The outcome of the proposal is unknown: a snapshot from the leader replaced the log at its index.") { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What happened.</param>
+    public ProposalOutcomeUnknownException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="innerException">The cause.</param>
+    public ProposalOutcomeUnknownException(string message, Exception innerException) : base(message, innerException) { }
+}

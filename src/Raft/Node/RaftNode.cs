@@ -34,6 +34,12 @@ public sealed class RaftNode : IAsyncDisposable
     private readonly ITransport _transport;
     private readonly ILogStore _store;
     private readonly IStateMachine _stateMachine;
+    private readonly ISnapshotStore? _snapshots;
+    private ISnapshotWriter? _incomingSnapshot;
+    private long _pendingCompaction = -1;
+    // Owned by the apply loop.
+    private long _lastAppliedTerm;
+    private long _lastSnapshotIndex;
     private readonly RaftCore _core;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
@@ -61,6 +67,19 @@ public sealed class RaftNode : IAsyncDisposable
     /// <param name="stateMachine">Receives committed commands.</param>
     /// <exception cref="ArgumentException">The options are invalid (the message names the values).</exception>
     public RaftNode(RaftNodeOptions options, ITransport transport, ILogStore logStore, IStateMachine stateMachine)
+        : this(options, transport, logStore, stateMachine, snapshotStore: null)
+    {
+    }
+
+    /// <summary>Creates a node that takes snapshots, compacts its log and can receive and send snapshots. It does nothing until <see cref="StartAsync"/>, which restores the state machine from the latest snapshot.</summary>
+    /// <param name="options">The node's settings; validated here.</param>
+    /// <param name="transport">Carries messages to and from the other members.</param>
+    /// <param name="logStore">The node's durable log; its current content is recovered.</param>
+    /// <param name="stateMachine">Receives committed commands, writes and restores snapshots.</param>
+    /// <param name="snapshotStore">Where snapshots are kept; null disables snapshots (the log then grows without bound, and a follower can only catch up from the log).</param>
+    /// <exception cref="ArgumentException">The options are invalid (the message names the values).</exception>
+    /// <exception cref="InvalidOperationException">The log was compacted past what the snapshot store covers.</exception>
+    public RaftNode(RaftNodeOptions options, ITransport transport, ILogStore logStore, IStateMachine stateMachine, ISnapshotStore? snapshotStore)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(transport);
@@ -71,10 +90,14 @@ public sealed class RaftNode : IAsyncDisposable
         _transport = transport;
         _store = logStore;
         _stateMachine = stateMachine;
+        _snapshots = snapshotStore;
         _time = options.TimeProvider ?? TimeProvider.System;
         _logger = options.LoggerFactory?.CreateLogger<RaftNode>() ?? (ILogger)NullLogger.Instance;
-        _core = new RaftCore(coreOptions, logStore);
+        // The state machine is restored from the latest snapshot in StartAsync, before anything is applied.
+        _core = new RaftCore(coreOptions, logStore, snapshotStore);
         _appliedIndex = _core.AppliedIndex;
+        _lastSnapshotIndex = snapshotStore?.Latest?.Index ?? 0;
+        _lastAppliedTerm = snapshotStore?.Latest?.Term ?? 0;
         _status = new StatusHolder(_core.Status);
         _metrics = new RaftMetrics(options.MeterFactory, options.NodeId, () => Status);
     }
@@ -101,6 +124,11 @@ public sealed class RaftNode : IAsyncDisposable
         cancellationToken.ThrowIfCancellationRequested();
         if (Interlocked.Exchange(ref _started, 1) != 0)
             throw new InvalidOperationException($"Node {Id} was already started.");
+        if (_snapshots?.OpenLatest() is { } snapshot)
+        {
+            await using (snapshot.ConfigureAwait(false))
+                await _stateMachine.RestoreSnapshotAsync(snapshot, cancellationToken).ConfigureAwait(false);
+        }
         await _transport.StartAsync(Id, DeliverAsync, cancellationToken).ConfigureAwait(false);
         Log.Started(_logger, Id, _core.Term, _options.Members);
         _loop = Task.Run(RunLoopAsync, CancellationToken.None);
@@ -226,6 +254,8 @@ public sealed class RaftNode : IAsyncDisposable
         {
             Log.ShutdownError(_logger, Id, ex);
         }
+        if (_incomingSnapshot is not null)
+            await _incomingSnapshot.DisposeAsync().ConfigureAwait(false);
         FailPending(new ObjectDisposedException(nameof(RaftNode), $"Node {Id} was disposed."));
         _metrics.Dispose();
         _shutdown.Dispose();
@@ -264,6 +294,8 @@ public sealed class RaftNode : IAsyncDisposable
                 }
                 while (_core.HasReady)
                     await ProcessReadyAsync(token).ConfigureAwait(false);
+                if (_pendingCompaction >= 0)
+                    await CompactAsync(token).ConfigureAwait(false);
                 PublishStatus();
             }
         }
@@ -316,6 +348,9 @@ public sealed class RaftNode : IAsyncDisposable
             case AppliedSignal applied:
                 _core.ReportApplied(applied.Index);
                 break;
+            case CompactRequest compact:
+                _pendingCompaction = Math.Max(_pendingCompaction, compact.Index);
+                break;
         }
     }
 
@@ -353,6 +388,8 @@ public sealed class RaftNode : IAsyncDisposable
             var started = _time.GetTimestamp();
             if (ready.HardState is { } hs)
                 await _store.SaveHardStateAsync(hs, token).ConfigureAwait(false);
+            if (ready.SnapshotChunks.Count > 0 || ready.SnapshotToRestore is not null)
+                await ReceiveSnapshotAsync(ready, token).ConfigureAwait(false);
             if (ready.Entries.Count > 0)
             {
                 await _store.AppendAsync(ready.Entries, token).ConfigureAwait(false);
@@ -372,6 +409,50 @@ public sealed class RaftNode : IAsyncDisposable
                 _applyQueue.Writer.TryWrite(new ReadRelease(read.Index, completion));
         }
         _core.Advance(ready);
+    }
+
+    private async Task ReceiveSnapshotAsync(Ready ready, CancellationToken token)
+    {
+        if (_snapshots is null)
+            throw new InvalidOperationException($"Node {Id} was sent a snapshot by the leader but has no ISnapshotStore: give every node of a cluster that compacts its log a snapshot store.");
+        foreach (var chunk in ready.SnapshotChunks)
+        {
+            if (chunk.Offset == 0)
+            {
+                if (_incomingSnapshot is not null)
+                    await _incomingSnapshot.DisposeAsync().ConfigureAwait(false);
+                _incomingSnapshot = await _snapshots.CreateAsync(new SnapshotMetadata(chunk.SnapshotIndex, chunk.SnapshotTerm, chunk.Members), token).ConfigureAwait(false);
+            }
+            if (_incomingSnapshot is null)
+                throw new UnreachableException($"Snapshot chunk at offset {chunk.Offset} without a snapshot being received.");
+            await _incomingSnapshot.Stream.WriteAsync(chunk.Data, token).ConfigureAwait(false);
+        }
+        if (ready.SnapshotToRestore is { } restore)
+        {
+            var writer = _incomingSnapshot ?? throw new UnreachableException($"Snapshot {restore.Index} to restore without its data.");
+            _incomingSnapshot = null;
+            await using (writer.ConfigureAwait(false))
+                await writer.CommitAsync(token).ConfigureAwait(false);
+            // The log now starts after the snapshot; the state machine is restored in order on the apply loop.
+            await _store.ResetAsync(restore.Index, restore.Term, token).ConfigureAwait(false);
+            _applyQueue.Writer.TryWrite(new RestoreRequest(restore));
+        }
+        else if (ready.SnapshotChunks.Count > 0 && ready.SnapshotChunks[^1].Done && _incomingSnapshot is not null)
+        {
+            // The log already held what the snapshot covers.
+            await _incomingSnapshot.DisposeAsync().ConfigureAwait(false);
+            _incomingSnapshot = null;
+        }
+    }
+
+    private async Task CompactAsync(CancellationToken token)
+    {
+        // Never past the latest snapshot, nor past what this node's state machine has applied.
+        var target = Math.Min(_pendingCompaction, Math.Min(_snapshots?.Latest?.Index ?? 0, _core.AppliedIndex));
+        _pendingCompaction = -1;
+        target = Math.Min(target, _store.LastIndex);
+        if (target > _store.FirstIndex - 1)
+            await _store.CompactAsync(target, token).ConfigureAwait(false);
     }
 
     private void OnSoftStateChanged(SoftState soft)
@@ -441,6 +522,10 @@ public sealed class RaftNode : IAsyncDisposable
                             break;
                         case ApplyBatch batch:
                             await ApplyBatchAsync(batch.Entries, waiting, token).ConfigureAwait(false);
+                            await MaybeTakeSnapshotAsync(token).ConfigureAwait(false);
+                            break;
+                        case RestoreRequest restore:
+                            await RestoreAsync(restore.Snapshot, waiting, token).ConfigureAwait(false);
                             break;
                         case ReadRelease read:
                             // Everything committed before the read was requested has been applied: safe.
@@ -473,6 +558,39 @@ public sealed class RaftNode : IAsyncDisposable
             transfer.Completion.TrySetException(disposed);
     }
 
+    private async Task RestoreAsync(SnapshotMetadata snapshot, Dictionary<long, Proposal> waiting, CancellationToken token)
+    {
+        var stream = _snapshots!.OpenLatest() ?? throw new InvalidOperationException($"Node {Id} committed snapshot {snapshot.Index} but the snapshot store has none.");
+        await using (stream.ConfigureAwait(false))
+            await _stateMachine.RestoreSnapshotAsync(stream, token).ConfigureAwait(false);
+        foreach (var index in waiting.Keys.Where(i => i <= snapshot.Index).ToList())
+        {
+            waiting.Remove(index, out var proposal);
+            proposal!.TrySetException(new ProposalOutcomeUnknownException());
+        }
+        _lastAppliedTerm = snapshot.Term;
+        _lastSnapshotIndex = snapshot.Index;
+        Interlocked.Exchange(ref _appliedIndex, snapshot.Index);
+        _inbox.Writer.TryWrite(new AppliedSignal(snapshot.Index));
+    }
+
+    private async Task MaybeTakeSnapshotAsync(CancellationToken token)
+    {
+        var applied = Interlocked.Read(ref _appliedIndex);
+        if (_snapshots is null || _options.SnapshotInterval == 0 || applied - _lastSnapshotIndex < _options.SnapshotInterval)
+            return;
+        // Taken on the apply loop: applying pauses while the state machine writes, heartbeats do not.
+        var writer = await _snapshots.CreateAsync(new SnapshotMetadata(applied, _lastAppliedTerm, _options.Members), token).ConfigureAwait(false);
+        await using (writer.ConfigureAwait(false))
+        {
+            await _stateMachine.WriteSnapshotAsync(writer.Stream, token).ConfigureAwait(false);
+            await writer.CommitAsync(token).ConfigureAwait(false);
+        }
+        _lastSnapshotIndex = applied;
+        Log.SnapshotTaken(_logger, Id, applied);
+        _inbox.Writer.TryWrite(new CompactRequest(applied - _options.SnapshotTrailingEntries));
+    }
+
     private async Task ApplyBatchAsync(IReadOnlyList<LogEntry> entries, Dictionary<long, Proposal> waiting, CancellationToken token)
     {
         var started = _time.GetTimestamp();
@@ -498,6 +616,7 @@ public sealed class RaftNode : IAsyncDisposable
                 else
                     proposal.TrySetException(new ProposalDroppedException());
             }
+            _lastAppliedTerm = entry.Term;
             Interlocked.Exchange(ref _appliedIndex, entry.Index);
         }
         _metrics.ApplyDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
@@ -593,6 +712,10 @@ public sealed class RaftNode : IAsyncDisposable
     private sealed record ApplyBatch(IReadOnlyList<LogEntry> Entries);
 
     private sealed record AppliedSignal(long Index);
+
+    private sealed record CompactRequest(long Index);
+
+    private sealed record RestoreRequest(SnapshotMetadata Snapshot);
 
     private sealed class SteppedDown;
 }

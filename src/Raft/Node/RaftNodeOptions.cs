@@ -33,6 +33,19 @@ public sealed class RaftNodeOptions
     /// <summary>The limit on proposed entries not yet committed; beyond it proposals fail with <see cref="RaftBusyException"/>. The default is 100,000.</summary>
     public int MaxUncommittedEntries { get; init; } = 100_000;
 
+    /// <summary>
+    /// How many entries are applied between two snapshots; after each snapshot the log is compacted,
+    /// keeping <see cref="SnapshotTrailingEntries"/>. 0 disables snapshots. Needs an
+    /// <see cref="ISnapshotStore"/>. The default is 10,000.
+    /// </summary>
+    public long SnapshotInterval { get; init; } = 10_000;
+
+    /// <summary>How many entries before a snapshot stay in the log, so a follower that lags a little catches up from the log rather than through a snapshot. The default is 1,000.</summary>
+    public long SnapshotTrailingEntries { get; init; } = 1_000;
+
+    /// <summary>The size of the chunks a leader streams a snapshot in. Keep it below the transport's frame limit. The default is 1 MiB.</summary>
+    public int MaxSnapshotChunkBytes { get; init; } = 1 << 20;
+
     /// <summary>Whether elections start with a pre-vote round (dissertation §9.6). The default is true.</summary>
     public bool PreVote { get; init; } = true;
 
@@ -80,6 +93,10 @@ public sealed class RaftNodeOptions
                 $"ElectionTimeoutMax ({ElectionTimeoutMax.TotalMilliseconds} ms) must be greater than ElectionTimeoutMin ({ElectionTimeoutMin.TotalMilliseconds} ms).",
                 nameof(ElectionTimeoutMax));
         }
+        if (SnapshotInterval < 0)
+            throw new ArgumentOutOfRangeException(nameof(SnapshotInterval), SnapshotInterval, "SnapshotInterval must be 0 (no snapshots) or positive.");
+        if (SnapshotTrailingEntries < 0)
+            throw new ArgumentOutOfRangeException(nameof(SnapshotTrailingEntries), SnapshotTrailingEntries, "SnapshotTrailingEntries must not be negative.");
         var options = new RaftOptions
         {
             NodeId = NodeId,
@@ -90,6 +107,7 @@ public sealed class RaftNodeOptions
             MaxInflightAppends = MaxInflightAppends,
             MaxAppendBytes = MaxAppendBytes,
             MaxUncommittedEntries = MaxUncommittedEntries,
+            MaxSnapshotChunkBytes = MaxSnapshotChunkBytes,
             PreVote = PreVote,
             CheckQuorum = CheckQuorum,
             Random = Random,

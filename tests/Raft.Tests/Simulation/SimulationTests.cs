@@ -70,7 +70,8 @@ public class SimulationTests(ITestOutputHelper output)
             $"{count} seeds x {steps} faulty steps on {nodes} nodes in {watch.Elapsed.TotalSeconds:F1} s: " +
             $"{results.Sum(r => r.Steps):N0} events, {results.Sum(r => r.Leaders):N0} leaders, {results.Sum(r => r.CommittedEntries):N0} committed entries, " +
             $"{results.Sum(r => r.AcknowledgedProposals):N0} acknowledged proposals, {results.Sum(r => r.Crashes):N0} crashes, {results.Sum(r => r.Partitions):N0} partitions, " +
-            $"{results.Sum(r => r.MessagesDelivered):N0} delivered / {results.Sum(r => r.MessagesDropped):N0} dropped messages");
+            $"{results.Sum(r => r.MessagesDelivered):N0} delivered / {results.Sum(r => r.MessagesDropped):N0} dropped messages, " +
+            $"{results.Sum(r => r.SnapshotsTaken):N0} snapshots taken, {results.Sum(r => r.SnapshotsInstalled):N0} installed through InstallSnapshot, {results.Sum(r => r.TornWrites):N0} torn writes");
         Assert.Equal(count, results.Count);
         Assert.True(results.Sum(r => r.AcknowledgedProposals) > count, "the workload acknowledged too few proposals to mean anything");
     }

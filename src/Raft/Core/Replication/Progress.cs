@@ -42,8 +42,10 @@ internal sealed class Progress
     // The highest read sequence the follower echoed in the leader's current term.
     public long AckedReadSequence { get; set; }
 
-    // In Snapshot state: the snapshot index being sent.
+    // In Snapshot state: the snapshot index being sent, and the offset of the next chunk the follower expects.
     public long PendingSnapshot { get; set; }
+
+    public long SnapshotOffset { get; set; }
 
     public Inflights Inflights { get; }
 
@@ -86,6 +88,7 @@ internal sealed class Progress
     {
         State = ProgressState.Snapshot;
         PendingSnapshot = snapshotIndex;
+        SnapshotOffset = 0;
         ProbeSent = false;
         Inflights.Reset();
     }
@@ -110,6 +113,8 @@ internal sealed class Progress
     /// </summary>
     public bool MaybeDecrementTo(long rejected, long retryAt)
     {
+        if (State == ProgressState.Snapshot)
+            return false;
         if (State == ProgressState.Replicate)
         {
             // A rejection at or below Match answers an old message: ignore it.
