@@ -1,0 +1,455 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Numerics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Win32.SafeHandles;
+
+namespace Raft;
+
+/// <summary>
+/// A durable <see cref="ISnapshotStore"/>: one file per snapshot in a directory, written to a
+/// temporary file, fsynced, renamed into place and made durable with a directory fsync; each file
+/// carries a header (magic, format version, index, term, members) and a CRC32C over all of it.
+/// </summary>
+/// <remarks>
+/// <para>File layout (little-endian): magic <c>RSNP</c>, format version (u16), reserved (u16),
+/// index (i64), term (i64), member count (i32), members (i32 each), then the data, then a footer:
+/// data length (i64) and CRC32C (u32) of everything before the CRC.</para>
+/// <para>The newest valid file is the latest snapshot; the one before it is kept so a leader still
+/// streaming it can finish; older files are deleted. A corrupt newest file refuses to open with a
+/// <see cref="LogCorruptionException"/> naming the file and offset (the log was compacted on the
+/// strength of it, so an older snapshot cannot stand in). Leftover temporary files from a crash are
+/// deleted.</para>
+/// </remarks>
+public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
+{
+    private const uint Magic = 0x504E5352; // "RSNP"
+    private const ushort FormatVersion = 1;
+    private const string Extension = ".snap";
+    private const string TempExtension = ".snap.tmp";
+    private const int FooterSize = 12;
+
+    private readonly string _directory;
+    private readonly ILogger _logger;
+    private readonly Lock _gate = new();
+    private Snapshot? _latest;
+    private Snapshot? _previous;
+    private bool _disposed;
+
+    private FileSnapshotStore(string directory, ILogger logger)
+    {
+        _directory = directory;
+        _logger = logger;
+    }
+
+    /// <summary>Opens (or creates) the snapshot store in <paramref name="directory"/>, validating the newest snapshot.</summary>
+    /// <param name="directory">The directory; created when missing. Give each store its own.</param>
+    /// <param name="logger">Where warnings go; the default logs nothing.</param>
+    /// <returns>The open store.</returns>
+    /// <exception cref="LogCorruptionException">The newest snapshot file is corrupt or of an unknown format version.</exception>
+    public static FileSnapshotStore Open(string directory, ILogger? logger = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        Directory.CreateDirectory(directory);
+        var store = new FileSnapshotStore(Path.GetFullPath(directory), logger ?? NullLogger.Instance);
+        store.Recover();
+        return store;
+    }
+
+    /// <summary>The directory holding the snapshots.</summary>
+    public string DirectoryPath => _directory;
+
+    /// <inheritdoc />
+    public SnapshotMetadata? Latest
+    {
+        get
+        {
+            lock (_gate)
+                return _latest?.Metadata;
+        }
+    }
+
+    /// <inheritdoc />
+    public long LatestLength
+    {
+        get
+        {
+            lock (_gate)
+                return _latest?.DataLength ?? 0;
+        }
+    }
+
+    /// <inheritdoc />
+    public int Read(long index, long offset, Span<byte> destination)
+    {
+        Snapshot? snapshot;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            snapshot = _latest?.Metadata.Index == index ? _latest : null;
+        }
+        if (snapshot is null)
+            return -1;
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(offset, snapshot.DataLength);
+        var count = (int)Math.Min(destination.Length, snapshot.DataLength - offset);
+        var total = 0;
+        while (total < count)
+        {
+            var read = RandomAccess.Read(snapshot.Handle, destination[total..count], snapshot.DataOffset + offset + total);
+            if (read == 0)
+                throw new LogCorruptionException(snapshot.Path, snapshot.DataOffset + offset + total, "the snapshot file ended early");
+            total += read;
+        }
+        return total;
+    }
+
+    /// <inheritdoc />
+    public Stream? OpenLatest()
+    {
+        Snapshot? snapshot;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            snapshot = _latest;
+        }
+        if (snapshot is null)
+            return null;
+        var stream = new FileStream(snapshot.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
+        stream.Position = snapshot.DataOffset;
+        return new BoundedReadStream(stream, snapshot.DataLength);
+    }
+
+    /// <inheritdoc />
+    public ValueTask<ISnapshotWriter> CreateAsync(SnapshotMetadata metadata, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        cancellationToken.ThrowIfCancellationRequested();
+        lock (_gate)
+            ObjectDisposedException.ThrowIf(_disposed, this);
+        var temp = System.IO.Path.Combine(_directory, $"{FileName(metadata.Index)}.{Guid.NewGuid():N}{TempExtension}");
+        return ValueTask.FromResult<ISnapshotWriter>(new Writer(this, metadata, temp));
+    }
+
+    /// <summary>Closes the open snapshot files.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+                return;
+            _disposed = true;
+            _latest?.Handle.Dispose();
+            _previous?.Handle.Dispose();
+        }
+    }
+
+    private static string FileName(long index) => index.ToString("D20", CultureInfo.InvariantCulture);
+
+    private static byte[] EncodeHeader(SnapshotMetadata metadata)
+    {
+        var header = new byte[4 + 2 + 2 + 8 + 8 + 4 + 4 * metadata.Members.Count];
+        BinaryPrimitives.WriteUInt32LittleEndian(header, Magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(4), FormatVersion);
+        BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(8), metadata.Index);
+        BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(16), metadata.Term);
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(24), metadata.Members.Count);
+        for (var i = 0; i < metadata.Members.Count; i++)
+            BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(28 + 4 * i), metadata.Members[i]);
+        return header;
+    }
+
+    private void Recover()
+    {
+        foreach (var temp in Directory.EnumerateFiles(_directory, "*" + TempExtension))
+        {
+            File.Delete(temp);
+            FileSnapshotStoreLog.TempDeleted(_logger, temp);
+        }
+        var files = Directory.EnumerateFiles(_directory, "*" + Extension).Order(StringComparer.Ordinal).ToList();
+        if (files.Count == 0)
+            return;
+        _latest = Validate(files[^1]);
+        for (var i = 0; i < files.Count - 1; i++)
+            File.Delete(files[i]);
+        if (files.Count > 1)
+            DirectorySync.Sync(_directory);
+    }
+
+    private static Snapshot Validate(string path)
+    {
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        try
+        {
+            var length = RandomAccess.GetLength(handle);
+            var fixedHeader = new byte[28];
+            if (length < fixedHeader.Length + FooterSize || RandomAccess.Read(handle, fixedHeader, 0) != fixedHeader.Length)
+                throw new LogCorruptionException(path, 0, $"the file is {length} bytes, too short for a snapshot");
+            if (BinaryPrimitives.ReadUInt32LittleEndian(fixedHeader) != Magic)
+                throw new LogCorruptionException(path, 0, "bad magic: not a snapshot file");
+            var version = BinaryPrimitives.ReadUInt16LittleEndian(fixedHeader.AsSpan(4));
+            if (version != FormatVersion)
+                throw new LogCorruptionException(path, 4, $"unknown snapshot format version {version} (this library reads version {FormatVersion})");
+            var index = BinaryPrimitives.ReadInt64LittleEndian(fixedHeader.AsSpan(8));
+            var term = BinaryPrimitives.ReadInt64LittleEndian(fixedHeader.AsSpan(16));
+            var count = BinaryPrimitives.ReadInt32LittleEndian(fixedHeader.AsSpan(24));
+            if (index < 0 || term < 0 || count < 0 || count > 100_000 || 28 + 4L * count + FooterSize > length)
+                throw new LogCorruptionException(path, 8, "the header's index, term or member count is impossible");
+            var members = new byte[4 * count];
+            RandomAccess.Read(handle, members, 28);
+            var dataOffset = 28 + 4L * count;
+            var footer = new byte[FooterSize];
+            RandomAccess.Read(handle, footer, length - FooterSize);
+            var dataLength = BinaryPrimitives.ReadInt64LittleEndian(footer);
+            if (dataLength != length - FooterSize - dataOffset)
+                throw new LogCorruptionException(path, length - FooterSize, $"the footer says {dataLength} data bytes but the file holds {length - FooterSize - dataOffset}");
+            // The CRC covers everything before it: header, data and the length field.
+            uint crc = 0;
+            var buffer = new byte[1 << 16];
+            long position = 0;
+            var end = length - 4;
+            while (position < end)
+            {
+                var read = RandomAccess.Read(handle, buffer.AsSpan(0, (int)Math.Min(buffer.Length, end - position)), position);
+                if (read == 0)
+                    throw new LogCorruptionException(path, position, "the file ended early");
+                crc = Crc32C(crc, buffer.AsSpan(0, read));
+                position += read;
+            }
+            var stored = BinaryPrimitives.ReadUInt32LittleEndian(footer.AsSpan(8));
+            if (crc != stored)
+                throw new LogCorruptionException(path, length - 4, $"checksum mismatch (stored {stored:x8}, computed {crc:x8})");
+            var ids = new int[count];
+            for (var i = 0; i < count; i++)
+                ids[i] = BinaryPrimitives.ReadInt32LittleEndian(members.AsSpan(4 * i));
+            return new Snapshot(new SnapshotMetadata(index, term, ids), path, handle, dataOffset, dataLength);
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
+    internal static uint Crc32C(uint crc, ReadOnlySpan<byte> data)
+    {
+        while (data.Length >= 8)
+        {
+            crc = BitOperations.Crc32C(crc, BinaryPrimitives.ReadUInt64LittleEndian(data));
+            data = data[8..];
+        }
+        foreach (var b in data)
+            crc = BitOperations.Crc32C(crc, b);
+        return crc;
+    }
+
+    private void Install(string temp, SnapshotMetadata metadata)
+    {
+        var final = System.IO.Path.Combine(_directory, FileName(metadata.Index) + Extension);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_latest is { } latest && latest.Metadata.Index >= metadata.Index)
+            {
+                // A newer (or equal) snapshot is already in place: this one adds nothing.
+                File.Delete(temp);
+                return;
+            }
+        }
+        File.Move(temp, final, overwrite: true);
+        DirectorySync.Sync(_directory);
+        var snapshot = Validate(final);
+        Snapshot? drop;
+        lock (_gate)
+        {
+            drop = _previous;
+            _previous = _latest;
+            _latest = snapshot;
+        }
+        if (drop is not null)
+        {
+            drop.Handle.Dispose();
+            File.Delete(drop.Path);
+        }
+        FileSnapshotStoreLog.Committed(_logger, final, metadata.Index, snapshot.DataLength);
+    }
+
+    private sealed record Snapshot(SnapshotMetadata Metadata, string Path, SafeFileHandle Handle, long DataOffset, long DataLength);
+
+    private sealed class Writer : ISnapshotWriter
+    {
+        private readonly FileSnapshotStore _store;
+        private readonly string _temp;
+        private readonly FileStream _file;
+        private readonly CrcStream _stream;
+        private bool _committed;
+
+        public Writer(FileSnapshotStore store, SnapshotMetadata metadata, string temp)
+        {
+            _store = store;
+            _temp = temp;
+            Metadata = metadata;
+            _file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+            _stream = new CrcStream(_file);
+            _stream.Write(EncodeHeader(metadata));
+            _stream.ResetDataLength();
+        }
+
+        public SnapshotMetadata Metadata { get; }
+
+        public Stream Stream => _stream;
+
+        public async ValueTask CommitAsync(CancellationToken cancellationToken = default)
+        {
+            ObjectDisposedException.ThrowIf(_committed, this);
+            var footer = new byte[FooterSize];
+            BinaryPrimitives.WriteInt64LittleEndian(footer, _stream.DataLength);
+            _stream.Write(footer.AsSpan(0, 8));
+            BinaryPrimitives.WriteUInt32LittleEndian(footer.AsSpan(8), _stream.Crc);
+            await _file.WriteAsync(footer.AsMemory(8, 4), cancellationToken).ConfigureAwait(false);
+            await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
+            RandomAccess.FlushToDisk(_file.SafeFileHandle);
+            await _file.DisposeAsync().ConfigureAwait(false);
+            _committed = true;
+            _store.Install(_temp, Metadata);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _file.DisposeAsync().ConfigureAwait(false);
+            if (!_committed && File.Exists(_temp))
+                File.Delete(_temp);
+        }
+    }
+
+    /// <summary>Writes through to a file while computing the CRC32C and counting the data bytes.</summary>
+    private sealed class CrcStream(Stream inner) : Stream
+    {
+        public uint Crc { get; private set; }
+
+        public long DataLength { get; private set; }
+
+        public void ResetDataLength() => DataLength = 0;
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override void Flush() => inner.Flush();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            Crc = Crc32C(Crc, buffer);
+            DataLength += buffer.Length;
+            inner.Write(buffer);
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Crc = Crc32C(Crc, buffer.Span);
+            DataLength += buffer.Length;
+            return inner.WriteAsync(buffer, cancellationToken);
+        }
+    }
+
+    /// <summary>Reads at most a given number of bytes of an inner stream, then owns and disposes it.</summary>
+    private sealed class BoundedReadStream(Stream inner, long length) : Stream
+    {
+        private readonly long _length = length;
+        private long _remaining = length;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => _length;
+
+        public override long Position
+        {
+            get => _length - _remaining;
+            set => throw new NotSupportedException();
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            if (_remaining <= 0)
+                return 0;
+            var read = inner.Read(buffer[..(int)Math.Min(buffer.Length, _remaining)]);
+            _remaining -= read;
+            return read;
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (_remaining <= 0)
+                return 0;
+            var read = await inner.ReadAsync(buffer[..(int)Math.Min(buffer.Length, _remaining)], cancellationToken).ConfigureAwait(false);
+            _remaining -= read;
+            return read;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+                inner.Dispose();
+            base.Dispose(disposing);
+        }
+
+        public override async ValueTask DisposeAsync()
+        {
+            await inner.DisposeAsync().ConfigureAwait(false);
+            await base.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}
+
+/// <summary>Log messages of <see cref="FileSnapshotStore"/>; EventIds 2100–2119.</summary>
+internal static partial class FileSnapshotStoreLog
+{
+    [LoggerMessage(EventId = 2100, Level = LogLevel.Warning, Message = "Deleted the unfinished snapshot file {Path} left by a crash")]
+    public static partial void TempDeleted(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 2101, Level = LogLevel.Information, Message = "Committed snapshot {Path} at index {Index} ({Length} bytes)")]
+    public static partial void Committed(ILogger logger, string path, long index, long length);
+}

@@ -1,0 +1,208 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.InteropServices;
+
+namespace Raft;
+
+/// <summary>
+/// The on-disk format of <see cref="FileLogStore"/> (format version 1). Everything is little-endian.
+/// </summary>
+/// <remarks>
+/// <para><b>Segment file</b> <c>NNNNNNNNNNNNNNNNNNNN.log</c> (20 digits: the index of its first
+/// record), a 24-byte header, then records back to back:</para>
+/// <code>
+/// header: magic "RFTL" (4) | format version u16 | flags u16 (0) | first index i64 | reserved u32 (0) | CRC32C of bytes [0, 20) u32
+/// record: payload length u32 | index i64 | term i64 | kind u8 | flags u8 (0) | reserved u16 (0)
+///         | batch position u32 | payload | CRC32C of everything before it in the record u32
+/// </code>
+/// <para>The batch position is the record's distance from the first record written by the same
+/// <see cref="FileLogStore.AppendAsync"/> call. Recovery uses it to tell a torn batch (a later
+/// page of the last, unacknowledged write reached the disk but an earlier one did not) from
+/// corruption of data that was already acknowledged (a valid record of a <em>later</em> batch
+/// follows the bad one).</para>
+/// <para><b>Hard state</b> (<c>hardstate</c>): magic "RFTH" | version u16 | reserved u16 | term i64 |
+/// votedFor i32 | reserved i32 | commit i64 | CRC32C u32. <b>Metadata</b> (<c>meta</c>): magic "RFTM"
+/// | version u16 | reserved u16 | compaction index i64 | compaction term i64 | CRC32C u32. Both are
+/// replaced atomically (temporary file, fsync, rename, directory fsync).</para>
+/// </remarks>
+internal static class LogFormat
+{
+    public const ushort Version = 1;
+
+    public const int SegmentHeaderSize = 24;
+
+    // Record header (before the payload) and the trailing checksum.
+    public const int RecordHeaderSize = 28;
+    public const int RecordTrailerSize = 4;
+    public const int RecordOverhead = RecordHeaderSize + RecordTrailerSize;
+
+    // A batch (and hence a segment's growth past SegmentSize) is capped so that segment offsets fit an int.
+    public const int MaxBatchBytes = 1 << 30;
+
+    public const int HardStateSize = 36;
+    public const int MetaSize = 28;
+
+    public const string SegmentExtension = ".log";
+    public const int SegmentNameDigits = 20;
+    public const string HardStateFileName = "hardstate";
+    public const string MetaFileName = "meta";
+    public const string LockFileName = "lock";
+    public const string TempSuffix = ".tmp";
+
+    public static ReadOnlySpan<byte> SegmentMagic => "RFTL"u8;
+    public static ReadOnlySpan<byte> HardStateMagic => "RFTH"u8;
+    public static ReadOnlySpan<byte> MetaMagic => "RFTM"u8;
+
+    public static string SegmentFileName(long firstIndex) =>
+        firstIndex.ToString("D20", System.Globalization.CultureInfo.InvariantCulture) + SegmentExtension;
+
+    public static bool TryParseSegmentFileName(string fileName, out long firstIndex)
+    {
+        firstIndex = 0;
+        if (fileName.Length != SegmentNameDigits + SegmentExtension.Length
+            || !fileName.EndsWith(SegmentExtension, StringComparison.Ordinal))
+            return false;
+        var digits = fileName.AsSpan(0, SegmentNameDigits);
+        foreach (var c in digits)
+        {
+            if (c is < '0' or > '9')
+                return false;
+        }
+        return long.TryParse(digits, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out firstIndex);
+    }
+
+    public static void WriteSegmentHeader(Span<byte> destination, long firstIndex)
+    {
+        SegmentMagic.CopyTo(destination);
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[4..], Version);
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[6..], 0);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[8..], firstIndex);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[16..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[20..], Crc32C(destination[..20]));
+    }
+
+    /// <summary>Encodes one record into <paramref name="destination"/>; returns its length.</summary>
+    public static int WriteRecord(Span<byte> destination, in LogEntry entry, uint batchPosition)
+    {
+        var payload = entry.Data.Span;
+        BinaryPrimitives.WriteUInt32LittleEndian(destination, (uint)payload.Length);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[4..], entry.Index);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[12..], entry.Term);
+        destination[20] = (byte)entry.Kind;
+        destination[21] = 0;
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[22..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[24..], batchPosition);
+        payload.CopyTo(destination[RecordHeaderSize..]);
+        var end = RecordHeaderSize + payload.Length;
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[end..], Crc32C(destination[..end]));
+        return end + RecordTrailerSize;
+    }
+
+    /// <summary>A record header as read from disk; nothing in it is trusted before the checksum matched.</summary>
+    public readonly record struct RecordHeader(uint PayloadLength, long Index, long Term, byte Kind, byte Flags, ushort Reserved, uint BatchPosition)
+    {
+        public static RecordHeader Read(ReadOnlySpan<byte> source) => new(
+            BinaryPrimitives.ReadUInt32LittleEndian(source),
+            BinaryPrimitives.ReadInt64LittleEndian(source[4..]),
+            BinaryPrimitives.ReadInt64LittleEndian(source[12..]),
+            source[20],
+            source[21],
+            BinaryPrimitives.ReadUInt16LittleEndian(source[22..]),
+            BinaryPrimitives.ReadUInt32LittleEndian(source[24..]));
+
+        public bool ReservedBitsClear => Flags == 0 && Reserved == 0;
+    }
+
+    /// <summary>Whether <paramref name="record"/> (header, payload and trailer) carries a matching checksum.</summary>
+    public static bool ChecksumMatches(ReadOnlySpan<byte> record)
+    {
+        var end = record.Length - RecordTrailerSize;
+        return BinaryPrimitives.ReadUInt32LittleEndian(record[end..]) == Crc32C(record[..end]);
+    }
+
+    /// <summary>The standard CRC-32C (Castagnoli) of <paramref name="data"/>.</summary>
+    public static uint Crc32C(ReadOnlySpan<byte> data) => ~Crc32CUpdate(~0u, data);
+
+    /// <summary>Feeds <paramref name="data"/> into a running (not inverted) CRC-32C.</summary>
+    public static uint Crc32CUpdate(uint crc, ReadOnlySpan<byte> data)
+    {
+        // BitOperations.Crc32C uses the SSE4.2 / ARMv8 CRC instructions when present.
+        var words = MemoryMarshal.Cast<byte, ulong>(data);
+        if (BitConverter.IsLittleEndian)
+        {
+            foreach (var word in words)
+                crc = BitOperations.Crc32C(crc, word);
+        }
+        else
+        {
+            foreach (var word in words)
+                crc = BitOperations.Crc32C(crc, BinaryPrimitives.ReverseEndianness(word));
+        }
+        foreach (var b in data[(words.Length * sizeof(ulong))..])
+            crc = BitOperations.Crc32C(crc, b);
+        return crc;
+    }
+
+    public static void WriteHardState(Span<byte> destination, HardState state)
+    {
+        HardStateMagic.CopyTo(destination);
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[4..], Version);
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[6..], 0);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[8..], state.Term);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[16..], state.VotedFor);
+        BinaryPrimitives.WriteInt32LittleEndian(destination[20..], 0);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[24..], state.Commit);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[32..], Crc32C(destination[..32]));
+    }
+
+    /// <summary>Decodes a hard-state file; returns an error description, or null when it is valid.</summary>
+    public static string? TryReadHardState(ReadOnlySpan<byte> source, out HardState state)
+    {
+        state = default;
+        if (source.Length != HardStateSize)
+            return $"the hard-state file is {source.Length} bytes long, expected {HardStateSize}";
+        if (!source[..4].SequenceEqual(HardStateMagic))
+            return "the hard-state file has a bad magic number";
+        if (BinaryPrimitives.ReadUInt32LittleEndian(source[32..]) != Crc32C(source[..32]))
+            return "the hard-state file's checksum does not match";
+        var version = BinaryPrimitives.ReadUInt16LittleEndian(source[4..]);
+        if (version != Version)
+            return $"the hard-state file has unknown format version {version} (this build reads version {Version})";
+        state = new HardState(
+            BinaryPrimitives.ReadInt64LittleEndian(source[8..]),
+            BinaryPrimitives.ReadInt32LittleEndian(source[16..]),
+            BinaryPrimitives.ReadInt64LittleEndian(source[24..]));
+        return null;
+    }
+
+    public static void WriteMeta(Span<byte> destination, long index, long term)
+    {
+        MetaMagic.CopyTo(destination);
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[4..], Version);
+        BinaryPrimitives.WriteUInt16LittleEndian(destination[6..], 0);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[8..], index);
+        BinaryPrimitives.WriteInt64LittleEndian(destination[16..], term);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[24..], Crc32C(destination[..24]));
+    }
+
+    /// <summary>Decodes a metadata file; returns an error description, or null when it is valid.</summary>
+    public static string? TryReadMeta(ReadOnlySpan<byte> source, out long index, out long term)
+    {
+        index = 0;
+        term = 0;
+        if (source.Length != MetaSize)
+            return $"the metadata file is {source.Length} bytes long, expected {MetaSize}";
+        if (!source[..4].SequenceEqual(MetaMagic))
+            return "the metadata file has a bad magic number";
+        if (BinaryPrimitives.ReadUInt32LittleEndian(source[24..]) != Crc32C(source[..24]))
+            return "the metadata file's checksum does not match";
+        var version = BinaryPrimitives.ReadUInt16LittleEndian(source[4..]);
+        if (version != Version)
+            return $"the metadata file has unknown format version {version} (this build reads version {Version})";
+        index = BinaryPrimitives.ReadInt64LittleEndian(source[8..]);
+        term = BinaryPrimitives.ReadInt64LittleEndian(source[16..]);
+        if (index < 0 || term < 0)
+            return $"the metadata file holds a negative compaction point (index {index}, term {term})";
+        return null;
+    }
+}
