@@ -754,9 +754,21 @@ public sealed class RaftCore
             foreach (var (_, pr) in _progress)
             {
                 if (pr.State == ProgressState.Snapshot)
+                {
                     SendSnapshotChunk(pr); // the chunk in flight may have been lost
-                else
-                    SendHeartbeat(pr);
+                    continue;
+                }
+                SendHeartbeat(pr);
+                if (pr.State == ProgressState.Replicate && pr.Match < _log.LastIndex && pr.Match == pr.MatchAtLastCheck)
+                {
+                    // Entries were in flight for a whole heartbeat interval without any acknowledgement:
+                    // some were probably lost. Fall back to probing from the last known match.
+                    pr.BecomeProbe();
+                    SendAppend(pr, sendIfEmpty: true);
+                }
+                // Only a window that already held unacknowledged entries at this check can be found
+                // stalled at the next one; an append sent just before the next check is not overdue.
+                pr.MatchAtLastCheck = pr.Match < _log.LastIndex ? pr.Match : -1;
             }
         }
     }
@@ -889,13 +901,25 @@ public sealed class RaftCore
             return;
         }
 
-        // No progress: a heartbeat's answer or a duplicate. Unstick the flow (lost appends are re-sent).
+        // No progress: a heartbeat's answer or a duplicate.
         if (pr.State == ProgressState.Probe)
+        {
+            // The outstanding probe may be lost: probe again.
             pr.ProbeSent = false;
-        else if (pr.State == ProgressState.Replicate && pr.Inflights.Full)
-            pr.Inflights.FreeFirstOne();
-        if (pr.Match < _log.LastIndex)
-            SendAppend(pr, sendIfEmpty: true);
+            if (pr.Match < _log.LastIndex)
+                SendAppend(pr, sendIfEmpty: true);
+        }
+        else if (pr.State == ProgressState.Replicate)
+        {
+            // Only send what was never sent; appends merely in flight are left alone (a stalled
+            // window is detected on heartbeat ticks, see TickLeader). Answering every heartbeat
+            // response with an empty append would multiply messages while the leader's own fsync runs.
+            if (pr.Inflights.Full)
+                pr.Inflights.FreeFirstOne();
+            while (SendAppend(pr, sendIfEmpty: false))
+            {
+            }
+        }
     }
 
     private long RetryIndex(AppendEntriesResponse response)

@@ -106,7 +106,17 @@ public sealed class RaftNode : IAsyncDisposable
     public int Id => _options.NodeId;
 
     /// <summary>A snapshot of the node's state: role, term, leader, commit and applied indexes, and (on the leader) each follower's match index.</summary>
-    public RaftStatus Status => _status.Value with { AppliedIndex = Interlocked.Read(ref _appliedIndex) };
+    public RaftStatus Status
+    {
+        get
+        {
+            // The applied index is read live; the rest was published at the end of the loop's last
+            // round. Anything applied was committed, so the commit index is at least the applied one.
+            var applied = Interlocked.Read(ref _appliedIndex);
+            var status = _status.Value;
+            return status with { AppliedIndex = applied, CommitIndex = Math.Max(status.CommitIndex, applied) };
+        }
+    }
 
     /// <summary>Raised, from the node's loop, when the role, the known leader or the term changes. Handlers must be quick and must not block.</summary>
     public event EventHandler<RaftStateChange>? StateChanged;

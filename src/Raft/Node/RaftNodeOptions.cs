@@ -97,13 +97,29 @@ public sealed class RaftNodeOptions
             throw new ArgumentOutOfRangeException(nameof(SnapshotInterval), SnapshotInterval, "SnapshotInterval must be 0 (no snapshots) or positive.");
         if (SnapshotTrailingEntries < 0)
             throw new ArgumentOutOfRangeException(nameof(SnapshotTrailingEntries), SnapshotTrailingEntries, "SnapshotTrailingEntries must not be negative.");
+        var heartbeatTicks = ToTicks(HeartbeatInterval, nameof(HeartbeatInterval));
+        var electionTicksMin = ToTicks(ElectionTimeoutMin, nameof(ElectionTimeoutMin));
+        var electionTicksMax = ToTicks(ElectionTimeoutMax, nameof(ElectionTimeoutMax));
+        // The rules again after rounding to whole ticks, so the error names the settings the host set.
+        if (heartbeatTicks * 2 > electionTicksMin)
+        {
+            throw new ArgumentException(
+                $"HeartbeatInterval ({HeartbeatInterval.TotalMilliseconds} ms) must be at most half of ElectionTimeoutMin ({ElectionTimeoutMin.TotalMilliseconds} ms) once both are rounded to whole ticks of TickInterval ({TickInterval.TotalMilliseconds} ms): {heartbeatTicks} and {electionTicksMin} ticks.",
+                nameof(HeartbeatInterval));
+        }
+        if (electionTicksMax <= electionTicksMin)
+        {
+            throw new ArgumentException(
+                $"ElectionTimeoutMax ({ElectionTimeoutMax.TotalMilliseconds} ms) must exceed ElectionTimeoutMin ({ElectionTimeoutMin.TotalMilliseconds} ms) by at least one TickInterval ({TickInterval.TotalMilliseconds} ms): both round to {electionTicksMin} ticks.",
+                nameof(ElectionTimeoutMax));
+        }
         var options = new RaftOptions
         {
             NodeId = NodeId,
             Members = Members,
-            HeartbeatTicks = ToTicks(HeartbeatInterval, nameof(HeartbeatInterval)),
-            ElectionTicksMin = ToTicks(ElectionTimeoutMin, nameof(ElectionTimeoutMin)),
-            ElectionTicksMax = ToTicks(ElectionTimeoutMax, nameof(ElectionTimeoutMax)),
+            HeartbeatTicks = heartbeatTicks,
+            ElectionTicksMin = electionTicksMin,
+            ElectionTicksMax = electionTicksMax,
             MaxInflightAppends = MaxInflightAppends,
             MaxAppendBytes = MaxAppendBytes,
             MaxUncommittedEntries = MaxUncommittedEntries,

@@ -36,6 +36,9 @@ internal sealed class Progress
     // In Probe state: an AppendEntries is outstanding; send no other until a response or heartbeat response.
     public bool ProbeSent { get; set; }
 
+    // Match as of the previous heartbeat tick, to notice a replication window that stopped moving.
+    public long MatchAtLastCheck { get; set; }
+
     // Whether the follower answered anything since the last CheckQuorum round.
     public bool RecentActive { get; set; }
 
