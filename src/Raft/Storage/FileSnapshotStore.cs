@@ -33,6 +33,9 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
     private readonly string _directory;
     private readonly ILogger _logger;
     private readonly Lock _gate = new();
+    // Serializes whole commits (rename, directory fsync, publication), which the apply loop (own
+    // snapshots) and the event loop (snapshots from the leader) may attempt at once. Readers never take it.
+    private readonly Lock _installGate = new();
     private Snapshot? _latest;
     private Snapshot? _previous;
     private bool _disposed;
@@ -83,42 +86,52 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
     /// <inheritdoc />
     public int Read(long index, long offset, Span<byte> destination)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(offset);
         Snapshot? snapshot;
+        var referenced = false;
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             snapshot = _latest?.Metadata.Index == index ? _latest : null;
+            // Keep the handle open while reading, even if commits replace this snapshot meanwhile.
+            snapshot?.Handle.DangerousAddRef(ref referenced);
         }
         if (snapshot is null)
             return -1;
-        ArgumentOutOfRangeException.ThrowIfNegative(offset);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(offset, snapshot.DataLength);
-        var count = (int)Math.Min(destination.Length, snapshot.DataLength - offset);
-        var total = 0;
-        while (total < count)
+        try
         {
-            var read = RandomAccess.Read(snapshot.Handle, destination[total..count], snapshot.DataOffset + offset + total);
-            if (read == 0)
-                throw new LogCorruptionException(snapshot.Path, snapshot.DataOffset + offset + total, "the snapshot file ended early");
-            total += read;
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(offset, snapshot.DataLength);
+            var count = (int)Math.Min(destination.Length, snapshot.DataLength - offset);
+            var total = 0;
+            while (total < count)
+            {
+                var read = RandomAccess.Read(snapshot.Handle, destination[total..count], snapshot.DataOffset + offset + total);
+                if (read == 0)
+                    throw new LogCorruptionException(snapshot.Path, snapshot.DataOffset + offset + total, "the snapshot file ended early");
+                total += read;
+            }
+            return total;
         }
-        return total;
+        finally
+        {
+            if (referenced)
+                snapshot.Handle.DangerousRelease();
+        }
     }
 
     /// <inheritdoc />
     public Stream? OpenLatest()
     {
-        Snapshot? snapshot;
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            snapshot = _latest;
+            if (_latest is not { } snapshot)
+                return null;
+            // Opened under the lock, so a commit cannot delete the file first; the open stream keeps it readable.
+            var stream = new FileStream(snapshot.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
+            stream.Position = snapshot.DataOffset;
+            return new BoundedReadStream(stream, snapshot.DataLength);
         }
-        if (snapshot is null)
-            return null;
-        var stream = new FileStream(snapshot.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
-        stream.Position = snapshot.DataOffset;
-        return new BoundedReadStream(stream, snapshot.DataLength);
     }
 
     /// <inheritdoc />
@@ -205,7 +218,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             if (dataLength != length - FooterSize - dataOffset)
                 throw new LogCorruptionException(path, length - FooterSize, $"the footer says {dataLength} data bytes but the file holds {length - FooterSize - dataOffset}");
             // The CRC covers everything before it: header, data and the length field.
-            uint crc = 0;
+            var crc = ~0u;
             var buffer = new byte[1 << 16];
             long position = 0;
             var end = length - 4;
@@ -217,6 +230,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
                 crc = Crc32C(crc, buffer.AsSpan(0, read));
                 position += read;
             }
+            crc = ~crc;
             var stored = BinaryPrimitives.ReadUInt32LittleEndian(footer.AsSpan(8));
             if (crc != stored)
                 throw new LogCorruptionException(path, length - 4, $"checksum mismatch (stored {stored:x8}, computed {crc:x8})");
@@ -232,6 +246,10 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
         }
     }
 
+    /// <summary>The standard CRC-32C (Castagnoli) of <paramref name="data"/>.</summary>
+    internal static uint Checksum(ReadOnlySpan<byte> data) => ~Crc32C(~0u, data);
+
+    /// <summary>Updates a raw (not inverted) CRC-32C state.</summary>
     internal static uint Crc32C(uint crc, ReadOnlySpan<byte> data)
     {
         while (data.Length >= 8)
@@ -245,6 +263,12 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
     }
 
     private void Install(string temp, SnapshotMetadata metadata)
+    {
+        lock (_installGate)
+            InstallLocked(temp, metadata);
+    }
+
+    private void InstallLocked(string temp, SnapshotMetadata metadata)
     {
         var final = System.IO.Path.Combine(_directory, FileName(metadata.Index) + Extension);
         lock (_gate)
@@ -284,6 +308,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
         private readonly FileStream _file;
         private readonly CrcStream _stream;
         private bool _committed;
+        private bool _failed;
 
         public Writer(FileSnapshotStore store, SnapshotMetadata metadata, string temp)
         {
@@ -303,6 +328,22 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
         public async ValueTask CommitAsync(CancellationToken cancellationToken = default)
         {
             ObjectDisposedException.ThrowIf(_committed, this);
+            if (_failed)
+                throw new InvalidOperationException("An earlier commit of this snapshot failed or was cancelled; the snapshot was discarded. Write it again with a new writer.");
+            try
+            {
+                await CommitCoreAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                _failed = true;
+                throw;
+            }
+        }
+
+        private async ValueTask CommitCoreAsync(CancellationToken cancellationToken)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
             var footer = new byte[FooterSize];
             BinaryPrimitives.WriteInt64LittleEndian(footer, _stream.DataLength);
             _stream.Write(footer.AsSpan(0, 8));
@@ -311,8 +352,8 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
             RandomAccess.FlushToDisk(_file.SafeFileHandle);
             await _file.DisposeAsync().ConfigureAwait(false);
-            _committed = true;
             _store.Install(_temp, Metadata);
+            _committed = true;
         }
 
         public async ValueTask DisposeAsync()
@@ -326,7 +367,10 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
     /// <summary>Writes through to a file while computing the CRC32C and counting the data bytes.</summary>
     private sealed class CrcStream(Stream inner) : Stream
     {
-        public uint Crc { get; private set; }
+        private uint _state = ~0u;
+
+        /// <summary>The standard CRC-32C of everything written so far.</summary>
+        public uint Crc => ~_state;
 
         public long DataLength { get; private set; }
 
@@ -360,7 +404,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
-            Crc = Crc32C(Crc, buffer);
+            _state = Crc32C(_state, buffer);
             DataLength += buffer.Length;
             inner.Write(buffer);
         }
@@ -370,7 +414,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
 
         public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            Crc = Crc32C(Crc, buffer.Span);
+            _state = Crc32C(_state, buffer.Span);
             DataLength += buffer.Length;
             return inner.WriteAsync(buffer, cancellationToken);
         }
