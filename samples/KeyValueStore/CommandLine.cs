@@ -1,0 +1,238 @@
+using System.Globalization;
+using System.Net;
+
+namespace Raft.Samples.KeyValueStore;
+
+/// <summary>What the command line asks for.</summary>
+public enum RunMode
+{
+    /// <summary>No arguments: an embedded 3-node cluster in this process.</summary>
+    Embedded,
+
+    /// <summary>One node of a cluster, configured by the arguments.</summary>
+    Node,
+
+    /// <summary>--help: print the usage.</summary>
+    Help,
+
+    /// <summary>The arguments are wrong; see <see cref="CommandLine.Error"/>.</summary>
+    Invalid,
+}
+
+/// <summary>
+/// Parses the node's command line:
+/// <c>--id N --listen HOST:PORT --http HOST:PORT --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR</c>
+/// [<c>--http-peers 1=HOST:PORT,...</c>] [<c>--cluster-id NAME</c>]. Options are written
+/// <c>--name value</c> or <c>--name=value</c>.
+/// </summary>
+public sealed class CommandLine
+{
+    public const string Usage = """
+        Usage:
+          KeyValueStore                      start an embedded 3-node cluster on loopback (data in a temp folder)
+          KeyValueStore --id N --listen HOST:PORT --http HOST:PORT
+                        --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR
+                        [--http-peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT] [--cluster-id NAME]
+
+          --id          this node's id (a positive integer, one of the ids in --peers)
+          --listen      where this node's Raft transport listens (an IP address or localhost, and a port)
+          --http        where this node's HTTP API listens (an IP address or localhost, and a port)
+          --peers       every member's Raft address, this node included: id=host:port, comma-separated
+          --data        this node's data directory (log and snapshots); created if missing
+          --http-peers  every other member's HTTP address, used to forward requests to the leader.
+                        Default: each member's Raft host, at its Raft port plus this node's offset
+                        (--http port minus --listen port), e.g. Raft :7001..7003 and --http :8001
+                        give HTTP :8001..8003.
+          --cluster-id  a name every node of the cluster shares (default raft-kv-sample)
+
+        Misconfiguration exits with code 2.
+        """;
+
+    private static readonly string[] Known = ["id", "listen", "http", "peers", "data", "http-peers", "cluster-id"];
+
+    private CommandLine(RunMode mode, KvNodeOptions? options, string? error)
+    {
+        Mode = mode;
+        Options = options;
+        Error = error;
+    }
+
+    /// <summary>What to run.</summary>
+    public RunMode Mode { get; }
+
+    /// <summary>The node's settings when <see cref="Mode"/> is <see cref="RunMode.Node"/>.</summary>
+    public KvNodeOptions? Options { get; }
+
+    /// <summary>Why the arguments are wrong when <see cref="Mode"/> is <see cref="RunMode.Invalid"/>.</summary>
+    public string? Error { get; }
+
+    /// <summary>Parses the arguments; never throws for bad input.</summary>
+    public static CommandLine Parse(IReadOnlyList<string> args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        if (args.Count == 0)
+            return new CommandLine(RunMode.Embedded, null, null);
+        if (args.Any(a => a is "--help" or "-h" or "-?" or "/?"))
+            return new CommandLine(RunMode.Help, null, null);
+        try
+        {
+            return new CommandLine(RunMode.Node, Build(ReadPairs(args)), null);
+        }
+        catch (ConfigurationException ex)
+        {
+            return new CommandLine(RunMode.Invalid, null, ex.Message);
+        }
+    }
+
+    private static Dictionary<string, string> ReadPairs(IReadOnlyList<string> args)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
+                throw new ConfigurationException($"Unexpected argument '{arg}': options are written --name value.");
+            var name = arg[2..];
+            string value;
+            var equals = name.IndexOf('=', StringComparison.Ordinal);
+            if (equals >= 0)
+            {
+                value = name[(equals + 1)..];
+                name = name[..equals];
+            }
+            else
+            {
+                if (i + 1 >= args.Count || args[i + 1].StartsWith("--", StringComparison.Ordinal))
+                    throw new ConfigurationException($"Option --{name} needs a value.");
+                value = args[++i];
+            }
+            if (!Known.Contains(name))
+                throw new ConfigurationException($"Unknown option --{name}. Known options: {string.Join(", ", Known.Select(k => "--" + k))}.");
+            if (!values.TryAdd(name, value))
+                throw new ConfigurationException($"Option --{name} is given twice.");
+        }
+        return values;
+    }
+
+    private static KvNodeOptions Build(Dictionary<string, string> values)
+    {
+        foreach (var required in (string[])["id", "listen", "http", "peers", "data"])
+        {
+            if (!values.ContainsKey(required))
+                throw new ConfigurationException($"Option --{required} is required.");
+        }
+        var id = ParseId(values["id"], "--id");
+        var peers = ParseMap(values["peers"], "--peers");
+        if (!peers.ContainsKey(id))
+            throw new ConfigurationException($"--id {id} is not one of the members in --peers ({string.Join(",", peers.Keys.Order())}); --peers lists every member, this node included.");
+        var duplicate = peers.GroupBy(p => p.Value.ToString(), StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+            throw new ConfigurationException($"--peers gives nodes {string.Join(" and ", duplicate.Select(p => p.Key))} the same address {duplicate.Key}.");
+        var listen = ToListenEndPoint(ParseEndPoint(values["listen"], "--listen"), "--listen");
+        var http = ParseEndPoint(values["http"], "--http");
+        if (http is DnsEndPoint { Host: var httpHost } && !IsLocalhost(httpHost))
+            throw new ConfigurationException($"--http {values["http"]}: the host must be an IP address or localhost.");
+        var data = values["data"];
+        if (string.IsNullOrWhiteSpace(data))
+            throw new ConfigurationException("--data must name a directory.");
+        if (values.TryGetValue("cluster-id", out var clusterId) && string.IsNullOrEmpty(clusterId))
+            throw new ConfigurationException("--cluster-id must not be empty.");
+
+        Dictionary<int, Uri> httpPeers;
+        if (values.TryGetValue("http-peers", out var httpPeersText))
+        {
+            var given = ParseMap(httpPeersText, "--http-peers");
+            var unknown = given.Keys.Where(k => !peers.ContainsKey(k)).Order().ToList();
+            if (unknown.Count > 0)
+                throw new ConfigurationException($"--http-peers names node(s) {string.Join(",", unknown)}, which are not in --peers.");
+            var missing = peers.Keys.Where(k => k != id && !given.ContainsKey(k)).Order().ToList();
+            if (missing.Count > 0)
+                throw new ConfigurationException($"--http-peers has no address for node(s) {string.Join(",", missing)}; give every other member's HTTP address.");
+            httpPeers = given.ToDictionary(p => p.Key, p => ClusterDirectory.ToHttpUrl(p.Value));
+        }
+        else
+        {
+            // Documented convention: every member's HTTP port is its Raft port plus this node's offset.
+            var offset = PortOf(http) - listen.Port;
+            httpPeers = [];
+            foreach (var (peerId, raft) in peers)
+            {
+                if (peerId == id)
+                    continue;
+                var port = PortOf(raft) + offset;
+                if (port is < 1 or > IPEndPoint.MaxPort)
+                    throw new ConfigurationException($"Cannot derive node {peerId}'s HTTP port ({PortOf(raft)} + {offset} = {port}); give --http-peers.");
+                httpPeers[peerId] = ClusterDirectory.ToHttpUrl(raft switch
+                {
+                    IPEndPoint ip => new IPEndPoint(ip.Address, port),
+                    DnsEndPoint dns => new DnsEndPoint(dns.Host, port),
+                    _ => throw new ConfigurationException($"Node {peerId} has an unsupported address {raft}."),
+                });
+            }
+        }
+        return new KvNodeOptions
+        {
+            Id = id,
+            Members = [.. peers.Keys.Order()],
+            RaftListen = listen,
+            HttpListen = http,
+            RaftPeers = peers,
+            HttpPeers = httpPeers,
+            DataDirectory = Path.GetFullPath(data),
+            ClusterId = clusterId ?? "raft-kv-sample",
+        };
+    }
+
+    private static int ParseId(string text, string option)
+    {
+        if (!int.TryParse(text.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var id) || id <= 0)
+            throw new ConfigurationException($"{option}: '{text}' is not a node id (a positive integer).");
+        return id;
+    }
+
+    private static Dictionary<int, EndPoint> ParseMap(string text, string option)
+    {
+        var map = new Dictionary<int, EndPoint>();
+        foreach (var item in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            var equals = item.IndexOf('=', StringComparison.Ordinal);
+            if (equals <= 0)
+                throw new ConfigurationException($"{option}: '{item}' is not id=host:port (for example 1=127.0.0.1:7001).");
+            var id = ParseId(item[..equals], option);
+            var endPoint = ParseEndPoint(item[(equals + 1)..], $"{option} (node {id})");
+            if (!map.TryAdd(id, endPoint))
+                throw new ConfigurationException($"{option}: node id {id} appears twice.");
+        }
+        return map;
+    }
+
+    private static EndPoint ParseEndPoint(string text, string option)
+    {
+        try
+        {
+            return TcpTransportOptions.ParseEndPoint(text.Trim());
+        }
+        catch (Exception ex) when (ex is FormatException or ArgumentException)
+        {
+            throw new ConfigurationException($"{option}: {ex.Message}");
+        }
+    }
+
+    private static IPEndPoint ToListenEndPoint(EndPoint endPoint, string option) => endPoint switch
+    {
+        IPEndPoint ip => ip,
+        DnsEndPoint dns when IsLocalhost(dns.Host) => new IPEndPoint(IPAddress.Loopback, dns.Port),
+        _ => throw new ConfigurationException($"{option} {endPoint}: the host must be an IP address or localhost."),
+    };
+
+    private static int PortOf(EndPoint endPoint) => endPoint switch
+    {
+        IPEndPoint ip => ip.Port,
+        DnsEndPoint dns => dns.Port,
+        _ => 0,
+    };
+
+    private static bool IsLocalhost(string host) => string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase);
+
+    private sealed class ConfigurationException(string message) : Exception(message);
+}

@@ -1,0 +1,92 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace Raft.Samples.KeyValueStore;
+
+/// <summary>How one node of the key-value service is set up (from the command line, or by <see cref="EmbeddedCluster"/>).</summary>
+public sealed class KvNodeOptions
+{
+    /// <summary>The default <see cref="MaxBodyBytes"/>: 1 MiB.</summary>
+    public const int DefaultMaxBodyBytes = 1024 * 1024;
+
+    /// <summary>This node's id; one of <see cref="Members"/>.</summary>
+    public required int Id { get; init; }
+
+    /// <summary>Every member's id, this node included.</summary>
+    public required IReadOnlyList<int> Members { get; init; }
+
+    /// <summary>Where the Raft transport listens. Port 0 picks a free port (see <see cref="KvNode.RaftEndPoint"/>).</summary>
+    public required IPEndPoint RaftListen { get; init; }
+
+    /// <summary>Where the HTTP API listens: an <see cref="IPEndPoint"/>, or a <see cref="DnsEndPoint"/> named localhost. Port 0 picks a free port (see <see cref="KvNode.HttpUrl"/>).</summary>
+    public required EndPoint HttpListen { get; init; }
+
+    /// <summary>The other members' Raft addresses (an entry for this node is ignored). May be completed after start with <see cref="KvNode.SetPeer"/>.</summary>
+    public IReadOnlyDictionary<int, EndPoint> RaftPeers { get; init; } = new Dictionary<int, EndPoint>();
+
+    /// <summary>Every member's HTTP base address, used to forward requests to the leader and to gather the cluster's status. May be completed after start with <see cref="KvNode.SetPeer"/>.</summary>
+    public IReadOnlyDictionary<int, Uri> HttpPeers { get; init; } = new Dictionary<int, Uri>();
+
+    /// <summary>The node's directory: the log goes to <c>log/</c>, snapshots to <c>snapshots/</c>.</summary>
+    public required string DataDirectory { get; init; }
+
+    /// <summary>The name every node of the cluster shares (checked when nodes connect). The default is "raft-kv-sample".</summary>
+    public string ClusterId { get; init; } = "raft-kv-sample";
+
+    /// <summary>How many applied commands between snapshots. The default is 1,000.</summary>
+    public long SnapshotInterval { get; init; } = 1000;
+
+    /// <summary>How many entries before a snapshot stay in the log. The default is 100.</summary>
+    public long SnapshotTrailingEntries { get; init; } = 100;
+
+    /// <summary>The longest a write waits to be committed and applied (then 504, outcome unknown), or a read waits for its barrier (then 503). The default is 5 s.</summary>
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The largest request body accepted (413 above). The default is <see cref="DefaultMaxBodyBytes"/>.</summary>
+    public int MaxBodyBytes { get; init; } = DefaultMaxBodyBytes;
+
+    /// <summary>The least severe log level written to the console. The default is Information.</summary>
+    public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+}
+
+/// <summary>The cluster's members and their HTTP addresses, as one node knows them. Thread-safe.</summary>
+public sealed class ClusterDirectory
+{
+    private readonly ConcurrentDictionary<int, Uri> _httpUrls = new();
+
+    /// <summary>Creates the directory.</summary>
+    public ClusterDirectory(IEnumerable<int> members, IEnumerable<KeyValuePair<int, Uri>> httpUrls)
+    {
+        Members = [.. members.Order()];
+        foreach (var (id, url) in httpUrls)
+            Set(id, url);
+    }
+
+    /// <summary>Every member's id, ascending.</summary>
+    public IReadOnlyList<int> Members { get; }
+
+    /// <summary>Sets a member's HTTP base address.</summary>
+    public void Set(int id, Uri httpUrl)
+    {
+        ArgumentNullException.ThrowIfNull(httpUrl);
+        if (!Members.Contains(id))
+            throw new ArgumentException($"Node {id} is not a member ({string.Join(',', Members)}).", nameof(id));
+        _httpUrls[id] = httpUrl;
+    }
+
+    /// <summary>Gets a member's HTTP base address, when known.</summary>
+    public bool TryGet(int id, out Uri? httpUrl) => _httpUrls.TryGetValue(id, out httpUrl);
+
+    /// <summary>Formats a base address for an endpoint: <c>http://host:port/</c>, with IPv6 in brackets and "any" addresses shown as loopback.</summary>
+    public static Uri ToHttpUrl(EndPoint endPoint) => endPoint switch
+    {
+        IPEndPoint ip => new Uri(string.Create(CultureInfo.InvariantCulture, $"http://{new IPEndPoint(Displayable(ip.Address), ip.Port)}/")),
+        DnsEndPoint dns => new Uri(string.Create(CultureInfo.InvariantCulture, $"http://{dns.Host}:{dns.Port}/")),
+        _ => throw new ArgumentException($"Cannot make an HTTP address of {endPoint}.", nameof(endPoint)),
+    };
+
+    private static IPAddress Displayable(IPAddress address) =>
+        address.Equals(IPAddress.Any) ? IPAddress.Loopback : address.Equals(IPAddress.IPv6Any) ? IPAddress.IPv6Loopback : address;
+}
