@@ -582,8 +582,12 @@ public sealed class SimulatedCluster
         long? command = null;
         SimNode? proposer = null;
         long proposerTerm = 0;
+        // Work is bounded as well as virtual time: a message storm that never lets time advance is a liveness failure too.
+        var eventBudget = _step + _options.LivenessEventsPerTick * _options.LivenessTicks * _nodes.Length;
         while (_now < deadline && _events.Count > 0)
         {
+            if (_step > eventBudget)
+                throw Violation("Liveness", $"more than {_options.LivenessEventsPerTick * _options.LivenessTicks * _nodes.Length} events within {_options.LivenessTicks} ticks after healing: a message storm.");
             // A proposal whose leader lost its term before committing it is retried on the next leader.
             if (command is not null && !_acknowledged.Any(a => a.Command == command)
                 && (proposer!.Core.Role != RaftRole.Leader || proposer.Core.Term != proposerTerm))

@@ -33,6 +33,12 @@ public sealed class SimulationOptions
     /// <summary>How many ticks the healed cluster gets to elect a leader and commit a new proposal before liveness is declared violated. The default is 400.</summary>
     public int LivenessTicks { get; init; } = 400;
 
+    /// <summary>
+    /// Bounds the work of the healing phase: at most this many events per tick per node, or liveness is
+    /// declared violated (a message storm that keeps virtual time from advancing). The default is 5,000.
+    /// </summary>
+    public long LivenessEventsPerTick { get; init; } = 5000;
+
     /// <summary>Whether the nodes use PreVote; null lets the seed decide. The default is null.</summary>
     public bool? PreVote { get; init; }
 
@@ -60,6 +66,7 @@ public sealed class SimulationOptions
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MeanTicksBetweenFaults);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MeanTicksBetweenProposals);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(LivenessTicks);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(LivenessEventsPerTick);
     }
 }
 

@@ -1055,9 +1055,12 @@ public sealed class RaftCore
             votedFor = 0;
 #endif
         // The commit index rides along only when term or vote change: it is a hint, not worth an fsync.
+        // It never covers entries that are not durable yet: if the hard state reaches the disk and the
+        // entries of the same Ready do not (a crash in between), a hint past the durable log would,
+        // after restart, commit whatever stale entries the store still holds there.
         return _persistedHardState.Term == _term && _persistedHardState.VotedFor == votedFor
             ? _persistedHardState
-            : new HardState(_term, votedFor, _log.Committed);
+            : new HardState(_term, votedFor, Math.Min(_log.Committed, _log.StableLastIndex));
     }
 
     private void EnsureNoReadyOutstanding()
