@@ -1060,7 +1060,16 @@ public sealed class RaftCore
         // after restart, commit whatever stale entries the store still holds there.
         return _persistedHardState.Term == _term && _persistedHardState.VotedFor == votedFor
             ? _persistedHardState
-            : new HardState(_term, votedFor, Math.Min(_log.Committed, _log.StableLastIndex));
+            : new HardState(_term, votedFor, DurableCommitHint());
+    }
+
+    private long DurableCommitHint()
+    {
+        // While a snapshot from the leader waits to be written, the store still holds the old log:
+        // keep the hint that was valid for it (found by the simulator: seed 892 with torn writes).
+        if (_log.HasPendingSnapshot)
+            return Math.Min(_persistedHardState.Commit, _log.Committed);
+        return Math.Min(_log.Committed, _log.StableLastIndex);
     }
 
     private void EnsureNoReadyOutstanding()
