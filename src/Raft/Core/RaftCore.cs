@@ -110,6 +110,11 @@ public sealed class RaftCore
         _votedFor = hardState.VotedFor;
         _persistedHardState = hardState;
         var applied = appliedIndex >= 0 ? appliedIndex : snapshots?.Latest?.Index ?? 0;
+        if (applied > store.LastIndex)
+        {
+            throw new InvalidOperationException(
+                $"The state machine reflects index {applied}, but the log store ends at index {store.LastIndex}: reset the log store to the snapshot (ILogStore.ResetAsync) before starting.");
+        }
         if (applied < store.FirstIndex - 1)
         {
             throw new InvalidOperationException(

@@ -40,7 +40,8 @@ public sealed class RaftNode : IAsyncDisposable
     // Owned by the apply loop.
     private long _lastAppliedTerm;
     private long _lastSnapshotIndex;
-    private readonly RaftCore _core;
+    private readonly RaftOptions _coreOptions;
+    private RaftCore _core;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly RaftMetrics _metrics;
@@ -94,7 +95,13 @@ public sealed class RaftNode : IAsyncDisposable
         _time = options.TimeProvider ?? TimeProvider.System;
         _logger = options.LoggerFactory?.CreateLogger<RaftNode>() ?? (ILogger)NullLogger.Instance;
         // The state machine is restored from the latest snapshot in StartAsync, before anything is applied.
-        _core = new RaftCore(coreOptions, logStore, snapshotStore);
+        _coreOptions = coreOptions;
+        // A snapshot ahead of the log (the log reset after an InstallSnapshot did not happen) is
+        // repaired in StartAsync; until then the core only serves Status.
+        var latest = snapshotStore?.Latest;
+        _core = latest is not null && latest.Index > logStore.LastIndex
+            ? new RaftCore(coreOptions, logStore, snapshotStore, appliedIndex: logStore.LastIndex)
+            : new RaftCore(coreOptions, logStore, snapshotStore);
         _appliedIndex = _core.AppliedIndex;
         _lastSnapshotIndex = snapshotStore?.Latest?.Index ?? 0;
         _lastAppliedTerm = snapshotStore?.Latest?.Term ?? 0;
@@ -134,6 +141,17 @@ public sealed class RaftNode : IAsyncDisposable
         cancellationToken.ThrowIfCancellationRequested();
         if (Interlocked.Exchange(ref _started, 1) != 0)
             throw new InvalidOperationException($"Node {Id} was already started.");
+        if (_snapshots?.Latest is { } latest && latest.Index >= _store.FirstIndex - 1
+            && (latest.Index > _store.LastIndex || _store.GetTerm(latest.Index) != latest.Term))
+        {
+            // A snapshot received from the leader was committed, but the process stopped before the log
+            // was reset to it: finish that now, or the log would replay entries older than the snapshot
+            // on top of it.
+            await _store.ResetAsync(latest.Index, latest.Term, cancellationToken).ConfigureAwait(false);
+            _core = new RaftCore(_coreOptions, _store, _snapshots);
+            Interlocked.Exchange(ref _appliedIndex, _core.AppliedIndex);
+            _status = new StatusHolder(_core.Status);
+        }
         if (_snapshots?.OpenLatest() is { } snapshot)
         {
             await using (snapshot.ConfigureAwait(false))

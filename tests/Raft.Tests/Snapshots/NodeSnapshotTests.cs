@@ -62,6 +62,32 @@ public class NodeSnapshotTests
         Assert.Equal(snapshot - 10 + 1, cluster.Logs[leader.Id].FirstIndex);
     }
 
+    [Fact]
+    public async Task A_node_that_stopped_between_committing_a_received_snapshot_and_resetting_its_log_finishes_the_reset_on_start()
+    {
+        // The log still holds entries 1..5 (1+2+3+4+5), but a snapshot of index 10 (sum 55) was committed.
+        var log = new InMemoryLogStore();
+        await log.AppendAsync([.. Enumerable.Range(1, 5).Select(i => new LogEntry(i, 1, EntryKind.Command, Command(i)))]);
+        var snapshots = new InMemorySnapshotStore();
+        var writer = await snapshots.CreateAsync(new SnapshotMetadata(10, 2, [1]));
+        var sum = new byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(sum, 55);
+        await writer.Stream.WriteAsync(sum);
+        await writer.CommitAsync();
+        var machine = new SumStateMachine();
+        await using var node = new RaftNode(new RaftNodeOptions { NodeId = 1, Members = [1] }, new InMemoryNetwork().CreateTransport(1), log, machine, snapshots);
+
+        await node.StartAsync();
+
+        Assert.Equal(11, log.FirstIndex);
+        Assert.Equal(10, log.LastIndex);
+        Assert.Equal(55, machine.Sum);
+        await node.WaitForLeaderAsync().WaitAsync(Patience);
+        var result = await node.ProposeAsync(Command(1)).WaitAsync(Patience);
+        Assert.Equal(56L, result); // nothing older than the snapshot was replayed on top of it
+        Assert.Equal(56, machine.Sum);
+    }
+
     private static byte[] Command(int value)
     {
         var data = new byte[4];
