@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Globalization;
-using System.Numerics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Win32.SafeHandles;
@@ -227,7 +226,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
                 var read = RandomAccess.Read(handle, buffer.AsSpan(0, (int)Math.Min(buffer.Length, end - position)), position);
                 if (read == 0)
                     throw new LogCorruptionException(path, position, "the file ended early");
-                crc = Crc32C(crc, buffer.AsSpan(0, read));
+                crc = LogFormat.Crc32CUpdate(crc, buffer.AsSpan(0, read));
                 position += read;
             }
             crc = ~crc;
@@ -244,22 +243,6 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             handle.Dispose();
             throw;
         }
-    }
-
-    /// <summary>The standard CRC-32C (Castagnoli) of <paramref name="data"/>.</summary>
-    internal static uint Checksum(ReadOnlySpan<byte> data) => ~Crc32C(~0u, data);
-
-    /// <summary>Updates a raw (not inverted) CRC-32C state.</summary>
-    internal static uint Crc32C(uint crc, ReadOnlySpan<byte> data)
-    {
-        while (data.Length >= 8)
-        {
-            crc = BitOperations.Crc32C(crc, BinaryPrimitives.ReadUInt64LittleEndian(data));
-            data = data[8..];
-        }
-        foreach (var b in data)
-            crc = BitOperations.Crc32C(crc, b);
-        return crc;
     }
 
     private void Install(string temp, SnapshotMetadata metadata)
@@ -404,7 +387,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
-            _state = Crc32C(_state, buffer);
+            _state = LogFormat.Crc32CUpdate(_state, buffer);
             DataLength += buffer.Length;
             inner.Write(buffer);
         }
@@ -414,7 +397,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
 
         public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            _state = Crc32C(_state, buffer.Span);
+            _state = LogFormat.Crc32CUpdate(_state, buffer.Span);
             DataLength += buffer.Length;
             return inner.WriteAsync(buffer, cancellationToken);
         }

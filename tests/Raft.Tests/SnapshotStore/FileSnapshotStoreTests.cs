@@ -108,7 +108,7 @@ public sealed class FileSnapshotStoreTests : IDisposable
         Assert.Equal(5, BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(32)));
         Assert.Equal(data, bytes[header..^FooterSize]);
         Assert.Equal(data.Length, BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(bytes.Length - FooterSize)));
-        Assert.Equal(FileSnapshotStore.Checksum(bytes.AsSpan(0, bytes.Length - 4)), BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4)));
+        Assert.Equal(LogFormat.Crc32C(bytes.AsSpan(0, bytes.Length - 4)), BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4)));
     }
 
     [Fact]
@@ -456,5 +456,5 @@ public sealed class FileSnapshotStoreTests : IDisposable
 
     /// <summary>Recomputes the footer's CRC, so a test changes one field without breaking the checksum.</summary>
     private static void Reseal(byte[] file) =>
-        BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(file.Length - 4), FileSnapshotStore.Checksum(file.AsSpan(0, file.Length - 4)));
+        BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(file.Length - 4), LogFormat.Crc32C(file.AsSpan(0, file.Length - 4)));
 }
