@@ -175,6 +175,25 @@ public sealed class RaftCore
         }
     }
 
+    /// <summary>Whether <see cref="Status"/> would equal <paramref name="status"/>, progress included, without building it (allocation-free).</summary>
+    internal bool StatusEquals(in RaftStatus status)
+    {
+        if (status.Id != Id || status.Role != _role || status.Term != _term || status.LeaderId != _leader
+            || status.CommitIndex != _log.Committed || status.AppliedIndex != _log.Applied
+            || status.LastLogIndex != _log.LastIndex || status.LastLogTerm != _log.LastTerm)
+            return false;
+        if (_role != RaftRole.Leader)
+            return status.Progress.Count == 0;
+        if (status.Progress.Count != _progress.Count + 1 || !status.Progress.TryGetValue(Id, out var own) || own != _log.StableLastIndex)
+            return false;
+        foreach (var (id, pr) in _progress)
+        {
+            if (!status.Progress.TryGetValue(id, out var match) || match != pr.Match)
+                return false;
+        }
+        return true;
+    }
+
     /// <summary>Whether <see cref="GetReady"/> has anything for the host to do.</summary>
     public bool HasReady =>
         _messages.Count > 0

@@ -311,7 +311,9 @@ public sealed class RaftNode : IAsyncDisposable
         var reader = _inbox.Reader;
         try
         {
-            while (await reader.WaitToReadAsync(token).ConfigureAwait(false))
+            // No token for the wait: disposal and failure complete the inbox, which ends the loop; an
+            // uncancellable wait also lets the channel reuse one waiter instead of allocating one per round.
+            while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
             {
                 // Drain everything queued: all proposals of this round go out in one batch (group commit).
                 var handled = 0;
@@ -519,9 +521,9 @@ public sealed class RaftNode : IAsyncDisposable
 
     private void PublishStatus()
     {
-        var status = _core.Status;
-        if (status != _status.Value || status.Role == RaftRole.Leader)
-            _status = new StatusHolder(status);
+        // Runs every loop round: builds (and allocates) a new status only when something changed.
+        if (!_core.StatusEquals(_status.Value))
+            _status = new StatusHolder(_core.Status);
     }
 
     // ------------------------------------------------------------------ apply loop

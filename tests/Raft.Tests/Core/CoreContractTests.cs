@@ -119,4 +119,29 @@ public sealed class CoreContractTests
         Assert.Equal(0, index);
         Assert.False(node.Core.HasReady);
     }
+
+    [Fact]
+    public void StatusEquals_TracksEveryFieldAndEachFollowersMatch()
+    {
+        var follower = NewCore(1, Three);
+        Assert.True(follower.Core.StatusEquals(follower.Core.Status));
+        Assert.False(follower.Core.StatusEquals(follower.Core.Status with { Term = 7 }));
+
+        var leader = SteadyLeader(Options(1, Three));
+        var before = leader.Core.Status;
+        Assert.True(leader.Core.StatusEquals(before));
+        leader.Propose("x");
+        leader.Drain();
+        var appended = leader.Core.Status;
+        Assert.False(leader.Core.StatusEquals(before));
+        Assert.True(leader.Core.StatusEquals(appended));
+
+        // Only a follower's match index moves (commit moved too: compare progress alone by rebuilding).
+        leader.Step(new AppendEntriesResponse(2, 1, 1, Success: true, MatchIndex: 2));
+        leader.Drain();
+        var afterOne = leader.Core.Status;
+        Assert.Equal(2, afterOne.Progress[2]);
+        Assert.False(leader.Core.StatusEquals(afterOne with { Progress = appended.Progress }));
+        Assert.True(leader.Core.StatusEquals(afterOne));
+    }
 }
