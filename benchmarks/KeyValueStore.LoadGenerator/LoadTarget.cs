@@ -1,0 +1,150 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+
+namespace Raft.Benchmarks.LoadGenerator;
+
+/// <summary>How one request ended.</summary>
+internal enum Outcome
+{
+    /// <summary>PUT 204, or GET 200 with a value of the expected size.</summary>
+    Ok,
+
+    /// <summary>GET 404: the key does not exist (yet). Counts as a completed operation.</summary>
+    NotFound,
+
+    /// <summary>Nothing was submitted (503, or no connection could be made): safe to retry.</summary>
+    Unavailable,
+
+    /// <summary>Anything else (other status, timeout, connection error): for a PUT, its outcome is unknown.</summary>
+    Failed,
+}
+
+/// <summary>
+/// The cluster as the load sees it: one shared HTTP client, the request URIs of every key on every
+/// node (built once), the values, and the record of acknowledged writes.
+/// </summary>
+internal sealed class LoadTarget : IDisposable
+{
+    /// <summary>Per-request deadline.</summary>
+    public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly Uri[][] _keyUris;
+    private long _lastWriteId;
+
+    public LoadTarget(IReadOnlyList<Uri> nodes, int keyCount, ValueFactory values)
+    {
+        Nodes = nodes;
+        Values = values;
+        Tracker = new KeyTracker(keyCount);
+        _keyUris = [.. nodes.Select(node => Enumerable.Range(0, keyCount).Select(key => new Uri(node, KeyPath(key))).ToArray())];
+        Http = new HttpClient(new SocketsHttpHandler
+        {
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            UseCookies = false,
+            PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
+            MaxConnectionsPerServer = 4096,
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+        })
+        {
+            Timeout = RequestTimeout,
+        };
+    }
+
+    public IReadOnlyList<Uri> Nodes { get; }
+
+    public ValueFactory Values { get; }
+
+    public KeyTracker Tracker { get; }
+
+    public HttpClient Http { get; }
+
+    public int KeyCount => Tracker.Count;
+
+    public static string KeyName(int key) => "k" + key.ToString(CultureInfo.InvariantCulture);
+
+    public static string KeyPath(int key) => "kv/" + KeyName(key);
+
+    /// <summary>
+    /// <c>PUT /kv/{key}</c> on <paramref name="node"/> with a fresh value, and records the result in
+    /// <see cref="Tracker"/>: acknowledged (with its send and acknowledgement times), or of unknown
+    /// outcome (any error but 503 or a failed connect).
+    /// </summary>
+    public async Task<(Outcome Outcome, string? Error, long Start, long End)> PutAsync(int node, int key)
+    {
+        var id = Interlocked.Increment(ref _lastWriteId);
+        var body = Values.Create(id);
+        var start = Stopwatch.GetTimestamp();
+        (Outcome, string?) result;
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Put, _keyUris[node][key]) { Content = new ByteArrayContent(body) };
+            using var response = await Http.SendAsync(request, HttpCompletionOption.ResponseContentRead);
+            result = response.StatusCode == HttpStatusCode.NoContent ? (Outcome.Ok, null) : FromStatus(response.StatusCode);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
+        {
+            result = FromException(ex);
+        }
+        var end = Stopwatch.GetTimestamp();
+        switch (result.Item1)
+        {
+            case Outcome.Ok:
+                Tracker.Acknowledged(key, id, start, end);
+                break;
+            case Outcome.Failed:
+                Tracker.OutcomeUnknown(key);
+                break;
+        }
+        return (result.Item1, result.Item2, start, end);
+    }
+
+    /// <summary><c>GET /kv/{key}</c> on <paramref name="node"/> (a linearizable read on the leader).</summary>
+    public async Task<(Outcome Outcome, string? Error, long Start, long End)> GetAsync(int node, int key)
+    {
+        var start = Stopwatch.GetTimestamp();
+        (Outcome, string?) result;
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, _keyUris[node][key]);
+            using var response = await Http.SendAsync(request, HttpCompletionOption.ResponseContentRead);
+            switch (response.StatusCode)
+            {
+                case HttpStatusCode.OK:
+                    // The content is buffered already: its length is the value's.
+                    result = response.Content.Headers.ContentLength is { } length && length != Values.Size
+                        ? (Outcome.Failed, "GET value of wrong size")
+                        : (Outcome.Ok, null);
+                    break;
+                case HttpStatusCode.NotFound:
+                    result = (Outcome.NotFound, null);
+                    break;
+                default:
+                    result = FromStatus(response.StatusCode);
+                    break;
+            }
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
+        {
+            result = FromException(ex);
+        }
+        return (result.Item1, result.Item2, start, Stopwatch.GetTimestamp());
+    }
+
+    private static (Outcome, string?) FromStatus(HttpStatusCode status) => status switch
+    {
+        HttpStatusCode.ServiceUnavailable => (Outcome.Unavailable, "503"),
+        _ => (Outcome.Failed, ((int)status).ToString(CultureInfo.InvariantCulture)),
+    };
+
+    private static (Outcome, string?) FromException(Exception ex) => ex switch
+    {
+        TaskCanceledException => (Outcome.Failed, "timeout"),
+        HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError } => (Outcome.Unavailable, "connect failed"),
+        _ => (Outcome.Failed, "connection error"),
+    };
+
+    public void Dispose() => Http.Dispose();
+}

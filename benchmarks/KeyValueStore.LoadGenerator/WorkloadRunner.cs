@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using Raft.ClusterBenchmark;
+
+namespace Raft.Benchmarks.LoadGenerator;
+
+/// <summary>What one client (or, merged, one workload) saw inside the measured window.</summary>
+internal sealed class OperationStats
+{
+    public LatencyHistogram Put { get; } = new();
+
+    public LatencyHistogram Get { get; } = new();
+
+    /// <summary>GETs answered 404 (included in <see cref="Get"/>).</summary>
+    public long GetNotFound { get; set; }
+
+    /// <summary>Failed requests by kind ("503", "504", "timeout", "connect failed"...); not in the histograms.</summary>
+    public SortedDictionary<string, long> Errors { get; } = new(StringComparer.Ordinal);
+
+    public long ErrorCount => Errors.Values.Sum();
+
+    public void AddError(string kind) => Errors[kind] = Errors.GetValueOrDefault(kind) + 1;
+
+    public void Add(OperationStats other)
+    {
+        Put.Add(other.Put);
+        Get.Add(other.Get);
+        GetNotFound += other.GetNotFound;
+        foreach (var (kind, count) in other.Errors)
+            Errors[kind] = Errors.GetValueOrDefault(kind) + count;
+    }
+}
+
+/// <summary>The result of one workload run.</summary>
+internal sealed record WorkloadResult(WorkloadSpec Spec, int Round, TimeSpan Measured, OperationStats Stats, int LeaderChanges, CpuUsage Cpu)
+{
+    public double PutPerSecond => Stats.Put.Count / Measured.TotalSeconds;
+
+    public double GetPerSecond => Stats.Get.Count / Measured.TotalSeconds;
+
+    public double TotalPerSecond => PutPerSecond + GetPerSecond;
+}
+
+/// <summary>
+/// Runs one workload: <see cref="WorkloadSpec.Clients"/> closed-loop clients (one request in flight
+/// each), client <c>i</c> pinned to node <c>i % nodes</c>, for the warm-up and then the measured
+/// window. An operation counts when it completes inside the window; the clients stop issuing at
+/// the window's end and finish the request in flight.
+/// </summary>
+internal static class WorkloadRunner
+{
+    private static readonly double NanosecondsPerTick = 1e9 / Stopwatch.Frequency;
+
+    public static async Task<WorkloadResult> RunAsync(LoadTarget target, WorkloadSpec spec, int round, TimeSpan warmup, TimeSpan duration, int seed, LeaderMonitor monitor, LocalCluster? local)
+    {
+        var random = new Random(seed);
+        var clientSeeds = Enumerable.Range(0, spec.Clients).Select(_ => random.Next()).ToArray();
+        var start = Stopwatch.GetTimestamp();
+        var windowStart = start + Ticks(warmup);
+        var windowEnd = windowStart + Ticks(duration);
+        var clients = Enumerable.Range(0, spec.Clients)
+            .Select(c => Task.Run(() => ClientAsync(target, c % target.Nodes.Count, new Random(clientSeeds[c]), spec.WritePercent, windowStart, windowEnd)))
+            .ToArray();
+        var cpu = Task.Run(async () =>
+        {
+            await DelayUntilAsync(windowStart);
+            var first = CpuSample.Take(local);
+            await DelayUntilAsync(windowEnd);
+            return CpuSample.Between(first, CpuSample.Take(local));
+        });
+        var stats = new OperationStats();
+        foreach (var client in await Task.WhenAll(clients))
+            stats.Add(client);
+        return new WorkloadResult(spec, round, duration, stats, monitor.ChangesBetween(start, Stopwatch.GetTimestamp()), await cpu);
+    }
+
+    private static async Task DelayUntilAsync(long timestamp)
+    {
+        var wait = timestamp - Stopwatch.GetTimestamp();
+        if (wait > 0)
+            await Task.Delay(TimeSpan.FromSeconds(wait / (double)Stopwatch.Frequency));
+    }
+
+    private static async Task<OperationStats> ClientAsync(LoadTarget target, int node, Random random, int writePercent, long windowStart, long windowEnd)
+    {
+        var stats = new OperationStats();
+        while (Stopwatch.GetTimestamp() < windowEnd)
+        {
+            var key = random.Next(target.KeyCount);
+            var write = random.Next(100) < writePercent;
+            var (outcome, error, start, end) = write ? await target.PutAsync(node, key) : await target.GetAsync(node, key);
+            if (end < windowStart || end >= windowEnd)
+                continue;
+            switch (outcome)
+            {
+                case Outcome.Ok:
+                case Outcome.NotFound:
+                    (write ? stats.Put : stats.Get).Record((long)((end - start) * NanosecondsPerTick));
+                    if (outcome == Outcome.NotFound)
+                        stats.GetNotFound++;
+                    break;
+                default:
+                    stats.AddError(error ?? "error");
+                    break;
+            }
+        }
+        return stats;
+    }
+
+    /// <summary>
+    /// Writes every key once before any workload, so that GETs find values; retries what was not
+    /// submitted (503, no connection) for up to <paramref name="timeout"/>. Returns how many keys
+    /// were written and the failures by kind.
+    /// </summary>
+    public static async Task<(int Written, OperationStats Failures)> PreloadAsync(LoadTarget target, TimeSpan timeout)
+    {
+        var failures = new OperationStats();
+        var written = 0;
+        var deadline = Stopwatch.GetTimestamp() + Ticks(timeout);
+        await Parallel.ForEachAsync(Enumerable.Range(0, target.KeyCount), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (key, cancellationToken) =>
+        {
+            while (true)
+            {
+                var (outcome, error, _, _) = await target.PutAsync(key % target.Nodes.Count, key);
+                if (outcome == Outcome.Ok)
+                {
+                    Interlocked.Increment(ref written);
+                    return;
+                }
+                if (outcome != Outcome.Unavailable || Stopwatch.GetTimestamp() >= deadline)
+                {
+                    lock (failures)
+                        failures.AddError(error ?? "error");
+                    return;
+                }
+                await Task.Delay(100, cancellationToken);
+            }
+        });
+        return (written, failures);
+    }
+
+    private static long Ticks(TimeSpan span) => (long)(span.TotalSeconds * Stopwatch.Frequency);
+}
