@@ -38,7 +38,7 @@ internal sealed class LoadOptions
 
     public TimeSpan Duration { get; private set; } = TimeSpan.FromSeconds(15);
 
-    public TimeSpan Warmup { get; private set; } = TimeSpan.FromSeconds(5);
+    public TimeSpan Warmup { get; private set; } = TimeSpan.FromSeconds(20);
 
     /// <summary>How many times the whole list of workloads runs.</summary>
     public int Rounds { get; private set; } = 1;
@@ -69,7 +69,7 @@ internal sealed class LoadOptions
 
           --workload LIST     Comma-separated CLIENTSxWRITEPERCENT (default: 16x50,64x100).
           --duration SEC      Measured seconds per workload (default 15).
-          --warmup SEC        Load before measuring, per workload (default 5).
+          --warmup SEC        Load before measuring, per workload (default 20).
           --rounds N          Times the whole workload list runs (default 1).
           --keys N            Keys k0..k(N-1) (default 100).
           --value-bytes N     Size of each written value, ASCII (default 100; at least 17).

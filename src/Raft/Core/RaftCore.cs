@@ -646,7 +646,7 @@ public sealed class RaftCore
         if (append.PrevLogIndex < _log.Committed)
         {
             // Everything up to the commit index already matches; say how far we are.
-            Send(new AppendEntriesResponse(Id, append.From, _term, Success: true, MatchIndex: _log.Committed, ReadSequence: append.ReadSequence), afterPersist: true);
+            Send(new AppendEntriesResponse(Id, append.From, _term, Success: true, MatchIndex: _log.Committed, ReadSequence: append.ReadSequence), afterPersist: !IsDurable(_log.Committed));
             return;
         }
 
@@ -667,7 +667,7 @@ public sealed class RaftCore
                 _log.TruncateAndAppend(entries, conflict);
             // Only what this message proved to match may be committed (never a stale suffix beyond it).
             _log.CommitTo(Math.Min(append.LeaderCommit, lastNew));
-            Send(new AppendEntriesResponse(Id, append.From, _term, Success: true, MatchIndex: lastNew, ReadSequence: append.ReadSequence), afterPersist: true);
+            Send(new AppendEntriesResponse(Id, append.From, _term, Success: true, MatchIndex: lastNew, ReadSequence: append.ReadSequence), afterPersist: !IsDurable(lastNew));
             return;
         }
 
@@ -1086,6 +1086,15 @@ public sealed class RaftCore
             ? _persistedHardState
             : new HardState(_term, votedFor, DurableCommitHint());
     }
+
+    /// <summary>
+    /// Whether an acknowledgement up to <paramref name="matchIndex"/> claims only what is durable
+    /// already: the current term and the entries up to it were persisted by earlier Readies. Such an
+    /// acknowledgement (typically a heartbeat's, which also confirms a leader's read) need not wait
+    /// for the write of the current Ready.
+    /// </summary>
+    private bool IsDurable(long matchIndex) =>
+        !_log.HasPendingSnapshot && _persistedHardState.Term == _term && matchIndex <= _log.StableLastIndex;
 
     private long DurableCommitHint()
     {

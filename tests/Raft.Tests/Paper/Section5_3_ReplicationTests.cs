@@ -67,6 +67,40 @@ public sealed class Section5_3_ReplicationTests
         Assert.Equal(Ack(1, 3) with { To = 2 }, ack);
     }
 
+    // DESIGN.md §4: an acknowledgement that claims only what is already durable (the term, and entries
+    // persisted by an earlier Ready) need not wait for the write in progress: a heartbeat (which also
+    // confirms a leader's ReadIndex) is answered before the new entries of the same Ready are fsynced,
+    // while the acknowledgement of those entries still waits for them.
+    [Fact]
+    public void HeartbeatAcknowledgement_ClaimingOnlyDurableEntries_IsSentBeforePersistence()
+    {
+        var follower = NewCore(1, [1, 2, 3], terms: [1]);
+
+        follower.Core.Step(new AppendEntries(2, 1, 1, 1, 1, [Entry(2, 1), Entry(3, 1)], 1, ReadSequence: 4));
+        follower.Core.Step(new AppendEntries(2, 1, 1, 1, 1, [], 1, ReadSequence: 5));
+        var ready = follower.Core.GetReady();
+
+        Assert.True(ready.MustSync);
+        var early = Assert.IsType<AppendEntriesResponse>(Assert.Single(ready.Messages));
+        Assert.Equal(1, early.MatchIndex);
+        Assert.Equal(5, early.ReadSequence);
+        var late = Assert.IsType<AppendEntriesResponse>(Assert.Single(ready.MessagesAfterPersist));
+        Assert.Equal(3, late.MatchIndex);
+    }
+
+    [Fact]
+    public void HeartbeatAcknowledgement_InANewTerm_WaitsForTheTermToBeDurable()
+    {
+        var follower = NewCore(1, [1, 2, 3], terms: [1]);
+
+        follower.Core.Step(new AppendEntries(2, 1, 2, 1, 1, [], 1, ReadSequence: 1));
+        var ready = follower.Core.GetReady();
+
+        Assert.Equal(2, ready.HardState?.Term);
+        Assert.DoesNotContain(ready.Messages, m => m is AppendEntriesResponse);
+        Assert.Equal(1, Assert.IsType<AppendEntriesResponse>(Assert.Single(ready.MessagesAfterPersist)).MatchIndex);
+    }
+
     // Raft dissertation §10.2.1: the leader counts itself toward a majority only once its own write
     // is durable. A single-node leader cannot commit an entry before the Ready that persists it has
     // been advanced.
