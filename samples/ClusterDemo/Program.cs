@@ -37,7 +37,7 @@ const int commands = 1000;
 var watch = Stopwatch.StartNew();
 var writes = new List<Task<object?>>();
 for (var i = 0; i < commands; i++)
-    writes.Add(leader.ProposeAsync(Encoding.UTF8.GetBytes($"SET key{i % 100} value{i}")));
+    writes.Add(leader.ProposeAsync(Encoding.UTF8.GetBytes($"SET key{i % 100} value{i}")).AsTask());
 await Task.WhenAll(writes);
 Console.WriteLine($"Replicated {commands} commands in {watch.ElapsedMilliseconds} ms; commit index {leader.Status.CommitIndex}");
 

@@ -302,7 +302,7 @@ internal sealed class KvApi
         Task<object?> proposal;
         try
         {
-            proposal = _node.Raft.ProposeAsync(command.Encode());
+            proposal = _node.Raft.ProposeAsync(command.Encode()).AsTask();
         }
         catch (ObjectDisposedException)
         {

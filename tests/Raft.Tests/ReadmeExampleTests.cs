@@ -22,7 +22,7 @@ public class ReadmeExampleTests
         var leaderId = await nodes[0].WaitForLeaderAsync().WaitAsync(TimeSpan.FromSeconds(30));
         var leader = nodes.Single(n => n.Id == leaderId);
 
-        var result = await leader.ProposeAsync(new byte[] { 1 }).WaitAsync(TimeSpan.FromSeconds(30));
+        var result = await leader.ProposeAsync(new byte[] { 1 }).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
 
         await leader.ReadBarrierAsync().WaitAsync(TimeSpan.FromSeconds(30));
 

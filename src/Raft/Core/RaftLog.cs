@@ -108,8 +108,9 @@ internal sealed class RaftLog
         }
         else
         {
-            // Replaces everything unstable, and possibly a suffix of the store.
-            _unstable = new List<LogEntry>(entries.Count - from);
+            // Replaces everything unstable, and possibly a suffix of the store. The list is never
+            // handed out (UnstableEntries copies), so it is reused rather than reallocated per append.
+            _unstable.Clear();
             _unstableOffset = first;
         }
         for (var i = from; i < entries.Count; i++)

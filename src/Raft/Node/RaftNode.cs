@@ -50,6 +50,7 @@ public sealed class RaftNode : IAsyncDisposable
     private readonly CancellationTokenSource _shutdown = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<long, TaskCompletionSource> _pendingReads = [];
+    private readonly ProposalPool _proposals = new(4096);
     private long _nextReadId;
     private int _pendingTicks;
     private ITimer? _timer;
@@ -184,20 +185,26 @@ public sealed class RaftNode : IAsyncDisposable
     /// Replicates <paramref name="command"/> and applies it once committed; completes with the
     /// state machine's result.
     /// </summary>
+    /// <remarks>
+    /// The returned <see cref="ValueTask{TResult}"/> is backed by a pooled object, so proposing
+    /// allocates nothing per command in steady state: await it exactly once. To await it more
+    /// than once, combine it (<c>Task.WhenAll</c>) or keep it, call <see cref="ValueTask{TResult}.AsTask"/> first.
+    /// </remarks>
     /// <param name="command">The command. The node keeps a reference until it is applied: do not modify the buffer afterwards.</param>
     /// <param name="cancellationToken">Stops waiting. The command may still commit: cancellation abandons the result, not the proposal.</param>
     /// <returns>The result of <see cref="IStateMachine.ApplyAsync"/> for the command.</returns>
     /// <exception cref="NotLeaderException">This node is not the leader; nothing was submitted.</exception>
     /// <exception cref="RaftBusyException">Too many uncommitted entries, or a leadership transfer is under way; nothing was submitted.</exception>
     /// <exception cref="ProposalDroppedException">The command was appended but another entry committed at its index; it did not take effect.</exception>
-    public Task<object?> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken = default)
+    public ValueTask<object?> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         if (cancellationToken.IsCancellationRequested)
-            return Task.FromCanceled<object?>(cancellationToken);
-        var proposal = new Proposal(command);
+            return ValueTask.FromCanceled<object?>(cancellationToken);
+        var proposal = _proposals.Rent(command);
+        var result = proposal.Task;
         Enqueue(proposal);
-        return cancellationToken.CanBeCanceled ? proposal.Task.WaitAsync(cancellationToken) : proposal.Task;
+        return cancellationToken.CanBeCanceled ? new ValueTask<object?>(result.AsTask().WaitAsync(cancellationToken)) : result;
     }
 
     /// <summary>
@@ -411,8 +418,10 @@ public sealed class RaftNode : IAsyncDisposable
     private async Task ProcessReadyAsync(CancellationToken token)
     {
         var ready = _core.GetReady();
-        foreach (var message in ready.Messages)
-            _transport.Send(message);
+        // Indexed loops: foreach over an IReadOnlyList boxes its enumerator (an allocation per Ready).
+        var messages = ready.Messages;
+        for (var i = 0; i < messages.Count; i++)
+            _transport.Send(messages[i]);
         if (ready.MustSync)
         {
             var started = _time.GetTimestamp();
@@ -427,14 +436,17 @@ public sealed class RaftNode : IAsyncDisposable
             }
             _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
         }
-        foreach (var message in ready.MessagesAfterPersist)
-            _transport.Send(message);
+        var afterPersist = ready.MessagesAfterPersist;
+        for (var i = 0; i < afterPersist.Count; i++)
+            _transport.Send(afterPersist[i]);
         if (ready.SoftState is { } soft)
             OnSoftStateChanged(soft);
         if (ready.CommittedEntries.Count > 0)
             _applyQueue.Writer.TryWrite(new ApplyBatch(ready.CommittedEntries));
-        foreach (var read in ready.ReadStates)
+        var reads = ready.ReadStates;
+        for (var i = 0; i < reads.Count; i++)
         {
+            var read = reads[i];
             if (_pendingReads.Remove(read.RequestId, out var completion))
                 _applyQueue.Writer.TryWrite(new ReadRelease(read.Index, completion));
         }
@@ -624,8 +636,9 @@ public sealed class RaftNode : IAsyncDisposable
     private async Task ApplyBatchAsync(IReadOnlyList<LogEntry> entries, Dictionary<long, Proposal> waiting, CancellationToken token)
     {
         var started = _time.GetTimestamp();
-        foreach (var entry in entries)
+        for (var i = 0; i < entries.Count; i++)
         {
+            var entry = entries[i];
             object? result = null;
             if (entry.Kind == EntryKind.Command)
             {
@@ -709,15 +722,6 @@ public sealed class RaftNode : IAsyncDisposable
     private sealed class TickSignal
     {
         public static readonly TickSignal Instance = new();
-    }
-
-    private sealed class Proposal(ReadOnlyMemory<byte> command) : TaskCompletionSource<object?>(TaskCreationOptions.RunContinuationsAsynchronously)
-    {
-        public ReadOnlyMemory<byte> Command { get; } = command;
-
-        public long Index { get; set; }
-
-        public long Term { get; set; }
     }
 
     private sealed class ReadRequest

@@ -91,6 +91,9 @@ internal sealed class NodeCluster : IAsyncDisposable
         return await task.WaitAsync(RealTimeGuard);
     }
 
+    /// <summary>Drives virtual time until the proposal completes, then returns its result.</summary>
+    public Task<T> RunAsync<T>(ValueTask<T> task, string what) => RunAsync(task.AsTask(), what);
+
     public async Task RunAsync(Task task, string what)
     {
         await RunUntilAsync(() => task.IsCompleted, what);
@@ -181,7 +184,7 @@ public sealed class RaftNodeTests
         await using var cluster = await NodeCluster.StartAsync();
         var leader = await cluster.LeaderAsync();
 
-        var tasks = Enumerable.Range(0, 50).Select(i => leader.ProposeAsync(Command($"c{i}"))).ToArray();
+        var tasks = Enumerable.Range(0, 50).Select(i => leader.ProposeAsync(Command($"c{i}")).AsTask()).ToArray();
         await cluster.RunAsync(Task.WhenAll(tasks), "50 proposals");
 
         var commands = cluster.Machines[leader.Id].Commands;
@@ -191,6 +194,42 @@ public sealed class RaftNodeTests
             Assert.Equal($"c{i}", commands[position - 1]);
         }
         Assert.Equal(50, tasks.Select(t => t.Result).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task PooledProposals_ReusedOneAfterAnother_NeverMixUpResults()
+    {
+        await using var cluster = await NodeCluster.StartAsync();
+        var leader = await cluster.LeaderAsync();
+
+        // Each await returns its proposal object to the pool, so the next proposal reuses it.
+        for (var i = 0; i < 40; i++)
+        {
+            var position = (long)(await cluster.RunAsync(leader.ProposeAsync(Command($"s{i}")), $"proposal {i}"))!;
+            Assert.Equal($"s{i}", cluster.Machines[leader.Id].Commands[position - 1]);
+        }
+        // Waves of concurrent proposals over the reused objects, each with its own result.
+        for (var wave = 0; wave < 3; wave++)
+        {
+            var tasks = Enumerable.Range(0, 20).Select(i => leader.ProposeAsync(Command($"w{wave}-{i}")).AsTask()).ToArray();
+            await cluster.RunAsync(Task.WhenAll(tasks), $"wave {wave}");
+            for (var i = 0; i < tasks.Length; i++)
+                Assert.Equal($"w{wave}-{i}", cluster.Machines[leader.Id].Commands[(long)(await tasks[i])! - 1]);
+        }
+    }
+
+    [Fact]
+    public async Task AProposalsValueTask_AwaitedTwice_ThrowsAClearError()
+    {
+        await using var cluster = await NodeCluster.StartAsync();
+        var leader = await cluster.LeaderAsync();
+
+        var proposal = leader.ProposeAsync(Command("once"));
+        await cluster.RunUntilAsync(() => proposal.IsCompleted, "the proposal");
+        Assert.Equal(1L, await proposal);
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await proposal);
+        Assert.Contains("awaited twice", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -358,7 +397,7 @@ public sealed class RaftNodeTests
         var leader = await cluster.LeaderAsync();
         foreach (var follower in cluster.Followers(leader))
             cluster.Network.Isolate(follower.Id); // the proposal cannot commit
-        var pending = leader.ProposeAsync(Command("never"));
+        var pending = leader.ProposeAsync(Command("never")).AsTask();
         await cluster.RunUntilAsync(() => leader.Status.LastLogIndex == 2, "the proposal to be appended");
 
         await cluster.StopAsync(leader.Id);

@@ -18,7 +18,7 @@ public class NodeSnapshotTests
         var others = cluster.Nodes.Where(n => n.Id != lagging.Id).ToArray();
 
         for (var i = 1; i <= 300; i++)
-            await leader.ProposeAsync(Command(i)).WaitAsync(Patience);
+            await leader.ProposeAsync(Command(i)).AsTask().WaitAsync(Patience);
         Assert.True(cluster.Logs[leader.Id].FirstIndex > lagging.Status.LastLogIndex + 1, "the leader's log must be compacted past the follower's");
         Assert.True(cluster.Snapshots[leader.Id].Latest!.Index >= 250);
 
@@ -38,7 +38,7 @@ public class NodeSnapshotTests
         await using var cluster = await Cluster.StartAsync(snapshotInterval: 40, trailing: 0);
         var leader = await cluster.WaitForLeaderAsync();
         for (var i = 1; i <= 100; i++)
-            await leader.ProposeAsync(Command(i)).WaitAsync(Patience);
+            await leader.ProposeAsync(Command(i)).AsTask().WaitAsync(Patience);
         var follower = cluster.Nodes.First(n => n.Id != leader.Id);
         await WaitUntilAsync(() => follower.Status.AppliedIndex >= leader.Status.CommitIndex);
         var snapshotIndex = cluster.Snapshots[follower.Id].Latest!.Index;
@@ -56,7 +56,7 @@ public class NodeSnapshotTests
         await using var cluster = await Cluster.StartAsync(snapshotInterval: 30, trailing: 10);
         var leader = await cluster.WaitForLeaderAsync();
         for (var i = 1; i <= 70; i++)
-            await leader.ProposeAsync(Command(i)).WaitAsync(Patience);
+            await leader.ProposeAsync(Command(i)).AsTask().WaitAsync(Patience);
         await WaitUntilAsync(() => cluster.Snapshots[leader.Id].Latest?.Index >= 60 && cluster.Logs[leader.Id].FirstIndex > 1);
         var snapshot = cluster.Snapshots[leader.Id].Latest!.Index;
         Assert.Equal(snapshot - 10 + 1, cluster.Logs[leader.Id].FirstIndex);
@@ -83,7 +83,7 @@ public class NodeSnapshotTests
         Assert.Equal(10, log.LastIndex);
         Assert.Equal(55, machine.Sum);
         await node.WaitForLeaderAsync().WaitAsync(Patience);
-        var result = await node.ProposeAsync(Command(1)).WaitAsync(Patience);
+        var result = await node.ProposeAsync(Command(1)).AsTask().WaitAsync(Patience);
         Assert.Equal(56L, result); // nothing older than the snapshot was replayed on top of it
         Assert.Equal(56, machine.Sum);
     }
