@@ -187,6 +187,42 @@ public sealed class Section5_3_ReplicationTests
         Assert.All(net.Nodes, n => Assert.Equal("x", Text(n.Applied[^1])));
     }
 
+    // Raft paper §5.3 says the commit index rides on "future AppendEntries RPCs (including heartbeats)".
+    // A commit sends no message of its own: the next append carries it, and a follower that has not
+    // heard it by the next tick gets a heartbeat for it (no extra message and ack per commit under load).
+    [Fact]
+    public void NewCommitIndex_SendsNothingAtOnce_AndReachesIdleFollowersOnTheNextTick()
+    {
+        var leader = SteadyLeader(size: 3);
+        leader.Tick(leader.Options.HeartbeatTicks);
+        var index = leader.Propose("x");
+        leader.Drain();
+
+        Assert.Empty(leader.Step(Ack(2, index)).Of<AppendEntries>());
+        Assert.Equal(index, leader.Core.CommitIndex);
+
+        var beats = leader.Tick(1).Of<AppendEntries>().ToArray();
+        Assert.Equal([2, 3], beats.Select(b => b.To).Order());
+        Assert.All(beats, b => Assert.Equal(index, b.LeaderCommit));
+    }
+
+    [Fact]
+    public void NewCommitIndex_CarriedByTheNextAppend_NeedsNoHeartbeat()
+    {
+        var leader = SteadyLeader(size: 3);
+        leader.Tick(leader.Options.HeartbeatTicks);
+        var index = leader.Propose("x");
+        leader.Drain();
+        leader.Step(Ack(2, index));
+        leader.Step(Ack(3, index));
+
+        leader.Propose("y");
+        var appends = leader.Drain().Of<AppendEntries>().ToArray();
+        Assert.Equal([2, 3], appends.Select(a => a.To).Order());
+        Assert.All(appends, a => Assert.Equal(index, a.LeaderCommit));
+        Assert.Empty(leader.Tick(1).Of<AppendEntries>());
+    }
+
     // Raft paper §5.3 / Figure 2: "If commitIndex > lastApplied: increment lastApplied, apply
     // log[lastApplied]": every node hands out each committed entry once, in index order, across
     // many Readies, even a follower that fell behind and caught up.

@@ -39,6 +39,9 @@ internal sealed class Progress
     // Match as of the previous heartbeat tick, to notice a replication window that stopped moving.
     public long MatchAtLastCheck { get; set; }
 
+    // The commit index carried by the last AppendEntries sent to the follower (entries or heartbeat).
+    public long CommitSent { get; set; }
+
     // Whether the follower answered anything since the last CheckQuorum round.
     public bool RecentActive { get; set; }
 
