@@ -5,7 +5,7 @@ using System.Net.Sockets;
 namespace Raft.ClusterBenchmark;
 
 /// <summary>What no replicated commit can beat on this machine: one loopback round trip plus one fsync.</summary>
-internal sealed record FloorResult(LatencyHistogram RoundTrip, LatencyHistogram AppendFsync)
+internal sealed record FloorResult(LatencyHistogram RoundTrip, LatencyHistogram AppendFsync, LatencyHistogram ConcurrentAppendFsync)
 {
     /// <summary>When it was measured ("before 1x100B", "end").</summary>
     public string Label { get; init; } = "";
@@ -16,6 +16,12 @@ internal sealed record FloorResult(LatencyHistogram RoundTrip, LatencyHistogram 
     /// <summary>p50 round trip + p50 append-and-fsync, in milliseconds.</summary>
     public double CommitFloorMilliseconds => RoundTrip.PercentileMilliseconds(50) + AppendFsync.PercentileMilliseconds(50);
 
+    /// <summary>
+    /// p50 round trip + p50 of one append-and-fsync among three running at once (the three nodes of
+    /// the benchmark share this disk and these cores, and all three write every entry), in milliseconds.
+    /// </summary>
+    public double SharedDiskCommitFloorMilliseconds => RoundTrip.PercentileMilliseconds(50) + ConcurrentAppendFsync.PercentileMilliseconds(50);
+
     /// <summary>The samples of both measurements together (taken before and after the clusters ran, to even out drift).</summary>
     public static FloorResult Merge(FloorResult first, FloorResult second)
     {
@@ -25,7 +31,10 @@ internal sealed record FloorResult(LatencyHistogram RoundTrip, LatencyHistogram 
         var fsync = new LatencyHistogram();
         fsync.Add(first.AppendFsync);
         fsync.Add(second.AppendFsync);
-        return new FloorResult(roundTrip, fsync) { Label = "all merged" };
+        var concurrent = new LatencyHistogram();
+        concurrent.Add(first.ConcurrentAppendFsync);
+        concurrent.Add(second.ConcurrentAppendFsync);
+        return new FloorResult(roundTrip, fsync, concurrent) { Label = "all merged" };
     }
 }
 
@@ -48,7 +57,28 @@ internal static class Floor
     {
         var roundTrip = await MeasureRoundTripAsync(warmup: 2_000, samples: quick ? 5_000 : 50_000);
         var fsync = MeasureAppendFsync(directory, warmup: 20, samples: quick ? 200 : 2_000, maxTime: TimeSpan.FromSeconds(quick ? 2 : 10));
-        return new FloorResult(roundTrip, fsync);
+        var concurrent = MeasureConcurrentAppendFsync(directory, writers: 3, samples: quick ? 100 : 1_000, maxTime: TimeSpan.FromSeconds(quick ? 2 : 6));
+        return new FloorResult(roundTrip, fsync, concurrent);
+    }
+
+    /// <summary>
+    /// <paramref name="writers"/> threads, each appending 100 B to its own file and fsyncing, all at
+    /// once: what one fsync costs while the other nodes of a one-machine cluster fsync too.
+    /// </summary>
+    private static LatencyHistogram MeasureConcurrentAppendFsync(string directory, int writers, int samples, TimeSpan maxTime)
+    {
+        var results = new LatencyHistogram[writers];
+        var threads = Enumerable.Range(0, writers)
+            .Select(w => new Thread(() => results[w] = MeasureAppendFsync(directory, warmup: 10, samples, maxTime)) { IsBackground = true })
+            .ToArray();
+        foreach (var thread in threads)
+            thread.Start();
+        foreach (var thread in threads)
+            thread.Join();
+        var merged = new LatencyHistogram();
+        foreach (var result in results)
+            merged.Add(result);
+        return merged;
     }
 
     private static async Task<LatencyHistogram> MeasureRoundTripAsync(int warmup, int samples)

@@ -114,7 +114,7 @@ static async Task<FloorResult> MeasureFloorAsync(string directory, bool quick, s
 {
     DiskSync.FlushEverything();
     var floor = await Floor.MeasureAsync(directory, quick) with { Label = label, Next = next };
-    Console.WriteLine($"  floor ({label}): loopback round trip p50 {floor.RoundTrip.PercentileNanoseconds(50) / 1e3:0.0} µs, append 100 B + fsync p50 {floor.AppendFsync.PercentileNanoseconds(50) / 1e3:0.0} µs");
+    Console.WriteLine($"  floor ({label}): loopback round trip p50 {floor.RoundTrip.PercentileNanoseconds(50) / 1e3:0.0} µs, append 100 B + fsync p50 {floor.AppendFsync.PercentileNanoseconds(50) / 1e3:0.0} µs (3 at once: {floor.ConcurrentAppendFsync.PercentileNanoseconds(50) / 1e3:0.0} µs)");
     return floor;
 }
 
