@@ -42,7 +42,9 @@ internal sealed class RaftClusterUnderTest(string directory) : IClusterUnderTest
                 ClusterId = "raft-cluster-benchmark",
             });
             var state = new CountingState();
-            var node = new RaftNode(new RaftNodeOptions { NodeId = id, Members = ids }, transport, log, new StateMachine(state), snapshots);
+            // RAFT_BENCH_SYNC_WRITES=1: each node waits for its log write before its next batch (no pipelining), for comparison.
+            var pipeline = Environment.GetEnvironmentVariable("RAFT_BENCH_SYNC_WRITES") != "1";
+            var node = new RaftNode(new RaftNodeOptions { NodeId = id, Members = ids, PipelineLogWrites = pipeline }, transport, log, new StateMachine(state), snapshots);
             node.StateChanged += OnStateChanged;
             _members.Add(new Member(node, transport, log, snapshots, state));
         }

@@ -7,8 +7,8 @@ namespace Raft;
 /// <remarks>
 /// <para><b>Reads are synchronous</b> and used by the consensus core from the node's event loop;
 /// they must be fast (an in-memory index, a cache of recent entries). <b>Writes are asynchronous</b>
-/// and the node never issues two at once: each completes before the next starts, and reads are not
-/// issued while a write is in flight.</para>
+/// and the node never issues two at once: each completes before the next starts. Reads are not
+/// issued while a write is in flight, unless the store sets <see cref="SupportsReadsDuringAppend"/>.</para>
 /// <para><b>Durability</b>: a write's task completes only once the data survives a crash (fsync).
 /// The node sends a vote or an append acknowledgement only after that, so a store that completes
 /// early breaks Raft's safety on power loss.</para>
@@ -29,6 +29,16 @@ public interface ILogStore
 
     /// <summary>The index of the last entry held, or <see cref="FirstIndex"/> - 1 when the log is empty.</summary>
     long LastIndex { get; }
+
+    /// <summary>
+    /// Whether reads (<see cref="FirstIndex"/>, <see cref="LastIndex"/>, <see cref="GetTerm"/>,
+    /// <see cref="ReadEntries"/>) may run on another thread while an <see cref="AppendAsync"/> that
+    /// only adds entries after <see cref="LastIndex"/> is in progress. They must then see the log
+    /// either before or after that append, never a torn state; they are never issued during any other
+    /// write. When true, <see cref="RaftNode"/> pipelines its log writes: it keeps handling messages
+    /// and proposals while such an append is being made durable. The default is false.
+    /// </summary>
+    bool SupportsReadsDuringAppend => false;
 
     /// <summary>Returns the term of the entry at <paramref name="index"/>.</summary>
     /// <param name="index">An index in [<see cref="FirstIndex"/> - 1, <see cref="LastIndex"/>]; <see cref="FirstIndex"/> - 1 gives the compaction point's term (0 for index 0).</param>

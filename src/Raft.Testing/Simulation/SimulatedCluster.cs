@@ -27,6 +27,7 @@ public sealed class SimulatedCluster
     private readonly PriorityQueue<SimEvent, (double Time, long Sequence)> _events = new();
     private readonly HashSet<(int From, int To)> _cut = [];
     private readonly bool _preVote;
+    private readonly bool _pipelined;
     private readonly bool _checkQuorum;
     private readonly int _maxInflight;
     private readonly long _maxAppendBytes;
@@ -68,6 +69,7 @@ public sealed class SimulatedCluster
         _random = new Random(options.Seed);
         _preVote = options.PreVote ?? (options.Seed & 1) == 0;
         _checkQuorum = options.CheckQuorum ?? (options.Seed & 2) == 0;
+        _pipelined = options.PipelinedWrites ?? (options.Seed & 4) == 0;
         // Flow-control settings vary by seed: one entry per message exposes different schedules than big batches.
         _maxInflight = new[] { 1, 4, 64 }[_random.Next(3)];
         _maxAppendBytes = new[] { 1L, 256L, 1L << 16 }[_random.Next(3)];
@@ -159,6 +161,21 @@ public sealed class SimulatedCluster
                     if (!_healing)
                         Restart(Node(restart.NodeId));
                     break;
+                case WriteDoneEvent done:
+                    var writer = Node(done.NodeId);
+                    if (writer.Alive && writer.Epoch == done.Epoch)
+                    {
+                        writer.WriteScheduled = false;
+                        if (writer.Writing.Count == 0)
+                            break; // drained by a Ready that had to be persisted in place
+                        // One or more of the writes in flight complete, in order.
+                        var completed = CompleteWrites(writer, 1 + _random.Next(writer.Writing.Count));
+                        foreach (var ready in completed)
+                            writer.Core.Persisted(ready);
+                        ScheduleWrite(writer);
+                        ProcessReady(writer);
+                    }
+                    break;
                 case HealEvent:
                     if (!_healing)
                         _cut.Clear();
@@ -190,6 +207,22 @@ public sealed class SimulatedCluster
                     Send(message);
             }
 #endif
+            if (_pipelined && ready.CanPersistAsynchronously && !node.TearNextWrite)
+            {
+                // The write goes in flight; its acknowledgements wait for it (WriteDoneEvent).
+                foreach (var entry in ready.CommittedEntries)
+                    Apply(node, entry);
+                if (node.Core.Role == RaftRole.Leader)
+                    OnLeader(node);
+                node.Core.AdvanceBeforePersisting(ready);
+                node.Writing.Enqueue(ready);
+                ScheduleWrite(node);
+                if (ready.CommittedEntries.Count > 0)
+                    node.Core.ReportApplied(ready.CommittedEntries[^1].Index);
+                continue;
+            }
+            // Anything else is persisted in place, after every write in flight (as RaftNode does).
+            var drained = CompleteWrites(node, node.Writing.Count);
             if (node.TearNextWrite && ready.MustSync)
             {
                 // Power fails in the middle of this write: a prefix of it reaches the disk (a torn tail
@@ -226,10 +259,40 @@ public sealed class SimulatedCluster
             if (node.Core.Role == RaftRole.Leader)
                 OnLeader(node);
             node.Core.Advance(ready);
+            foreach (var done in drained)
+                node.Core.Persisted(done);
             if (ready.CommittedEntries.Count > 0)
                 node.Core.ReportApplied(ready.CommittedEntries[^1].Index);
             MaybeSnapshot(node);
         }
+    }
+
+    /// <summary>Makes the first <paramref name="count"/> writes in flight durable, in order, and sends their acknowledgements.</summary>
+    private List<Ready> CompleteWrites(SimNode node, int count)
+    {
+        var completed = new List<Ready>(count);
+        for (var i = 0; i < count; i++)
+        {
+            var ready = node.Writing.Dequeue();
+            Persist(node, ready.Entries);
+#if RAFT_MUTANTS
+            if ((_options.Mutations & Mutation.AckBeforePersist) == 0)
+#endif
+            {
+                foreach (var message in ready.MessagesAfterPersist)
+                    Send(message);
+            }
+            completed.Add(ready);
+        }
+        return completed;
+    }
+
+    private void ScheduleWrite(SimNode node)
+    {
+        if (node.Writing.Count == 0 || node.WriteScheduled)
+            return;
+        node.WriteScheduled = true;
+        Schedule(_now + _random.NextDouble() * TickLength, new WriteDoneEvent(node.Id, node.Epoch));
     }
 
     private void ReceiveChunk(SimNode node, InstallSnapshot chunk)
@@ -269,7 +332,7 @@ public sealed class SimulatedCluster
 
     private void MaybeSnapshot(SimNode node)
     {
-        if (_snapshotInterval == 0 || node.AppliedIndex - node.LastSnapshotIndex < _snapshotInterval || node.Core.HasReady)
+        if (_snapshotInterval == 0 || node.AppliedIndex - node.LastSnapshotIndex < _snapshotInterval || node.Core.HasReady || node.Writing.Count > 0)
             return;
         var index = node.AppliedIndex;
         var term = node.Store.GetTerm(index);
@@ -311,7 +374,8 @@ public sealed class SimulatedCluster
         // Leader append-only: a leader's own writes never replace entries of its log.
         if (node.Core.Role == RaftRole.Leader && first <= node.Store.LastIndex)
             throw Violation("Leader append-only", $"leader {node.Id} of term {node.Core.Term} overwrote its log from index {first} (last {node.Store.LastIndex}).");
-        if (first <= node.CommittedFloor())
+        // (With pipelined writes a follower may apply committed entries before its own copy is durable.)
+        if (first <= node.Store.LastIndex && first <= node.CommittedFloor())
             throw Violation("Committed entries are never truncated", $"node {node.Id} replaced its log from index {first}, at or below its applied index {node.AppliedIndex}.");
         Complete(node.Store.AppendAsync(entries));
         // Log matching, incrementally: every (index, term) pair has one content and one predecessor term,
@@ -511,6 +575,18 @@ public sealed class SimulatedCluster
         node.Alive = false;
         node.Pending.Clear();
         node.TearNextWrite = false;
+        // Power fails with writes in flight: a prefix of their entries reaches the disk, and nothing
+        // that depends on them was sent.
+        if (node.Writing.Count > 0)
+        {
+            var inFlight = node.Writing.SelectMany(r => r.Entries).ToList();
+            var keep = _random.Next(inFlight.Count + 1);
+            if (keep > 0)
+                Persist(node, inFlight.GetRange(0, keep));
+            node.Writing.Clear();
+        }
+        node.WriteScheduled = false;
+        node.Epoch++;
         _crashes++;
         Schedule(_now + 1 + _random.NextDouble() * 40, new RestartEvent(node.Id));
     }
@@ -614,9 +690,10 @@ public sealed class SimulatedCluster
             }
             else if (_acknowledged.Any(a => a.Command == command))
             {
-                // Then every node must converge on the committed log.
+                // Then every node must converge on the committed log (and, with pipelined writes,
+                // have finished writing it: a follower may apply entries before they are durable).
                 var target = _committed.Count - 1;
-                if (_nodes.All(n => n.AppliedIndex >= target))
+                if (_nodes.All(n => n.AppliedIndex >= target && n.Writing.Count == 0))
                     return;
             }
             StepOnce();
@@ -723,6 +800,14 @@ public sealed class SimulatedCluster
 
         public Dictionary<long, (long Term, long Command)> Pending { get; } = [];
 
+        // Pipelined writes in flight, oldest first, and whether a WriteDoneEvent is scheduled for them.
+        public Queue<Ready> Writing { get; } = new();
+
+        public bool WriteScheduled { get; set; }
+
+        // Bumped by each crash, so that a write completion scheduled before it is ignored.
+        public int Epoch { get; set; }
+
         public long CommittedFloor() => AppliedIndex;
     }
 
@@ -756,4 +841,11 @@ public sealed class SimulatedCluster
     }
 
     private sealed class HealEvent : SimEvent;
+
+    private sealed class WriteDoneEvent(int nodeId, int epoch) : SimEvent
+    {
+        public int NodeId { get; } = nodeId;
+
+        public int Epoch { get; } = epoch;
+    }
 }

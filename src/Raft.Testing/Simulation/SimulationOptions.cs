@@ -45,6 +45,13 @@ public sealed class SimulationOptions
     /// <summary>Whether the nodes use CheckQuorum; null lets the seed decide. The default is null.</summary>
     public bool? CheckQuorum { get; init; }
 
+    /// <summary>
+    /// Whether the hosts pipeline their log writes (<see cref="RaftCore.AdvanceBeforePersisting"/>:
+    /// the core keeps running while a write is in flight; the write completes at a later event, and a
+    /// crash keeps only a prefix of the writes in flight); null lets the seed decide. The default is null.
+    /// </summary>
+    public bool? PipelinedWrites { get; init; }
+
 #if RAFT_MUTANTS
     /// <summary>Deliberate bugs for the nodes (mutant build only).</summary>
     public Mutation Mutations { get; init; }

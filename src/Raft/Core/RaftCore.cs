@@ -396,6 +396,7 @@ public sealed class RaftCore
             FlushLeaderSends();
 
         var ready = new Ready();
+        var overwrites = _log.NextWriteOverwrites;
         if (_log.HasUnstable)
             ready.Entries = _log.UnstableEntries();
         var hardState = CurrentHardState();
@@ -424,6 +425,8 @@ public sealed class RaftCore
         }
         ready.SnapshotToRestore = _snapshotToRestore;
         _snapshotToRestore = null;
+        ready.CanPersistAsynchronously = ready.Entries.Count > 0 && !overwrites && ready.HardState is null
+            && ready.SnapshotChunks.Count == 0 && ready.SnapshotToRestore is null && !_log.HasPendingSnapshot;
         var soft = new SoftState(_role, _leader, _term);
         if (soft != _reportedSoftState)
         {
@@ -447,13 +450,56 @@ public sealed class RaftCore
         if (ready.SnapshotToRestore is not null)
             _log.SnapshotPersisted();
         if (ready.Entries.Count > 0)
-        {
-            var last = ready.Entries[^1];
-            _log.StableTo(last.Index, last.Term);
-        }
+            _log.HandedOut(ready.Entries[^1].Index);
         if (ready.CommittedEntries.Count > 0)
             _log.ApplyingTo(ready.CommittedEntries[^1].Index);
-        if (_role == RaftRole.Leader && ready.Entries.Count > 0)
+        if (ready.Entries.Count > 0)
+            MarkStable(ready.Entries[^1]);
+    }
+
+    /// <summary>
+    /// Pipelined writes: tells the core that the host has sent <paramref name="ready"/>'s
+    /// <see cref="Ready.Messages"/>, handed its <see cref="Ready.CommittedEntries"/> to the state
+    /// machine and started writing its <see cref="Ready.Entries"/>, which are not durable yet. The
+    /// core takes input again and will not hand those entries out again. Only for a Ready whose
+    /// <see cref="Ready.CanPersistAsynchronously"/> is true.
+    /// </summary>
+    /// <remarks>
+    /// The host keeps <see cref="Ready.MessagesAfterPersist"/> until the entries are durable, sends
+    /// them then, and calls <see cref="Persisted"/>; writes complete in the order of their Readies. A
+    /// later Ready that cannot be written asynchronously must wait until every earlier write is
+    /// durable (and its messages sent) before its own persistence starts.
+    /// </remarks>
+    /// <param name="ready">The value the last <see cref="GetReady"/> returned.</param>
+    /// <exception cref="InvalidOperationException">No Ready is outstanding, or this one cannot be written asynchronously.</exception>
+    public void AdvanceBeforePersisting(Ready ready)
+    {
+        ArgumentNullException.ThrowIfNull(ready);
+        if (!_readyOutstanding)
+            throw new InvalidOperationException("AdvanceBeforePersisting was called without an outstanding Ready.");
+        if (!ready.CanPersistAsynchronously)
+            throw new InvalidOperationException("This Ready holds a hard state, a snapshot or entries that overwrite others: persist it, then call Advance.");
+        _readyOutstanding = false;
+        _log.HandedOut(ready.Entries[^1].Index);
+        if (ready.CommittedEntries.Count > 0)
+            _log.ApplyingTo(ready.CommittedEntries[^1].Index);
+    }
+
+    /// <summary>Pipelined writes: the entries of a Ready passed to <see cref="AdvanceBeforePersisting"/> are durable.</summary>
+    /// <param name="ready">That Ready.</param>
+    /// <exception cref="InvalidOperationException">A Ready is outstanding (call this between Readies).</exception>
+    public void Persisted(Ready ready)
+    {
+        ArgumentNullException.ThrowIfNull(ready);
+        EnsureNoReadyOutstanding();
+        if (ready.Entries.Count > 0)
+            MarkStable(ready.Entries[^1]);
+    }
+
+    private void MarkStable(LogEntry last)
+    {
+        _log.StableTo(last.Index, last.Term);
+        if (_role == RaftRole.Leader)
         {
             // The leader counts itself toward a majority only once its own write is durable (§10.2.1).
             MaybeCommit();

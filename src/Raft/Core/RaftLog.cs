@@ -14,10 +14,20 @@ internal sealed class RaftLog
     private List<LogEntry> _unstable = [];
     private long _unstableOffset;
 
+    // Unstable entries up to this index were handed to the host for writing (and may be in flight);
+    // UnstableEntries hands out only the ones after it. Invariant: _unstableOffset - 1 <= _inProgress <= LastIndex.
+    private long _inProgress;
+
+    // The highest index the host's writes have taken the store to (written or being written): a write
+    // that starts at or below it overwrites something, and must not overlap a write in flight.
+    private long _highestWritten;
+
     public RaftLog(ILogStore store, long committed, long applied)
     {
         _store = store;
         _unstableOffset = store.LastIndex + 1;
+        _inProgress = store.LastIndex;
+        _highestWritten = store.LastIndex;
         // Invariant: FirstIndex - 1 <= Applied <= Applying <= Committed <= LastIndex.
         Committed = Math.Clamp(committed, store.FirstIndex - 1, store.LastIndex);
         Applied = Math.Clamp(applied, store.FirstIndex - 1, Committed);
@@ -48,7 +58,11 @@ internal sealed class RaftLog
     /// <summary>The index of the last entry known durable.</summary>
     public long StableLastIndex => _unstable.Count > 0 ? Math.Min(StoreLastIndex, _unstableOffset - 1) : StoreLastIndex;
 
-    public bool HasUnstable => _unstable.Count > 0;
+    /// <summary>Whether there are unstable entries not yet handed to the host for writing.</summary>
+    public bool HasUnstable => _unstable.Count > 0 && LastIndex > _inProgress;
+
+    /// <summary>Whether the next <see cref="UnstableEntries"/> would overwrite entries written or being written.</summary>
+    public bool NextWriteOverwrites => _unstable.Count > 0 && Math.Max(_inProgress + 1, _unstableOffset) <= _highestWritten;
 
     /// <summary>The term of the entry at <paramref name="index"/>, or -1 when it is compacted or beyond the log.</summary>
     public long TryTerm(long index)
@@ -99,6 +113,8 @@ internal sealed class RaftLog
         var first = entries[from].Index;
         if (first <= Committed)
             throw new System.Diagnostics.UnreachableException($"Truncating at index {first}, at or below the commit index {Committed}.");
+        if (first <= _inProgress)
+            _inProgress = first - 1; // the replaced entries must be handed out (and written) again
         if (_unstable.Count > 0 && first > _unstableOffset)
         {
             // Within or just after the unstable part: cut it at first.
@@ -161,6 +177,8 @@ internal sealed class RaftLog
         _restored = (index, term);
         _unstable = [];
         _unstableOffset = index + 1;
+        _inProgress = index;
+        _highestWritten = index; // the host resets the store to the snapshot in the same Ready
         Committed = index;
         Applying = index;
         Applied = index;
@@ -172,8 +190,19 @@ internal sealed class RaftLog
     /// <summary>The host reset the store to the restored snapshot.</summary>
     public void SnapshotPersisted() => _restored = null;
 
-    /// <summary>The unstable entries, to persist.</summary>
-    public IReadOnlyList<LogEntry> UnstableEntries() => _unstable.Count == 0 ? [] : _unstable.ToArray();
+    /// <summary>The unstable entries not yet handed out for writing, to persist.</summary>
+    public IReadOnlyList<LogEntry> UnstableEntries()
+    {
+        var from = (int)(Math.Max(_inProgress + 1, _unstableOffset) - _unstableOffset);
+        return from >= _unstable.Count ? [] : System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_unstable)[from..].ToArray();
+    }
+
+    /// <summary>The host took <paramref name="lastIndex"/> and everything before it for writing; the store will end there.</summary>
+    public void HandedOut(long lastIndex)
+    {
+        _inProgress = Math.Max(_inProgress, lastIndex);
+        _highestWritten = lastIndex;
+    }
 
     /// <summary>Marks the entries up to <paramref name="index"/> with <paramref name="term"/> durable.</summary>
     public void StableTo(long index, long term)

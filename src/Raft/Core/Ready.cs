@@ -55,6 +55,15 @@ public sealed class Ready
     /// </summary>
     public SnapshotMetadata? SnapshotToRestore { get; internal set; }
 
+    /// <summary>
+    /// True when this Ready only appends <see cref="Entries"/> after everything already written or
+    /// being written (no hard state, no snapshot, nothing overwritten): the host may then call
+    /// <see cref="RaftCore.AdvanceBeforePersisting"/> instead of <see cref="RaftCore.Advance"/>, keep
+    /// stepping the core while the entries are written, and call <see cref="RaftCore.Persisted"/>
+    /// once they are durable (see there).
+    /// </summary>
+    public bool CanPersistAsynchronously { get; internal set; }
+
     /// <summary>True when the host must fsync before sending <see cref="MessagesAfterPersist"/> (that is, when something is to be persisted).</summary>
     public bool MustSync => HardState is not null || Entries.Count > 0 || SnapshotChunks.Count > 0 || SnapshotToRestore is not null;
 }

@@ -56,6 +56,15 @@ public sealed class RaftNode : IAsyncDisposable
     private ITimer? _timer;
     private Task _loop = Task.CompletedTask;
     private Task _applyLoop = Task.CompletedTask;
+    // Pipelined log writes (RaftNodeOptions.PipelineLogWrites): Readies whose entries are being
+    // written, oldest first, by the writer task; the loop waits for none of them unless it must
+    // persist something else (a hard state, a snapshot, an overwrite) or compact.
+    private readonly bool _pipelined;
+    private readonly Channel<Ready> _writes = Channel.CreateUnbounded<Ready>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly Lock _writesLock = new();
+    private int _writesInFlight;
+    private TaskCompletionSource? _writesDrained;
+    private Task _writer = Task.CompletedTask;
     private volatile StatusHolder _status;
     private long _appliedIndex;
     private int _started;
@@ -91,6 +100,7 @@ public sealed class RaftNode : IAsyncDisposable
         _options = options;
         _transport = transport;
         _store = logStore;
+        _pipelined = options.PipelineLogWrites && logStore.SupportsReadsDuringAppend;
         _stateMachine = stateMachine;
         _snapshots = snapshotStore;
         _time = options.TimeProvider ?? TimeProvider.System;
@@ -162,6 +172,8 @@ public sealed class RaftNode : IAsyncDisposable
         Log.Started(_logger, Id, _core.Term, _options.Members);
         _loop = Task.Run(RunLoopAsync, CancellationToken.None);
         _applyLoop = Task.Run(RunApplyLoopAsync, CancellationToken.None);
+        if (_pipelined)
+            _writer = Task.Run(RunWriterAsync, CancellationToken.None);
         _timer = _time.CreateTimer(static state => ((RaftNode)state!).OnTimer(), this, _options.TickInterval, _options.TickInterval);
     }
 
@@ -266,6 +278,15 @@ public sealed class RaftNode : IAsyncDisposable
         try
         {
             await _loop.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            Log.ShutdownError(_logger, Id, ex);
+        }
+        _writes.Writer.TryComplete();
+        try
+        {
+            await _writer.ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -388,6 +409,9 @@ public sealed class RaftNode : IAsyncDisposable
             case CompactRequest compact:
                 _pendingCompaction = Math.Max(_pendingCompaction, compact.Index);
                 break;
+            case PersistedSignal persisted:
+                _core.Persisted(persisted.Ready);
+                break;
         }
     }
 
@@ -418,6 +442,13 @@ public sealed class RaftNode : IAsyncDisposable
     private async Task ProcessReadyAsync(CancellationToken token)
     {
         var ready = _core.GetReady();
+        if (_pipelined && ready.CanPersistAsynchronously)
+        {
+            HandOffWrite(ready);
+            return;
+        }
+        // Persisted in place, after every write in flight (their acknowledgements go out first).
+        await WaitForWritesAsync(token).ConfigureAwait(false);
         // Indexed loops: foreach over an IReadOnlyList boxes its enumerator (an allocation per Ready).
         var messages = ready.Messages;
         for (var i = 0; i < messages.Count; i++)
@@ -439,6 +470,13 @@ public sealed class RaftNode : IAsyncDisposable
         var afterPersist = ready.MessagesAfterPersist;
         for (var i = 0; i < afterPersist.Count; i++)
             _transport.Send(afterPersist[i]);
+        HandOffResults(ready);
+        _core.Advance(ready);
+    }
+
+    // What follows persistence on either path: role change, committed entries and released reads.
+    private void HandOffResults(Ready ready)
+    {
         if (ready.SoftState is { } soft)
             OnSoftStateChanged(soft);
         if (ready.CommittedEntries.Count > 0)
@@ -450,7 +488,6 @@ public sealed class RaftNode : IAsyncDisposable
             if (_pendingReads.Remove(read.RequestId, out var completion))
                 _applyQueue.Writer.TryWrite(new ReadRelease(read.Index, completion));
         }
-        _core.Advance(ready);
     }
 
     private async Task ReceiveSnapshotAsync(Ready ready, CancellationToken token)
@@ -487,8 +524,84 @@ public sealed class RaftNode : IAsyncDisposable
         }
     }
 
+    // Pipelined: the entries go to the writer; everything that does not wait for them happens now.
+    private void HandOffWrite(Ready ready)
+    {
+        var messages = ready.Messages;
+        for (var i = 0; i < messages.Count; i++)
+            _transport.Send(messages[i]);
+        lock (_writesLock)
+            _writesInFlight++;
+        _writes.Writer.TryWrite(ready);
+        HandOffResults(ready);
+        _core.AdvanceBeforePersisting(ready);
+    }
+
+    private Task WaitForWritesAsync(CancellationToken token)
+    {
+        lock (_writesLock)
+        {
+            if (_writesInFlight == 0)
+                return Task.CompletedTask;
+            _writesDrained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            return _writesDrained.Task.WaitAsync(token);
+        }
+    }
+
+    // Writes the handed-off entries in order: everything queued goes into one append (one fsync);
+    // then the acknowledgements that waited for it are sent, and the loop is told (PersistedSignal).
+    private async Task RunWriterAsync()
+    {
+        var token = _shutdown.Token;
+        var reader = _writes.Reader;
+        var batch = new List<Ready>();
+        var entries = new List<LogEntry>();
+        try
+        {
+            while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                batch.Clear();
+                entries.Clear();
+                while (reader.TryRead(out var ready))
+                {
+                    batch.Add(ready);
+                    entries.AddRange(ready.Entries);
+                }
+                var started = _time.GetTimestamp();
+                await _store.AppendAsync(entries, token).ConfigureAwait(false);
+                Log.Persisted(_logger, Id, entries.Count, entries[^1].Index);
+                _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
+                foreach (var ready in batch)
+                {
+                    var afterPersist = ready.MessagesAfterPersist;
+                    for (var i = 0; i < afterPersist.Count; i++)
+                        _transport.Send(afterPersist[i]);
+                    _inbox.Writer.TryWrite(new PersistedSignal(ready));
+                }
+                lock (_writesLock)
+                {
+                    _writesInFlight -= batch.Count;
+                    if (_writesInFlight == 0 && _writesDrained is { } drained)
+                    {
+                        _writesDrained = null;
+                        drained.TrySetResult();
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            Log.LoopFailed(_logger, Id, ex);
+            Fail(ex);
+        }
+    }
+
     private async Task CompactAsync(CancellationToken token)
     {
+        await WaitForWritesAsync(token).ConfigureAwait(false);
         // Never past the latest snapshot, nor past what this node's state machine has applied.
         var target = Math.Min(_pendingCompaction, Math.Min(_snapshots?.Latest?.Index ?? 0, _core.AppliedIndex));
         _pendingCompaction = -1;
@@ -748,6 +861,8 @@ public sealed class RaftNode : IAsyncDisposable
     private sealed record AppliedSignal(long Index);
 
     private sealed record CompactRequest(long Index);
+
+    private sealed record PersistedSignal(Ready Ready);
 
     private sealed record RestoreRequest(SnapshotMetadata Snapshot);
 

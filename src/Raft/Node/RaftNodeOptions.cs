@@ -52,6 +52,14 @@ public sealed class RaftNodeOptions
     /// <summary>Whether a leader steps down when it loses contact with a majority, and followers ignore disruptive candidates while they hear from a leader. The default is true.</summary>
     public bool CheckQuorum { get; init; } = true;
 
+    /// <summary>
+    /// Whether the node keeps handling messages and proposals while its log write is being made
+    /// durable, when the log store allows it (<see cref="ILogStore.SupportsReadsDuringAppend"/>).
+    /// Acknowledgements and the leader's own vote toward a commit still wait for the write; what no
+    /// longer waits is everything else (the next batch, heartbeats, reads). The default is true.
+    /// </summary>
+    public bool PipelineLogWrites { get; init; } = true;
+
     /// <summary>The clock. The default is <see cref="TimeProvider.System"/>; tests pass a fake one.</summary>
     public TimeProvider? TimeProvider { get; init; }
 

@@ -138,14 +138,20 @@ public sealed partial class FileLogStore
     {
         var first = entries[0].Index;
         if (first <= _lastIndex)
-            TruncateSuffix(first);
+        {
+            lock (_indexLock)
+                TruncateSuffix(first);
+        }
 
         var active = _segments.Count == 0 ? null : _segments[^1];
         var newSegment = active is null || active.Length >= _options.SegmentSize;
 
         var total = recordBytes + (newSegment ? LogFormat.SegmentHeaderSize : 0);
         var fileOffset = newSegment ? 0 : active!.Length;
-        EnsureOffsetCapacity(entries.Count);
+        // Only this thread changes the index; readers (SupportsReadsDuringAppend) see it under the
+        // lock: before this append, or after it.
+        lock (_indexLock)
+            EnsureOffsetCapacity(entries.Count);
         var slot = _offsetsHead + (int)(_lastIndex + 1 - _firstIndex);
         var buffer = ArrayPool<byte>.Shared.Rent(total);
         try
@@ -165,7 +171,10 @@ public sealed partial class FileLogStore
             Debug.Assert(position == total);
 
             if (newSegment)
-                active = CreateSegment(first);
+            {
+                lock (_indexLock)
+                    active = CreateSegment(first);
+            }
             RandomAccess.Write(active!.Handle, span, fileOffset);
             if (_fsync)
             {
@@ -173,20 +182,23 @@ public sealed partial class FileLogStore
                 if (newSegment)
                     DirectorySync.Sync(_directory);
             }
-            active.Length = fileOffset + total;
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
-        for (var i = 0; i < entries.Count; i++)
+        lock (_indexLock)
         {
-            var entry = entries[i];
-            AddTerm(entry.Index, entry.Term);
-            _cache.Add(entry);
+            active.Length = fileOffset + total;
+            for (var i = 0; i < entries.Count; i++)
+            {
+                var entry = entries[i];
+                AddTerm(entry.Index, entry.Term);
+                _cache.Add(entry);
+            }
+            Volatile.Write(ref _lastIndex, first + entries.Count - 1);
         }
-        _lastIndex = first + entries.Count - 1;
     }
 
     // Removes the entries from index on: deletes the later segments (last first, each deletion

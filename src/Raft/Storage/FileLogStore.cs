@@ -61,6 +61,9 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
 
     // Invariant: _firstIndex >= 1; _lastIndex >= _firstIndex - 1.
     private long _firstIndex = 1;
+    // Guards the in-memory index (offsets, terms, cache, segment list, last index) between an append
+    // on the write thread and reads on the node's loop (SupportsReadsDuringAppend).
+    private readonly Lock _indexLock = new();
     private long _lastIndex;
     // The term of the entry at _firstIndex - 1 (0 for index 0).
     private long _compactedTerm;
@@ -105,13 +108,17 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
     }
 
     /// <inheritdoc />
+    /// <remarks>True: an append updates the in-memory index under a lock that reads take too, after its data is written and fsynced.</remarks>
+    public bool SupportsReadsDuringAppend => true;
+
+    /// <inheritdoc />
     /// <exception cref="ObjectDisposedException">The store was disposed.</exception>
     public long FirstIndex
     {
         get
         {
             ThrowIfUnusable();
-            return _firstIndex;
+            return Volatile.Read(ref _firstIndex);
         }
     }
 
@@ -122,7 +129,7 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
         get
         {
             ThrowIfUnusable();
-            return _lastIndex;
+            return Volatile.Read(ref _lastIndex);
         }
     }
 
@@ -136,6 +143,12 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
     public long GetTerm(long index)
     {
         ThrowIfUnusable();
+        lock (_indexLock)
+            return GetTermLocked(index);
+    }
+
+    private long GetTermLocked(long index)
+    {
         if (index == _firstIndex - 1)
             return _compactedTerm;
         if (index < _firstIndex - 1 || index > _lastIndex)
@@ -155,6 +168,12 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
     {
         ThrowIfUnusable();
         ArgumentNullException.ThrowIfNull(destination);
+        lock (_indexLock)
+            ReadEntriesLocked(startIndex, endIndex, maxBytes, destination);
+    }
+
+    private void ReadEntriesLocked(long startIndex, long endIndex, long maxBytes, List<LogEntry> destination)
+    {
         if (startIndex < _firstIndex || endIndex > _lastIndex + 1 || startIndex > endIndex)
             throw new ArgumentOutOfRangeException(nameof(startIndex), $"Range [{startIndex}, {endIndex}) is outside the log [{_firstIndex}, {_lastIndex + 1}).");
 
