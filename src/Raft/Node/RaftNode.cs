@@ -449,10 +449,7 @@ public sealed class RaftNode : IAsyncDisposable
         }
         // Persisted in place, after every write in flight (their acknowledgements go out first).
         await WaitForWritesAsync(token).ConfigureAwait(false);
-        // Indexed loops: foreach over an IReadOnlyList boxes its enumerator (an allocation per Ready).
-        var messages = ready.Messages;
-        for (var i = 0; i < messages.Count; i++)
-            _transport.Send(messages[i]);
+        SendAll(ready.Messages);
         if (ready.MustSync)
         {
             var started = _time.GetTimestamp();
@@ -467,11 +464,16 @@ public sealed class RaftNode : IAsyncDisposable
             }
             _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
         }
-        var afterPersist = ready.MessagesAfterPersist;
-        for (var i = 0; i < afterPersist.Count; i++)
-            _transport.Send(afterPersist[i]);
+        SendAll(ready.MessagesAfterPersist);
         HandOffResults(ready);
         _core.Advance(ready);
+    }
+
+    // An indexed loop: foreach over an IReadOnlyList boxes its enumerator (an allocation per Ready).
+    private void SendAll(IReadOnlyList<RaftMessage> messages)
+    {
+        for (var i = 0; i < messages.Count; i++)
+            _transport.Send(messages[i]);
     }
 
     // What follows persistence on either path: role change, committed entries and released reads.
@@ -527,9 +529,7 @@ public sealed class RaftNode : IAsyncDisposable
     // Pipelined: the entries go to the writer; everything that does not wait for them happens now.
     private void HandOffWrite(Ready ready)
     {
-        var messages = ready.Messages;
-        for (var i = 0; i < messages.Count; i++)
-            _transport.Send(messages[i]);
+        SendAll(ready.Messages);
         lock (_writesLock)
             _writesInFlight++;
         _writes.Writer.TryWrite(ready);
@@ -573,9 +573,7 @@ public sealed class RaftNode : IAsyncDisposable
                 _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
                 foreach (var ready in batch)
                 {
-                    var afterPersist = ready.MessagesAfterPersist;
-                    for (var i = 0; i < afterPersist.Count; i++)
-                        _transport.Send(afterPersist[i]);
+                    SendAll(ready.MessagesAfterPersist);
                     _inbox.Writer.TryWrite(new PersistedSignal(ready));
                 }
                 lock (_writesLock)
