@@ -55,6 +55,9 @@ internal sealed class LoadOptions
 
     public bool KeepData { get; private set; }
 
+    /// <summary>The started nodes' <c>--forward</c> mode (raft or http); null: the sample's default.</summary>
+    public string? Forward { get; private set; }
+
     public bool ShowHelp { get; private set; }
 
     public const string Usage = """
@@ -77,6 +80,7 @@ internal sealed class LoadOptions
           --urls URL,URL,...  Drive an already running cluster (every node's HTTP address) instead
                               of starting one.
           --keep-data         Keep the started nodes' data and logs (default: deleted at the end).
+          --forward MODE      The started nodes' --forward: raft (the sample's default) or http.
           -h, --help          This text.
 
         Options can also be written --name=value. Exit code: 0 ok; 1 the run failed (no leader, a node
@@ -153,10 +157,20 @@ internal sealed class LoadOptions
                         throw new FormatException("--keep-data takes no value.");
                     options.KeepData = true;
                     break;
+                case "--forward":
+                    options.Forward = Value() switch
+                    {
+                        "raft" => "raft",
+                        "http" => "http",
+                        var other => throw new FormatException($"--forward '{other}': use raft or http."),
+                    };
+                    break;
                 default:
                     throw new FormatException($"unknown option {name}.");
             }
         }
+        if (options.Forward is not null && options.Urls is not null)
+            throw new FormatException("--forward applies to nodes the load generator starts; it cannot be used with --urls.");
         if (options.KeepData && options.Urls is not null)
             throw new FormatException("--keep-data applies to nodes the load generator starts; it cannot be used with --urls.");
         return options;

@@ -51,9 +51,9 @@ internal static class LoadRun
                 }
                 var host = DotnetHost();
                 var root = Path.Combine(Path.GetTempPath(), "raft-kv-load-" + Guid.NewGuid().ToString("N")[..8]);
-                local = LocalCluster.Start(host, dll, NodeCount, root);
+                local = LocalCluster.Start(host, dll, NodeCount, root, options.Forward);
                 urls = local.Urls;
-                header.Add($"Cluster: {NodeCount} sample nodes, one process each (`{host} {dll} --id N ...`, fsync on, loopback), "
+                header.Add($"Cluster: {NodeCount} sample nodes, one process each (`{host} {dll} --id N ...{(options.Forward is null ? "" : " --forward " + options.Forward)}`, fsync on, loopback), "
                     + $"HTTP {string.Join(", ", urls)}; data and logs in {root}{(options.KeepData ? " (kept)" : " (deleted at the end)")}"
                     + (dll.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "; DEBUG BUILD of the sample" : ""));
             }

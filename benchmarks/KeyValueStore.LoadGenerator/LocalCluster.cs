@@ -27,7 +27,7 @@ internal sealed class LocalCluster : IDisposable
     public IReadOnlyList<Uri> Urls => [.. _nodes.Select(n => n.Url)];
 
     /// <summary>Starts the nodes: <c>host sampleDll --id N --listen ... --http ... --peers ... --http-peers ... --data ...</c>.</summary>
-    public static LocalCluster Start(string host, string sampleDll, int nodeCount, string root)
+    public static LocalCluster Start(string host, string sampleDll, int nodeCount, string root, string? forward = null)
     {
         Directory.CreateDirectory(root);
         var ports = FreePorts(2 * nodeCount);
@@ -51,6 +51,7 @@ internal sealed class LocalCluster : IDisposable
                     "--peers", peers,
                     "--http-peers", httpPeers,
                     "--data", Path.Combine(root, $"node{id}"),
+                    .. (forward is null ? Array.Empty<string>() : ["--forward", forward]),
                 ]);
             }
             return cluster;

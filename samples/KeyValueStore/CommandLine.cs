@@ -22,7 +22,7 @@ public enum RunMode
 /// <summary>
 /// Parses the node's command line:
 /// <c>--id N --listen HOST:PORT --http HOST:PORT --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR</c>
-/// [<c>--http-peers 1=HOST:PORT,...</c>] [<c>--cluster-id NAME</c>]. Options are written
+/// [<c>--http-peers 1=HOST:PORT,...</c>] [<c>--cluster-id NAME</c>] [<c>--forward raft|http</c>]. Options are written
 /// <c>--name value</c> or <c>--name=value</c>.
 /// </summary>
 public sealed class CommandLine
@@ -33,6 +33,7 @@ public sealed class CommandLine
           KeyValueStore --id N --listen HOST:PORT --http HOST:PORT
                         --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR
                         [--http-peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT] [--cluster-id NAME]
+                        [--forward raft|http]
 
           --id          this node's id (a positive integer, one of the ids in --peers)
           --listen      where this node's Raft transport listens (an IP address or localhost, and a port)
@@ -44,11 +45,14 @@ public sealed class CommandLine
                         (--http port minus --listen port), e.g. Raft :7001..7003 and --http :8001
                         give HTTP :8001..8003.
           --cluster-id  a name every node of the cluster shares (default raft-kv-sample)
+          --forward     how a follower hands requests to the leader: raft (default; over the Raft
+                        transport, batched, answered from the follower's own copy once applied)
+                        or http (the request is sent to the leader's HTTP address and relayed)
 
         Misconfiguration exits with code 2.
         """;
 
-    private static readonly string[] Known = ["id", "listen", "http", "peers", "data", "http-peers", "cluster-id"];
+    private static readonly string[] Known = ["id", "listen", "http", "peers", "data", "http-peers", "cluster-id", "forward"];
 
     private CommandLine(RunMode mode, KvNodeOptions? options, string? error)
     {
@@ -180,6 +184,19 @@ public sealed class CommandLine
             HttpPeers = httpPeers,
             DataDirectory = Path.GetFullPath(data),
             ClusterId = clusterId ?? "raft-kv-sample",
+            Forward = ParseForward(values),
+        };
+    }
+
+    private static ForwardMode ParseForward(Dictionary<string, string> values)
+    {
+        if (!values.TryGetValue("forward", out var text))
+            return ForwardMode.Raft;
+        return text.Trim() switch
+        {
+            "raft" => ForwardMode.Raft,
+            "http" => ForwardMode.Http,
+            _ => throw new ConfigurationException($"--forward '{text}': use raft or http."),
         };
     }
 

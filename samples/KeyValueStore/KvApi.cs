@@ -16,9 +16,12 @@ namespace Raft.Samples.KeyValueStore;
 /// <para>Input is checked on the node that receives the request, before anything is submitted or
 /// forwarded: a bad key or body is a 4xx with a JSON <c>{"error": ...}</c> message and changes
 /// nothing.</para>
-/// <para>Writes and reads run on the leader. A follower forwards the request to the leader's HTTP
-/// address and relays the answer (one hop: a forwarded request that reaches a node which is not the
-/// leader either is answered 503). Status codes: 503 + <c>Retry-After</c> means nothing was
+/// <para>Writes and reads go through the leader. By default (<see cref="ForwardMode.Raft"/>) a
+/// follower's <see cref="RaftNode"/> hands them to the leader over the Raft transport and the
+/// follower answers from its own copy once it has applied the write (or the leader's read index).
+/// With <see cref="ForwardMode.Http"/> a follower forwards the request to the leader's HTTP address
+/// and relays the answer (one hop: a forwarded request that reaches a node which is not the leader
+/// either is answered 503). Status codes: 503 + <c>Retry-After</c> means nothing was
 /// submitted (no leader, leader unreachable, busy, shutting down); 500/502/504 on a write mean its
 /// outcome is unknown or it was dropped (the message says which).</para>
 /// </remarks>
@@ -198,6 +201,21 @@ internal sealed class KvApi
     /// <param name="local">Serves the request; throws <see cref="NotLeaderException"/> only when nothing was submitted.</param>
     private async Task OnLeaderAsync(HttpContext context, bool isRead, byte[]? body, Func<Task> local)
     {
+        if (_node.Forward == ForwardMode.Raft)
+        {
+            // The library forwards from a follower; the answer comes from this node's own copy.
+            try
+            {
+                await local();
+            }
+            catch (NotLeaderException ex)
+            {
+                await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, ex.LeaderId == 0 && _node.Raft.Status.LeaderId == 0
+                    ? $"Node {_node.Id} knows no leader right now (an election may be under way); nothing was submitted. Retry shortly."
+                    : $"Node {_node.Id} could not hand the request to the leader ({ex.Message}); nothing was submitted. Retry shortly.", retryLater: true);
+            }
+            return;
+        }
         var status = _node.Raft.Status;
         var leaderId = status.LeaderId;
         if (status.Role == RaftRole.Leader)

@@ -27,6 +27,7 @@ public sealed class KvNode : IAsyncDisposable
     private KvNode(KvNodeOptions options, WebApplication app, FileLogStore logStore, FileSnapshotStore snapshotStore, TcpTransport transport, RaftNode raft, KeyValueStateMachine stateMachine, ClusterDirectory directory)
     {
         Options = options;
+        Forward = options.Forward;
         _app = app;
         _logStore = logStore;
         _snapshotStore = snapshotStore;
@@ -71,6 +72,9 @@ public sealed class KvNode : IAsyncDisposable
     public IPEndPoint? RaftEndPoint => _transport.LocalEndPoint;
 
     internal HttpClient Http { get; }
+
+    /// <summary>How this node hands requests to the leader; starts as <see cref="KvNodeOptions.Forward"/> (tests switch it).</summary>
+    internal ForwardMode Forward { get; set; }
 
     internal ILogger Logger => _logger;
 
@@ -143,6 +147,8 @@ public sealed class KvNode : IAsyncDisposable
                     SnapshotInterval = options.SnapshotInterval,
                     SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                     LoggerFactory = loggerFactory,
+                    // Always on: with ForwardMode.Http the API forwards before it would ask a follower's node.
+                    ForwardToLeader = true,
                 },
                 transport,
                 logStore,

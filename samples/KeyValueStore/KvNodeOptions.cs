@@ -47,8 +47,26 @@ public sealed class KvNodeOptions
     /// <summary>The largest request body accepted (413 above). The default is <see cref="DefaultMaxBodyBytes"/>.</summary>
     public int MaxBodyBytes { get; init; } = DefaultMaxBodyBytes;
 
+    /// <summary>How a follower hands requests to the leader. The default is <see cref="ForwardMode.Raft"/>.</summary>
+    public ForwardMode Forward { get; init; } = ForwardMode.Raft;
+
     /// <summary>The least severe log level written to the console. The default is Information.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+}
+
+/// <summary>How a follower hands a request to the leader.</summary>
+public enum ForwardMode
+{
+    /// <summary>
+    /// Through the Raft library (<see cref="RaftNodeOptions.ForwardToLeader"/>): the follower's
+    /// <see cref="RaftNode"/> sends the command, or asks for a read index, over the Raft transport,
+    /// batched with its other requests; the follower answers the client from its own state machine
+    /// once it has applied the command (or the read index).
+    /// </summary>
+    Raft,
+
+    /// <summary>Over HTTP: the follower sends the request to the leader's HTTP address and relays the answer.</summary>
+    Http,
 }
 
 /// <summary>The cluster's members and their HTTP addresses, as one node knows them. Thread-safe.</summary>

@@ -32,6 +32,17 @@ public sealed class CommandLineTests
         // Documented default: each member's HTTP port is its Raft port plus this node's offset (8002 - 7002).
         Assert.Equal(new Uri("http://127.0.0.1:8001/"), options.HttpPeers[1]);
         Assert.Equal(new Uri("http://127.0.0.1:8003/"), options.HttpPeers[3]);
+        Assert.Equal(ForwardMode.Raft, options.Forward);
+    }
+
+    [Theory]
+    [InlineData("raft", ForwardMode.Raft)]
+    [InlineData("http", ForwardMode.Http)]
+    public void Forward_chooses_how_a_follower_hands_requests_to_the_leader(string value, ForwardMode expected)
+    {
+        var parsed = CommandLine.Parse([.. Valid, "--forward", value]);
+        Assert.True(parsed.Mode == RunMode.Node, parsed.Error);
+        Assert.Equal(expected, parsed.Options!.Forward);
     }
 
     [Fact]
@@ -73,6 +84,7 @@ public sealed class CommandLineTests
         { "http-peers for a stranger", [.. Valid, "--http-peers", "1=127.0.0.1:8001,3=127.0.0.1:8003,9=127.0.0.1:8009"], "node(s) 9, which are not in --peers" },
         { "http-peers incomplete", [.. Valid, "--http-peers", "1=127.0.0.1:8001"], "no address for node(s) 3" },
         { "http-peers bad address", [.. Valid, "--http-peers", "1=127.0.0.1:8001,3=:8003"], "--http-peers" },
+        { "unknown forward mode", [.. Valid, "--forward", "grpc"], "--forward 'grpc': use raft or http" },
     };
 
     [Theory]

@@ -25,13 +25,38 @@ public sealed class ContractTests(ClusterFixture fixture)
             Assert.Equal(HttpStatusCode.OK, get.StatusCode);
             Assert.Equal("blue", await get.Content.ReadAsStringAsync());
             Assert.Equal("text/plain", get.Content.Headers.ContentType?.MediaType);
-            // Reads are served by the leader (ReadIndex), whichever node was asked.
-            Assert.Equal(leader.IdText(), get.Header(KvApi.NodeHeader));
+            // Each node answers from its own copy, once it has applied the leader's read index.
+            Assert.Equal(node.IdText(), get.Header(KvApi.NodeHeader));
         }
     }
 
     [Fact]
-    public async Task A_follower_forwards_a_put_to_the_leader_and_the_write_is_applied_everywhere()
+    public async Task A_put_on_a_follower_goes_through_the_leader_and_the_follower_answers_once_it_applied_it()
+    {
+        var leader = await fixture.LeaderAsync();
+        var follower = fixture.Followers(leader)[0];
+        using var put = await _http.PutAsync(follower.Url("kv/via-raft"), new StringContent("via follower"));
+        Assert.Equal(HttpStatusCode.NoContent, put.StatusCode);
+        Assert.Equal(follower.IdText(), put.Header(KvApi.NodeHeader));
+        Assert.Equal("", put.Header(KvApi.ForwardedHeader));
+        // 204 from a follower means the follower applied it: its own copy has it at once.
+        Assert.True(follower.StateMachine.TryGet("via-raft", out var applied));
+        Assert.Equal("via follower", applied);
+
+        // Committed, so a linearizable read through the other follower sees it at once.
+        var other = fixture.Followers(leader)[1];
+        using var get = await _http.GetAsync(other.Url("kv/via-raft"));
+        Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        Assert.Equal("via follower", await get.Content.ReadAsStringAsync());
+        Assert.Equal(other.IdText(), get.Header(KvApi.NodeHeader));
+        await TestCluster.WaitUntilAsync(
+            () => fixture.Cluster.Nodes.All(n => n.StateMachine.TryGet("via-raft", out var v) && v == "via follower"),
+            "every node applies the put");
+    }
+
+    [Fact]
+    public Task With_http_forwarding_a_follower_forwards_a_put_to_the_leader_and_the_write_is_applied_everywhere() =>
+        WithForwardModeAsync(ForwardMode.Http, async () =>
     {
         var leader = await fixture.LeaderAsync();
         var follower = fixture.Followers(leader)[0];
@@ -49,7 +74,7 @@ public sealed class ContractTests(ClusterFixture fixture)
         await TestCluster.WaitUntilAsync(
             () => fixture.Cluster.Nodes.All(n => n.StateMachine.TryGet("forwarded", out var v) && v == "via follower"),
             "every node applies the forwarded put");
-    }
+    });
 
     [Fact]
     public async Task Get_of_an_absent_key_is_404_with_a_message()
@@ -233,7 +258,8 @@ public sealed class ContractTests(ClusterFixture fixture)
     }
 
     [Fact]
-    public async Task A_forwarded_request_that_reaches_a_non_leader_is_503_and_not_forwarded_again()
+    public Task With_http_forwarding_a_forwarded_request_that_reaches_a_non_leader_is_503_and_not_forwarded_again() =>
+        WithForwardModeAsync(ForwardMode.Http, async () =>
     {
         var leader = await fixture.LeaderAsync();
         var follower = fixture.Followers(leader)[0];
@@ -246,10 +272,11 @@ public sealed class ContractTests(ClusterFixture fixture)
         Assert.Contains("nothing was submitted", (await response.ReadJsonAsync()).GetProperty("error").GetString());
         Assert.Equal(follower.IdText(), response.Header(KvApi.NodeHeader));
         Assert.Equal(before, await fixture.StateFingerprintAsync());
-    }
+    });
 
     [Fact]
-    public async Task An_unreachable_leader_address_is_503_with_retry_after_and_nothing_is_submitted()
+    public Task With_http_forwarding_an_unreachable_leader_address_is_503_with_retry_after_and_nothing_is_submitted() =>
+        WithForwardModeAsync(ForwardMode.Http, async () =>
     {
         var leader = await fixture.LeaderAsync();
         var follower = fixture.Followers(leader)[0];
@@ -270,6 +297,22 @@ public sealed class ContractTests(ClusterFixture fixture)
             follower.Directory.Set(leader.Id, leader.HttpUrl!);
         }
         Assert.Equal(before, await fixture.StateFingerprintAsync());
+    });
+
+    /// <summary>Runs <paramref name="body"/> with every node of the shared cluster in <paramref name="mode"/>, then restores the default.</summary>
+    private async Task WithForwardModeAsync(ForwardMode mode, Func<Task> body)
+    {
+        foreach (var node in fixture.Cluster.Nodes)
+            node.Forward = mode;
+        try
+        {
+            await body();
+        }
+        finally
+        {
+            foreach (var node in fixture.Cluster.Nodes)
+                node.Forward = node.Options.Forward;
+        }
     }
 
     private Task<HttpResponseMessage> PostCasAsync(Uri url, string? expected, string value) =>

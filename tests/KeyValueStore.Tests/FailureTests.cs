@@ -32,10 +32,18 @@ public sealed class NoLeaderTests
         foreach (var send in requests)
         {
             using var response = await send();
+            var error = (await response.ReadJsonAsync()).GetProperty("error").GetString();
+            if (response.StatusCode == HttpStatusCode.InternalServerError)
+            {
+                // A write sent over the Raft transport while the survivor still believed in the
+                // stopped leader: whether that leader got it before it stopped cannot be known here,
+                // so the only honest answer is "outcome unknown" (checked below: nothing was appended).
+                Assert.Contains("outcome is unknown", error, StringComparison.Ordinal);
+                continue;
+            }
             Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
             Assert.NotNull(response.Headers.RetryAfter);
-            // Either it still believes in the stopped leader (which refuses connections) or it knows none.
-            var error = (await response.ReadJsonAsync()).GetProperty("error").GetString();
+            // Either it still believes in the stopped leader (which does not answer) or it knows none.
             Assert.Contains("nothing was submitted", error, StringComparison.Ordinal);
         }
 

@@ -84,7 +84,10 @@ public sealed class RaftBusyException : RaftException
 
 /// <summary>
 /// The node cannot tell whether a proposal took effect: it installed a snapshot from the leader that
-/// covers the proposal's index, so the entry itself was never seen. Read the state to find out.
+/// covers the proposal's index, so the entry itself was never seen; or the proposal was forwarded to
+/// the leader (<see cref="RaftNodeOptions.ForwardToLeader"/>), which did not say at which index it
+/// appended it before it stopped being the leader or <see cref="RaftNodeOptions.ForwardTimeout"/>
+/// passed. Read the state to find out.
 /// </summary>
 public sealed class ProposalOutcomeUnknownException : RaftException
 {

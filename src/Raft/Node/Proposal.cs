@@ -29,6 +29,13 @@ internal sealed class Proposal : IValueTaskSource<object?>
     /// <summary>The term it was appended in.</summary>
     public long Term { get; set; }
 
+    /// <summary>
+    /// Another proposal registered at the same index before this one (the apply loop's chain): a
+    /// node that proposed at an index, lost the entry to a new leader and proposed again there, or
+    /// forwarded twice to leaders of different terms. The applied entry's term decides which wins.
+    /// </summary>
+    public Proposal? NextAtIndex { get; set; }
+
     /// <summary>The caller's view of this use of the instance.</summary>
     public ValueTask<object?> Task => new(this, _source.Version);
 
@@ -89,6 +96,7 @@ internal sealed class Proposal : IValueTaskSource<object?>
         Command = command;
         Index = 0;
         Term = 0;
+        NextAtIndex = null;
         Volatile.Write(ref _completed, 0);
     }
 

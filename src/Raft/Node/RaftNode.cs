@@ -28,7 +28,7 @@ public sealed record RaftStateChange(int NodeId, RaftRole Role, int LeaderId, lo
 /// Committed commands are applied on a separate loop, in order, exactly once per process
 /// lifetime (the state machine starts empty, or from a snapshot, and the log is replayed).</para>
 /// </remarks>
-public sealed class RaftNode : IAsyncDisposable
+public sealed partial class RaftNode : IAsyncDisposable
 {
     private readonly RaftNodeOptions _options;
     private readonly ITransport _transport;
@@ -205,9 +205,10 @@ public sealed class RaftNode : IAsyncDisposable
     /// <param name="command">The command. The node keeps a reference until it is applied: do not modify the buffer afterwards.</param>
     /// <param name="cancellationToken">Stops waiting. The command may still commit: cancellation abandons the result, not the proposal.</param>
     /// <returns>The result of <see cref="IStateMachine.ApplyAsync"/> for the command.</returns>
-    /// <exception cref="NotLeaderException">This node is not the leader; nothing was submitted.</exception>
+    /// <exception cref="NotLeaderException">This node is not the leader (and does not forward, or knows no leader: <see cref="RaftNodeOptions.ForwardToLeader"/>); nothing was submitted.</exception>
     /// <exception cref="RaftBusyException">Too many uncommitted entries, or a leadership transfer is under way; nothing was submitted.</exception>
     /// <exception cref="ProposalDroppedException">The command was appended but another entry committed at its index; it did not take effect.</exception>
+    /// <exception cref="ProposalOutcomeUnknownException">The node cannot tell whether the command took effect (a snapshot covered it, or a forwarded command got no answer).</exception>
     public ValueTask<object?> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
@@ -222,11 +223,13 @@ public sealed class RaftNode : IAsyncDisposable
     /// <summary>
     /// Waits until a read of the local state machine is linearizable: this node confirmed with a
     /// majority that it is still the leader, and it has applied everything committed before the
-    /// call (the ReadIndex protocol, dissertation §6.4). Read the state machine right after.
+    /// call (the ReadIndex protocol, dissertation §6.4). Read the state machine right after. With
+    /// <see cref="RaftNodeOptions.ForwardToLeader"/>, a follower asks the leader for the read index
+    /// and waits until it has applied that far itself.
     /// </summary>
     /// <param name="cancellationToken">Stops waiting.</param>
     /// <returns>A task that completes when the read is safe.</returns>
-    /// <exception cref="NotLeaderException">This node is not the leader, or lost leadership before the read was confirmed.</exception>
+    /// <exception cref="NotLeaderException">This node is not the leader (and does not forward, or knows no leader), or leadership was lost before the read was confirmed.</exception>
     public Task ReadBarrierAsync(CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
@@ -350,6 +353,8 @@ public sealed class RaftNode : IAsyncDisposable
                     Handle(item);
                     handled++;
                 }
+                if (_forwardProposals.Count > 0 || _forwardReads.Count > 0)
+                    FlushForwards();
                 while (_core.HasReady)
                     await ProcessReadyAsync(token).ConfigureAwait(false);
                 if (_pendingCompaction >= 0)
@@ -371,6 +376,12 @@ public sealed class RaftNode : IAsyncDisposable
     {
         switch (item)
         {
+            case ForwardRequest request:
+                HandleForwardRequest(request);
+                break;
+            case ForwardResponse response:
+                HandleForwardResponse(response);
+                break;
             case RaftMessage message:
                 _core.Step(message);
                 break;
@@ -378,16 +389,14 @@ public sealed class RaftNode : IAsyncDisposable
                 var ticks = Interlocked.Exchange(ref _pendingTicks, 0);
                 for (var i = 0; i < ticks; i++)
                     _core.Tick();
+                if (_forwarded.Count > 0)
+                    ExpireForwards();
                 break;
             case Proposal proposal:
                 HandleProposal(proposal);
                 break;
             case ReadRequest read:
-                var id = ++_nextReadId;
-                if (_core.ReadIndex(id))
-                    _pendingReads[id] = read.Completion;
-                else
-                    read.Completion.TrySetException(new NotLeaderException(_core.LeaderId));
+                HandleRead(read.Completion);
                 break;
             case TransferRequest transfer:
                 if (_core.Role != RaftRole.Leader)
@@ -415,6 +424,17 @@ public sealed class RaftNode : IAsyncDisposable
         }
     }
 
+    private void HandleRead(TaskCompletionSource completion)
+    {
+        var id = ++_nextReadId;
+        if (_core.ReadIndex(id))
+            _pendingReads[id] = completion;
+        else if (CanForward())
+            _forwardReads.Add(completion);
+        else
+            completion.TrySetException(new NotLeaderException(_core.LeaderId));
+    }
+
     private void HandleProposal(Proposal proposal)
     {
         var result = _core.Propose(proposal.Command, out var index);
@@ -426,6 +446,9 @@ public sealed class RaftNode : IAsyncDisposable
                 _metrics.Proposals.Add(1);
                 // Registered on the apply loop before any Ready can hand out the entry as committed.
                 _applyQueue.Writer.TryWrite(proposal);
+                break;
+            case ProposeResult.NotLeader when CanForward():
+                _forwardProposals.Add(proposal);
                 break;
             case ProposeResult.NotLeader:
                 proposal.TrySetException(new NotLeaderException(_core.LeaderId));
@@ -489,6 +512,8 @@ public sealed class RaftNode : IAsyncDisposable
             var read = reads[i];
             if (_pendingReads.Remove(read.RequestId, out var completion))
                 _applyQueue.Writer.TryWrite(new ReadRelease(read.Index, completion));
+            else if (_remoteReads.Remove(read.RequestId, out var remote))
+                AnswerRemoteRead(remote, read.Index);
         }
     }
 
@@ -622,6 +647,10 @@ public sealed class RaftNode : IAsyncDisposable
                 completion.TrySetException(error);
             _pendingReads.Clear();
         }
+        if (soft.Role != RaftRole.Leader && _remoteReads.Count > 0)
+            RefuseRemoteReads(soft.LeaderId);
+        if (_forwarded.Count > 0)
+            AbandonForwards(soft.LeaderId);
         if (soft.LeaderId != 0 && _leaderWaiters.Count > 0)
         {
             foreach (var waiter in _leaderWaiters)
@@ -657,6 +686,8 @@ public sealed class RaftNode : IAsyncDisposable
         var reader = _applyQueue.Reader;
         // Proposals waiting for their index, keyed by index; owned by this loop only.
         var waiting = new Dictionary<long, Proposal>();
+        // Forwarded reads waiting for this node to apply their read index; owned by this loop only.
+        var waitingReads = new List<ForwardedReadRelease>();
         var transfers = new List<TransferRequest>();
         try
         {
@@ -667,18 +698,34 @@ public sealed class RaftNode : IAsyncDisposable
                     switch (item)
                     {
                         case Proposal proposal:
-                            // An older proposal at the same index was truncated away: this node led again
-                            // and reused the index, which it can only do without the old entry.
+                            if (proposal.Index <= Interlocked.Read(ref _appliedIndex))
+                            {
+                                // Only a forwarded proposal: the leader's answer came after this node had
+                                // applied the index (or a snapshot covered it), so its entry went unseen.
+                                proposal.TrySetException(new ProposalOutcomeUnknownException(
+                                    $"The outcome of the proposal is unknown: node {Id} had applied index {proposal.Index} before it learned that the leader appended the proposal there."));
+                                break;
+                            }
+                            // Another proposal may wait at the same index (this node proposed there before,
+                            // in an older term, and lost the entry): both wait, the applied term decides.
                             if (waiting.Remove(proposal.Index, out var older))
-                                older.TrySetException(new ProposalDroppedException());
+                                proposal.NextAtIndex = older;
                             waiting[proposal.Index] = proposal;
+                            break;
+                        case ForwardedReadRelease forwardedRead:
+                            if (Interlocked.Read(ref _appliedIndex) >= forwardedRead.Index)
+                                forwardedRead.Complete();
+                            else
+                                waitingReads.Add(forwardedRead);
                             break;
                         case ApplyBatch batch:
                             await ApplyBatchAsync(batch.Entries, waiting, token).ConfigureAwait(false);
+                            ReleaseForwardedReads(waitingReads);
                             await MaybeTakeSnapshotAsync(token).ConfigureAwait(false);
                             break;
                         case RestoreRequest restore:
                             await RestoreAsync(restore.Snapshot, waiting, token).ConfigureAwait(false);
+                            ReleaseForwardedReads(waitingReads);
                             break;
                         case ReadRelease read:
                             // Everything committed before the read was requested has been applied: safe.
@@ -706,7 +753,9 @@ public sealed class RaftNode : IAsyncDisposable
         }
         var disposed = new ObjectDisposedException(nameof(RaftNode), $"Node {Id} was disposed before the command was applied.");
         foreach (var (_, proposal) in waiting)
-            proposal.TrySetException(disposed);
+            CompleteChain(proposal, static (p, error) => p.TrySetException(error), disposed);
+        foreach (var read in waitingReads)
+            read.Fail(disposed);
         foreach (var transfer in transfers)
             transfer.Completion.TrySetException(disposed);
     }
@@ -719,7 +768,7 @@ public sealed class RaftNode : IAsyncDisposable
         foreach (var index in waiting.Keys.Where(i => i <= snapshot.Index).ToList())
         {
             waiting.Remove(index, out var proposal);
-            proposal!.TrySetException(new ProposalOutcomeUnknownException());
+            CompleteChain(proposal!, static (p, error) => p.TrySetException(error), new ProposalOutcomeUnknownException());
         }
         _lastAppliedTerm = snapshot.Term;
         _lastSnapshotIndex = snapshot.Index;
@@ -764,12 +813,7 @@ public sealed class RaftNode : IAsyncDisposable
                 }
             }
             if (waiting.Remove(entry.Index, out var proposal))
-            {
-                if (proposal.Term == entry.Term)
-                    proposal.TrySetResult(result);
-                else
-                    proposal.TrySetException(new ProposalDroppedException());
-            }
+                Resolve(proposal, entry.Term, result);
             _lastAppliedTerm = entry.Term;
             Interlocked.Exchange(ref _appliedIndex, entry.Index);
         }
@@ -818,6 +862,7 @@ public sealed class RaftNode : IAsyncDisposable
         foreach (var (_, completion) in _pendingReads)
             completion.TrySetException(error);
         _pendingReads.Clear();
+        FailForwards(error);
         foreach (var waiter in _leaderWaiters)
             waiter.TrySetException(error);
         _leaderWaiters.Clear();

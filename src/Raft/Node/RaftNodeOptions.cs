@@ -60,6 +60,26 @@ public sealed class RaftNodeOptions
     /// </summary>
     public bool PipelineLogWrites { get; init; } = true;
 
+    /// <summary>
+    /// Whether a follower forwards <see cref="RaftNode.ProposeAsync"/> and
+    /// <see cref="RaftNode.ReadBarrierAsync"/> to the leader it knows, over the Raft transport, instead
+    /// of failing them with <see cref="NotLeaderException"/>. Each round of the node's loop sends the
+    /// commands (and, separately, the reads) that arrived as one message. A forwarded command
+    /// completes when this node applies it, with this node's state machine's result; a forwarded read
+    /// completes when this node has applied the leader's read index, so reading the local state
+    /// machine then is linearizable. With no leader known, calls still fail with
+    /// <see cref="NotLeaderException"/>. The default is false.
+    /// </summary>
+    public bool ForwardToLeader { get; init; }
+
+    /// <summary>
+    /// How long a forwarded request waits for the leader's answer (see <see cref="ForwardToLeader"/>).
+    /// Past it, or when the known leader changes first, a command fails with
+    /// <see cref="ProposalOutcomeUnknownException"/> (the leader may have appended it) and a read with
+    /// <see cref="NotLeaderException"/>. The default is 5 seconds.
+    /// </summary>
+    public TimeSpan ForwardTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
     /// <summary>The clock. The default is <see cref="TimeProvider.System"/>; tests pass a fake one.</summary>
     public TimeProvider? TimeProvider { get; init; }
 
@@ -101,6 +121,8 @@ public sealed class RaftNodeOptions
                 $"ElectionTimeoutMax ({ElectionTimeoutMax.TotalMilliseconds} ms) must be greater than ElectionTimeoutMin ({ElectionTimeoutMin.TotalMilliseconds} ms).",
                 nameof(ElectionTimeoutMax));
         }
+        if (ForwardTimeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(ForwardTimeout), ForwardTimeout, "ForwardTimeout must be positive.");
         if (SnapshotInterval < 0)
             throw new ArgumentOutOfRangeException(nameof(SnapshotInterval), SnapshotInterval, "SnapshotInterval must be 0 (no snapshots) or positive.");
         if (SnapshotTrailingEntries < 0)

@@ -16,6 +16,8 @@ internal enum MessageType : byte
     TimeoutNow = 5,
     InstallSnapshot = 6,
     InstallSnapshotResponse = 7,
+    ForwardRequest = 8,
+    ForwardResponse = 9,
 }
 
 /// <summary>
@@ -26,7 +28,7 @@ internal enum MessageType : byte
 /// <code>
 /// offset size  field
 ///   0     4    payload length (uint32, excluding this header; at most MaxFrameBytes)
-///   4     1    message type (MessageType; 0 and 8..255 are invalid)
+///   4     1    message type (MessageType; 0 and 10..255 are invalid)
 ///   5     1    flags (per type, see below; unknown bits are invalid)
 ///   6     2    reserved, must be 0
 ///   8     n    payload
@@ -51,11 +53,16 @@ internal enum MessageType : byte
 ///                          flags: 0x01 Done
 /// 7 InstallSnapshotResponse from i32, to i32, term i64, snapshotIndex i64, nextOffset i64   (32 bytes)
 ///                          flags: 0x01 Success, 0x02 Done
+/// 8 ForwardRequest         from i32, to i32, term i64, requestId i64, commandCount i32     (28 bytes)
+///                          then commandCount times: dataLength i32, data         (4 bytes + data)
+///                          flags: 0x01 IsRead (then commandCount is 0)
+/// 9 ForwardResponse        from i32, to i32, term i64, requestId i64, index i64, count i32,
+///                          leaderId i32, status u8 (ForwardStatus)                        (41 bytes)
 /// </code>
 /// <para>Encoding writes straight into an <see cref="IBufferWriter{T}"/> (a PipeWriter) with no
 /// intermediate arrays. Decoding reads from a <see cref="ReadOnlySequence{T}"/>; every byte that
 /// outlives the frame is copied out: all entry payloads of one AppendEntries share one new array,
-/// sliced per entry, and a snapshot chunk gets one array. Bad input throws only
+/// sliced per entry, as do all commands of one ForwardRequest, and a snapshot chunk gets one array. Bad input throws only
 /// <see cref="RaftProtocolException"/>; too little input returns false.</para>
 /// </remarks>
 internal static class MessageCodec
@@ -72,11 +79,18 @@ internal static class MessageCodec
     /// <summary>The fixed part of an InstallSnapshot payload (member count and data length included).</summary>
     public const int InstallSnapshotFixedSize = 48;
 
+    /// <summary>The fixed part of a ForwardRequest payload, before its commands.</summary>
+    public const int ForwardRequestFixedSize = 28;
+
+    /// <summary>The per-command overhead inside a ForwardRequest payload (its length), before the command's data.</summary>
+    public const int CommandHeaderSize = 4;
+
     private const int RequestVoteSize = 32;
     private const int RequestVoteResponseSize = 16;
     private const int AppendEntriesResponseSize = 48;
     private const int TimeoutNowSize = 16;
     private const int InstallSnapshotResponseSize = 32;
+    private const int ForwardResponseSize = 41;
 
     private const byte Flag1 = 0x01;
     private const byte Flag2 = 0x02;
@@ -94,13 +108,19 @@ internal static class MessageCodec
             case TimeoutNow: type = MessageType.TimeoutNow; return true;
             case InstallSnapshot: type = MessageType.InstallSnapshot; return true;
             case InstallSnapshotResponse: type = MessageType.InstallSnapshotResponse; return true;
+            case ForwardRequest: type = MessageType.ForwardRequest; return true;
+            case ForwardResponse: type = MessageType.ForwardResponse; return true;
             default: type = default; return false;
         }
     }
 
     /// <summary>Computes the payload length <paramref name="message"/> encodes to (the frame adds <see cref="HeaderSize"/>).</summary>
     /// <returns>False when the message type has no wire encoding.</returns>
-    /// <exception cref="ArgumentException">A list the message carries is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// A list the message carries is null, or the message breaks a rule the decoder enforces (a read
+    /// <see cref="ForwardRequest"/> with commands; a <see cref="ForwardResponse"/> with a negative
+    /// count or an undefined status).
+    /// </exception>
     public static bool TryGetPayloadLength(RaftMessage message, out long payloadLength)
     {
         ArgumentNullException.ThrowIfNull(message);
@@ -136,6 +156,24 @@ internal static class MessageCodec
             case InstallSnapshotResponse:
                 payloadLength = InstallSnapshotResponseSize;
                 return true;
+            case ForwardRequest fr:
+                {
+                    var commands = fr.Commands ?? throw new ArgumentException("ForwardRequest.Commands is null.", nameof(message));
+                    if (fr.IsRead && commands.Count != 0)
+                        throw new ArgumentException($"ForwardRequest is a read but carries {commands.Count} commands.", nameof(message));
+                    long length = ForwardRequestFixedSize + ((long)commands.Count * CommandHeaderSize);
+                    for (int i = 0; i < commands.Count; i++)
+                        length += commands[i].Length;
+                    payloadLength = length;
+                    return true;
+                }
+            case ForwardResponse fr:
+                if (fr.Count < 0)
+                    throw new ArgumentException($"ForwardResponse.Count is negative ({fr.Count}).", nameof(message));
+                if (!Enum.IsDefined(fr.Status))
+                    throw new ArgumentException($"ForwardResponse.Status {(byte)fr.Status} is not a defined ForwardStatus.", nameof(message));
+                payloadLength = ForwardResponseSize;
+                return true;
             default:
                 payloadLength = 0;
                 return false;
@@ -146,7 +184,7 @@ internal static class MessageCodec
     /// <param name="writer">Where the frame goes; typically a PipeWriter, flushed by the caller.</param>
     /// <param name="message">The message; its buffers are only read.</param>
     /// <returns>The number of bytes written (header included).</returns>
-    /// <exception cref="ArgumentException">The message type has no wire encoding, a list it carries is null, or it is larger than a frame can be.</exception>
+    /// <exception cref="ArgumentException">The message type has no wire encoding, a list it carries is null, it is invalid (see <see cref="TryGetPayloadLength"/>), or it is larger than a frame can be.</exception>
     public static int Write(IBufferWriter<byte> writer, RaftMessage message)
     {
         ArgumentNullException.ThrowIfNull(writer);
@@ -243,6 +281,35 @@ internal static class MessageCodec
                     w.Commit();
                     break;
                 }
+            case ForwardRequest m:
+                {
+                    var commands = m.Commands;
+                    var w = new FieldWriter(writer, HeaderSize + ForwardRequestFixedSize);
+                    w.Header(length, type, m.IsRead ? Flag1 : (byte)0);
+                    w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
+                    w.Int64(m.RequestId);
+                    w.Int32(commands.Count);
+                    w.Commit();
+                    for (int i = 0; i < commands.Count; i++)
+                    {
+                        var command = commands[i];
+                        var c = new FieldWriter(writer, CommandHeaderSize);
+                        c.Int32(command.Length);
+                        c.Commit();
+                        if (!command.IsEmpty)
+                            writer.Write(command.Span);
+                    }
+                    break;
+                }
+            case ForwardResponse m:
+                {
+                    var w = new FieldWriter(writer, HeaderSize + ForwardResponseSize);
+                    w.Header(length, type, 0);
+                    w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
+                    w.Int64(m.RequestId); w.Int64(m.Index); w.Int32(m.Count); w.Int32(m.LeaderId); w.Byte((byte)m.Status);
+                    w.Commit();
+                    break;
+                }
             default:
                 throw new UnreachableException($"TryGetMessageType accepted {message.GetType().Name} but Write has no case for it.");
         }
@@ -297,6 +364,8 @@ internal static class MessageCodec
             MessageType.TimeoutNow => (TimeoutNowSize, false, (byte)0),
             MessageType.InstallSnapshot => (InstallSnapshotFixedSize, true, Flag1),
             MessageType.InstallSnapshotResponse => (InstallSnapshotResponseSize, false, (byte)(Flag1 | Flag2)),
+            MessageType.ForwardRequest => (ForwardRequestFixedSize, true, Flag1),
+            MessageType.ForwardResponse => (ForwardResponseSize, false, (byte)0),
             _ => throw new RaftProtocolException($"Unknown message type {(byte)type}."),
         };
         if ((flags & ~allowedFlags) != 0)
@@ -346,6 +415,12 @@ internal static class MessageCodec
                     From: ReadInt32(ref r), To: ReadInt32(ref r), Term: ReadInt64(ref r),
                     SnapshotIndex: ReadInt64(ref r), NextOffset: ReadInt64(ref r),
                     Success: (flags & Flag1) != 0, Done: (flags & Flag2) != 0);
+                break;
+            case MessageType.ForwardRequest:
+                message = ReadForwardRequest(ref r, isRead: (flags & Flag1) != 0);
+                break;
+            case MessageType.ForwardResponse:
+                message = ReadForwardResponse(ref r);
                 break;
             default:
                 throw new RaftProtocolException($"Unknown message type {(byte)type}.");
@@ -429,6 +504,66 @@ internal static class MessageCodec
             throw new RaftProtocolException("InstallSnapshot data is truncated.");
         r.Advance(length);
         return new InstallSnapshot(from, to, term, snapshotIndex, snapshotTerm, members, offset, data, done);
+    }
+
+    private static ForwardRequest ReadForwardRequest(ref SequenceReader<byte> r, bool isRead)
+    {
+        int from = ReadInt32(ref r);
+        int to = ReadInt32(ref r);
+        long term = ReadInt64(ref r);
+        long requestId = ReadInt64(ref r);
+        int count = ReadInt32(ref r);
+
+        long remaining = r.Remaining;
+        if (count < 0)
+            throw new RaftProtocolException($"ForwardRequest command count is negative ({count}).");
+        if (isRead && count != 0)
+            throw new RaftProtocolException($"ForwardRequest is a read but claims {count} commands.");
+        if (count > remaining / CommandHeaderSize)
+            throw new RaftProtocolException($"ForwardRequest claims {count} commands but only {remaining} bytes follow (each command needs at least {CommandHeaderSize}).");
+
+        // As for AppendEntries: the frame is consumed exactly, so the commands' data bytes are
+        // whatever is not command lengths; one array for all of them, sliced per command.
+        long dataBytes = remaining - ((long)count * CommandHeaderSize);
+        if (count == 0 && dataBytes != 0)
+            throw new RaftProtocolException($"ForwardRequest frame has {dataBytes} trailing bytes after its payload.");
+        byte[] data = dataBytes == 0 ? [] : GC.AllocateUninitializedArray<byte>(checked((int)dataBytes));
+        var commands = count == 0 ? [] : new ReadOnlyMemory<byte>[count];
+        int offset = 0;
+        for (int i = 0; i < count; i++)
+        {
+            int length = ReadInt32(ref r);
+            if (length < 0)
+                throw new RaftProtocolException($"ForwardRequest command {i} has a negative length ({length}).");
+            if (length > data.Length - offset)
+                throw new RaftProtocolException($"ForwardRequest command {i} claims {length} bytes but only {data.Length - offset} data bytes are left in the frame.");
+            var slice = data.AsSpan(offset, length);
+            if (!r.TryCopyTo(slice))
+                throw new RaftProtocolException($"ForwardRequest command {i} is truncated.");
+            r.Advance(length);
+            commands[i] = new ReadOnlyMemory<byte>(data, offset, length);
+            offset += length;
+        }
+        if (offset != data.Length)
+            throw new RaftProtocolException($"ForwardRequest commands hold {offset} data bytes but the frame carries {data.Length}.");
+        return new ForwardRequest(from, to, term, requestId, isRead, commands);
+    }
+
+    private static ForwardResponse ReadForwardResponse(ref SequenceReader<byte> r)
+    {
+        int from = ReadInt32(ref r);
+        int to = ReadInt32(ref r);
+        long term = ReadInt64(ref r);
+        long requestId = ReadInt64(ref r);
+        long index = ReadInt64(ref r);
+        int count = ReadInt32(ref r);
+        int leaderId = ReadInt32(ref r);
+        byte status = ReadByte(ref r);
+        if (count < 0)
+            throw new RaftProtocolException($"ForwardResponse count is negative ({count}).");
+        if (!Enum.IsDefined((ForwardStatus)status))
+            throw new RaftProtocolException($"ForwardResponse has unknown status {status}.");
+        return new ForwardResponse(from, to, term, requestId, (ForwardStatus)status, index, count, leaderId);
     }
 
     private static int ReadInt32(ref SequenceReader<byte> r) =>

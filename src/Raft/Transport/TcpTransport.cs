@@ -139,7 +139,7 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
     /// than <see cref="TcpTransportOptions.MaxFrameBytes"/>, or the peer's queue is full.
     /// </remarks>
     /// <exception cref="ArgumentNullException"><paramref name="message"/> is null.</exception>
-    /// <exception cref="ArgumentException">A list in the message (entries, members) is null.</exception>
+    /// <exception cref="ArgumentException">A list in the message (entries, members, commands) is null, or the message is malformed in a way the receiver would reject (a read <see cref="ForwardRequest"/> with commands, a <see cref="ForwardResponse"/> with a negative count or an undefined status).</exception>
     public void Send(RaftMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);

@@ -32,7 +32,16 @@ internal sealed class NodeCluster : IAsyncDisposable
 
     public RaftNode this[int id] => _nodes[id];
 
-    public static RaftNodeOptions Options(int id, int[] members, FakeTimeProvider time, int seed) => new()
+    /// <summary>Whether the nodes forward to the leader (<see cref="RaftNodeOptions.ForwardToLeader"/>).</summary>
+    public bool ForwardToLeader { get; private init; }
+
+    public TimeSpan ForwardTimeout { get; private init; } = TimeSpan.FromSeconds(5);
+
+    public int MaxUncommittedEntries { get; private init; } = 100_000;
+
+    public static RaftNodeOptions Options(int id, int[] members, FakeTimeProvider time, int seed) => Options(id, members, time, seed, null);
+
+    private static RaftNodeOptions Options(int id, int[] members, FakeTimeProvider time, int seed, NodeCluster? cluster) => new()
     {
         NodeId = id,
         Members = members,
@@ -42,17 +51,25 @@ internal sealed class NodeCluster : IAsyncDisposable
         ElectionTimeoutMax = TimeSpan.FromMilliseconds(600),
         TimeProvider = time,
         Random = new Random(seed * 31 + id),
+        ForwardToLeader = cluster?.ForwardToLeader ?? false,
+        ForwardTimeout = cluster?.ForwardTimeout ?? TimeSpan.FromSeconds(5),
+        MaxUncommittedEntries = cluster?.MaxUncommittedEntries ?? 100_000,
     };
 
-    public static async Task<NodeCluster> StartAsync(int size = 3, int seed = 1)
+    public static async Task<NodeCluster> StartAsync(int size = 3, int seed = 1, bool forwardToLeader = false, TimeSpan? forwardTimeout = null, int maxUncommittedEntries = 100_000)
     {
-        var cluster = new NodeCluster(seed);
+        var cluster = new NodeCluster(seed)
+        {
+            ForwardToLeader = forwardToLeader,
+            ForwardTimeout = forwardTimeout ?? TimeSpan.FromSeconds(5),
+            MaxUncommittedEntries = maxUncommittedEntries,
+        };
         var members = Enumerable.Range(1, size).ToArray();
         foreach (var id in members)
         {
             var machine = new ListStateMachine();
             var store = new InMemoryLogStore();
-            var node = new RaftNode(Options(id, members, cluster.Time, seed), cluster.Network.CreateTransport(id), store, machine);
+            var node = new RaftNode(Options(id, members, cluster.Time, seed, cluster), cluster.Network.CreateTransport(id), store, machine);
             node.StateChanged += (_, change) =>
             {
                 lock (cluster.Changes)
@@ -80,6 +97,16 @@ internal sealed class NodeCluster : IAsyncDisposable
             Time.Advance(Tick);
             elapsed += Tick;
             // Let the nodes' loops and the network pumps run before the clock moves again.
+            await Task.Delay(1);
+        }
+    }
+
+    /// <summary>Advances virtual time by <paramref name="duration"/>, a tick at a time, letting the nodes run.</summary>
+    public async Task AdvanceAsync(TimeSpan duration)
+    {
+        for (var elapsed = TimeSpan.Zero; elapsed < duration; elapsed += Tick)
+        {
+            Time.Advance(Tick);
             await Task.Delay(1);
         }
     }
@@ -123,7 +150,7 @@ internal sealed class NodeCluster : IAsyncDisposable
     {
         var members = Stores.Keys.Order().ToArray();
         var machine = new ListStateMachine();
-        var node = new RaftNode(Options(id, members, Time, seed), Network.CreateTransport(id), Stores[id], machine);
+        var node = new RaftNode(Options(id, members, Time, seed, this), Network.CreateTransport(id), Stores[id], machine);
         Machines[id] = machine;
         _nodes[id] = node;
         await node.StartAsync();

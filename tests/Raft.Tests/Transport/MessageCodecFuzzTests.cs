@@ -104,7 +104,7 @@ public class MessageCodecFuzzTests(ITestOutputHelper output)
         {
             // A plausible header, so the payload parsers see the garbage too.
             BinaryPrimitives.WriteInt32LittleEndian(bytes, bytes.Length - MessageCodec.HeaderSize);
-            bytes[4] = (byte)rng.Next(1, 8);
+            bytes[4] = (byte)rng.Next(1, 10);
             bytes[5] = (byte)rng.Next(0, 4);
             bytes[6] = 0;
             bytes[7] = 0;
@@ -131,7 +131,7 @@ public class MessageCodecFuzzTests(ITestOutputHelper output)
                 case 1: // plant an extreme 32-bit value (a length or count) anywhere
                     if (bytes.Length >= 4)
                     {
-                        int[] extremes = [-1, int.MinValue, int.MaxValue, MaxFrame, MaxFrame + 1, 0, 1, 21, bytes.Length];
+                        int[] extremes = [-1, int.MinValue, int.MaxValue, MaxFrame, MaxFrame + 1, 0, 1, 4, 21, bytes.Length];
                         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(rng.Next(bytes.Length - 3)), extremes[rng.Next(extremes.Length)]);
                     }
                     break;
@@ -149,7 +149,7 @@ public class MessageCodecFuzzTests(ITestOutputHelper output)
                     break;
                 default: // change the type
                     if (bytes.Length > 4)
-                        bytes[4] = (byte)rng.Next(0, 10);
+                        bytes[4] = (byte)rng.Next(0, 12);
                     break;
             }
         }
@@ -168,7 +168,15 @@ public class MessageCodecFuzzTests(ITestOutputHelper output)
             return data;
         }
 
-        return rng.Next(7) switch
+        ReadOnlyMemory<byte>[] Commands()
+        {
+            var commands = new ReadOnlyMemory<byte>[rng.Next(0, 6)];
+            for (int i = 0; i < commands.Length; i++)
+                commands[i] = Data(40);
+            return commands;
+        }
+
+        return rng.Next(9) switch
         {
             0 => new RequestVote(I(), I(), L(), L(), L(), B(), B()),
             1 => new RequestVoteResponse(I(), I(), L(), B(), B()),
@@ -178,7 +186,11 @@ public class MessageCodecFuzzTests(ITestOutputHelper output)
             3 => new AppendEntriesResponse(I(), I(), L(), B(), L(), L(), L(), L()),
             4 => new TimeoutNow(I(), I(), L()),
             5 => new InstallSnapshot(I(), I(), L(), L(), L(), Enumerable.Range(0, rng.Next(0, 5)).Select(_ => I()).ToArray(), L(), Data(100), B()),
-            _ => new InstallSnapshotResponse(I(), I(), L(), L(), L(), B(), B()),
+            6 => new InstallSnapshotResponse(I(), I(), L(), L(), L(), B(), B()),
+            7 => B()
+                ? new ForwardRequest(I(), I(), L(), L(), IsRead: true, [])
+                : new ForwardRequest(I(), I(), L(), L(), IsRead: false, Commands()),
+            _ => new ForwardResponse(I(), I(), L(), L(), (ForwardStatus)rng.Next(1, 5), L(), rng.Next(0, 100), I()),
         };
     }
 }

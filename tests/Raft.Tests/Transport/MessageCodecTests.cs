@@ -31,6 +31,12 @@ public class MessageCodecPropertyTests
     [Property(Arbitrary = [typeof(MessageArbitraries)], MaxTest = 300)]
     public void InstallSnapshotResponse_round_trips(InstallSnapshotResponse message, int seed) => AssertRoundTrip(message, seed);
 
+    [Property(Arbitrary = [typeof(MessageArbitraries)], MaxTest = 300)]
+    public void ForwardRequest_round_trips(ForwardRequest message, int seed) => AssertRoundTrip(message, seed);
+
+    [Property(Arbitrary = [typeof(MessageArbitraries)], MaxTest = 300)]
+    public void ForwardResponse_round_trips(ForwardResponse message, int seed) => AssertRoundTrip(message, seed);
+
     [Property(Arbitrary = [typeof(MessageArbitraries)], MaxTest = 100)]
     public void A_stream_of_frames_decodes_in_order_across_segment_boundaries(RaftMessage[] messages, int seed)
     {
@@ -60,7 +66,7 @@ public class MessageCodecPropertyTests
         }
     }
 
-    private static void AssertRoundTrip(RaftMessage message, int seed)
+    internal static void AssertRoundTrip(RaftMessage message, int seed)
     {
         var writer = new ArrayBufferWriter<byte>();
         int written = MessageCodec.Write(writer, message);
@@ -147,7 +153,7 @@ public class MessageCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(8)]
+    [InlineData(10)]
     [InlineData(99)]
     [InlineData(255)]
     public void An_unknown_message_type_is_rejected(byte type)
@@ -245,7 +251,7 @@ public class MessageCodecTests
         var types = typeof(RaftMessage).Assembly.GetTypes()
             .Where(t => t.IsSubclassOf(typeof(RaftMessage)) && !t.IsAbstract && t.IsPublic)
             .ToArray();
-        Assert.Equal(7, types.Length);
+        Assert.Equal(9, types.Length);
         foreach (var type in types)
         {
             var sample = MessageGenerators.OneOfEach(1, 2).Single(m => m.GetType() == type);
@@ -261,6 +267,8 @@ public class MessageCodecTests
     [InlineData(typeof(TimeoutNow), "From,To,Term")]
     [InlineData(typeof(InstallSnapshot), "From,To,Term,SnapshotIndex,SnapshotTerm,Members,Offset,Data,Done")]
     [InlineData(typeof(InstallSnapshotResponse), "From,To,Term,SnapshotIndex,NextOffset,Success,Done")]
+    [InlineData(typeof(ForwardRequest), "From,To,Term,RequestId,IsRead,Commands")]
+    [InlineData(typeof(ForwardResponse), "From,To,Term,RequestId,Status,Index,Count,LeaderId")]
     public void The_codec_knows_every_field_of_each_message(Type type, string encodedFields)
     {
         // A field added to a message record must be added to MessageCodec (and to this list).
@@ -277,5 +285,309 @@ public class MessageCodecTests
         BinaryPrimitives.WriteInt32LittleEndian(header, length);
         header[4] = type;
         return header;
+    }
+}
+
+public class ForwardingCodecTests
+{
+    private const int Max = 64 * 1024;
+
+    /// <summary>Where the command count sits in a ForwardRequest frame.</summary>
+    private const int CountAt = MessageCodec.HeaderSize + 24;
+
+    /// <summary>Where the first command's length sits in a ForwardRequest frame.</summary>
+    private const int FirstLengthAt = MessageCodec.HeaderSize + MessageCodec.ForwardRequestFixedSize;
+
+    /// <summary>Where the count and the status sit in a ForwardResponse frame.</summary>
+    private const int ResponseCountAt = MessageCodec.HeaderSize + 32;
+    private const int StatusAt = MessageCodec.HeaderSize + 40;
+
+    public static TheoryData<ForwardRequest> Requests => new()
+    {
+        new ForwardRequest(1, 2, 3, 4, IsRead: false, []),
+        new ForwardRequest(1, 2, 3, 4, IsRead: true, []),
+        new ForwardRequest(7, 3, long.MaxValue, long.MinValue, IsRead: false, [new byte[] { 1, 2, 3 }]),
+        new ForwardRequest(-1, int.MaxValue, 0, -1, IsRead: false,
+            [new byte[] { 1, 2, 3 }, ReadOnlyMemory<byte>.Empty, new byte[] { 4 }, new byte[300], ReadOnlyMemory<byte>.Empty]),
+        new ForwardRequest(1, 2, 3, 4, IsRead: false, [ReadOnlyMemory<byte>.Empty]),
+        new ForwardRequest(1, 2, 3, 4, IsRead: false, [new byte[] { 9, 8, 7 }.AsMemory(1, 2)]),
+    };
+
+    public static TheoryData<ForwardResponse> Responses => new()
+    {
+        new ForwardResponse(2, 1, 5, 4, ForwardStatus.Accepted, Index: 100, Count: 3, LeaderId: 2),
+        new ForwardResponse(2, 1, 5, 4, ForwardStatus.Accepted, Index: 100, Count: 0, LeaderId: 2),
+        new ForwardResponse(2, 1, 5, long.MaxValue, ForwardStatus.NotLeader, 0, 0, LeaderId: 0),
+        new ForwardResponse(int.MinValue, -1, long.MinValue, -1, ForwardStatus.Busy, long.MinValue, int.MaxValue, int.MinValue),
+        new ForwardResponse(2, 1, 5, 4, ForwardStatus.Transferring, 0, 0, 3),
+    };
+
+    [Theory]
+    [MemberData(nameof(Requests))]
+    public void ForwardRequest_round_trips(ForwardRequest message)
+    {
+        MessageCodecPropertyTests.AssertRoundTrip(message, seed: 42);
+        var decoded = (ForwardRequest)Decode(RawPeer.Frame(message));
+        Assert.Equal(message.IsRead, decoded.IsRead);
+        Assert.Equal(message.Commands.Count, decoded.Commands.Count);
+    }
+
+    [Theory]
+    [MemberData(nameof(Responses))]
+    public void ForwardResponse_round_trips(ForwardResponse message)
+    {
+        MessageCodecPropertyTests.AssertRoundTrip(message, seed: 42);
+        Assert.Equal(message, Decode(RawPeer.Frame(message)));
+    }
+
+    [Fact]
+    public void ForwardRequest_has_the_documented_wire_layout()
+    {
+        var frame = RawPeer.Frame(new ForwardRequest(1, 2, 3, 4, IsRead: false, [new byte[] { 0xAB, 0xCD }, ReadOnlyMemory<byte>.Empty]));
+        Assert.Equal(
+            "26000000" + "08" + "00" + "0000" // length 28 + (4 + 2) + (4 + 0) = 38, type 8, no flags
+            + "01000000" + "02000000" + "0300000000000000" + "0400000000000000" + "02000000"
+            + "02000000" + "ABCD"
+            + "00000000",
+            Convert.ToHexString(frame));
+    }
+
+    [Fact]
+    public void A_read_ForwardRequest_has_the_documented_wire_layout()
+    {
+        var frame = RawPeer.Frame(new ForwardRequest(1, 2, 3, 4, IsRead: true, []));
+        Assert.Equal(
+            "1C000000" + "08" + "01" + "0000" // length 28, type 8, flags IsRead
+            + "01000000" + "02000000" + "0300000000000000" + "0400000000000000" + "00000000",
+            Convert.ToHexString(frame));
+    }
+
+    [Fact]
+    public void ForwardResponse_has_the_documented_wire_layout()
+    {
+        var frame = RawPeer.Frame(new ForwardResponse(1, 2, 3, 4, ForwardStatus.Busy, Index: 5, Count: 6, LeaderId: 7));
+        Assert.Equal(
+            "29000000" + "09" + "00" + "0000" // length 41, type 9, no flags
+            + "01000000" + "02000000" + "0300000000000000" + "0400000000000000"
+            + "0500000000000000" + "06000000" + "07000000" + "03",
+            Convert.ToHexString(frame));
+    }
+
+    [Fact]
+    public void Command_payloads_of_one_request_share_one_array_copied_out_of_the_buffer()
+    {
+        var frame = RawPeer.Frame(new ForwardRequest(1, 2, 3, 4, IsRead: false,
+            [new byte[] { 1, 2, 3 }, ReadOnlyMemory<byte>.Empty, new byte[] { 4, 5 }]));
+        var commands = ((ForwardRequest)Decode(frame)).Commands;
+
+        Assert.Equal(3, commands.Count);
+        Assert.True(MemoryMarshal.TryGetArray(commands[0], out var first));
+        Assert.True(MemoryMarshal.TryGetArray(commands[2], out var third));
+        Assert.Same(first.Array, third.Array);
+        Assert.Equal(5, first.Array!.Length);
+        Assert.NotSame(frame, first.Array);
+
+        Array.Clear(frame); // The pipe buffer is reused after decoding; the commands must not change.
+        Assert.Equal(new byte[] { 1, 2, 3 }, commands[0].ToArray());
+        Assert.True(commands[1].IsEmpty);
+        Assert.Equal(new byte[] { 4, 5 }, commands[2].ToArray());
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(int.MinValue)]
+    public void A_negative_command_count_is_rejected(int count)
+    {
+        var frame = RequestFrame();
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(CountAt), count);
+        AssertRejected(frame, "ForwardRequest command count is negative", $"({count})");
+    }
+
+    [Theory]
+    [InlineData(3)]
+    [InlineData(1000)]
+    [InlineData(int.MaxValue)]
+    public void A_command_count_larger_than_the_frame_is_rejected(int count)
+    {
+        var frame = RequestFrame();
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(CountAt), count);
+        AssertRejected(frame, "ForwardRequest", $"claims {count} commands");
+    }
+
+    [Fact]
+    public void A_command_count_smaller_than_the_frame_is_rejected()
+    {
+        var frame = RequestFrame(); // Two commands: [1, 2] and [3].
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(CountAt), 1);
+        AssertRejected(frame, "ForwardRequest commands hold 2 data bytes but the frame carries 7");
+    }
+
+    [Fact]
+    public void A_zero_command_count_with_bytes_after_it_is_rejected()
+    {
+        var frame = RequestFrame();
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(CountAt), 0);
+        AssertRejected(frame, "ForwardRequest frame has 11 trailing bytes");
+    }
+
+    [Theory]
+    [InlineData(-1, "command 0 has a negative length (-1)")]
+    [InlineData(int.MinValue, "command 0 has a negative length")]
+    [InlineData(4, "command 0 claims 4 bytes but only 3 data bytes are left")]
+    [InlineData(int.MaxValue, "command 0 claims 2147483647 bytes")]
+    [InlineData(0, "command 1 claims 66049 bytes")] // The next length is read from [1, 2, 1, 0].
+    [InlineData(1, "command 1 claims 258 bytes")] // ...from [2, 1, 0, 0].
+    public void A_command_length_that_disagrees_with_the_frame_is_rejected(int length, string expected)
+    {
+        var frame = RequestFrame();
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(FirstLengthAt), length);
+        AssertRejected(frame, "ForwardRequest", expected);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(5)]
+    public void Trailing_bytes_after_the_last_command_are_rejected(int extra)
+    {
+        var frame = RequestFrame().Concat(new byte[extra]).ToArray();
+        BinaryPrimitives.WriteInt32LittleEndian(frame, frame.Length - MessageCodec.HeaderSize);
+        AssertRejected(frame, "ForwardRequest commands hold 3 data bytes", $"carries {3 + extra}");
+    }
+
+    [Fact]
+    public void Trailing_bytes_after_an_empty_command_list_are_rejected()
+    {
+        var frame = RawPeer.Frame(new ForwardRequest(1, 2, 3, 4, IsRead: true, [])).Concat(new byte[] { 0, 0, 0, 0 }).ToArray();
+        BinaryPrimitives.WriteInt32LittleEndian(frame, frame.Length - MessageCodec.HeaderSize);
+        AssertRejected(frame, "ForwardRequest frame has 4 trailing bytes");
+    }
+
+    [Fact]
+    public void A_read_request_that_carries_commands_is_rejected()
+    {
+        var frame = RequestFrame();
+        frame[5] = 0x01; // IsRead
+        AssertRejected(frame, "ForwardRequest is a read but claims 2 commands");
+    }
+
+    [Fact]
+    public void A_ForwardRequest_shorter_than_its_fixed_part_is_rejected()
+    {
+        var frame = RawPeer.Frame(new ForwardRequest(1, 2, 3, 4, IsRead: false, []))[..^1];
+        BinaryPrimitives.WriteInt32LittleEndian(frame, frame.Length - MessageCodec.HeaderSize);
+        AssertRejected(frame, "ForwardRequest frame of 27 bytes is shorter than its fixed part (28 bytes)");
+    }
+
+    [Fact]
+    public void Unknown_ForwardRequest_flags_are_rejected()
+    {
+        var frame = RawPeer.Frame(new ForwardRequest(1, 2, 3, 4, IsRead: true, []));
+        frame[5] = 0x03;
+        AssertRejected(frame, "ForwardRequest frame has unknown flags 0x03");
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(5)]
+    [InlineData(255)]
+    public void An_unknown_forward_status_is_rejected(byte status)
+    {
+        var frame = RawPeer.Frame(new ForwardResponse(1, 2, 3, 4, ForwardStatus.Accepted, 5, 6, 7));
+        frame[StatusAt] = status;
+        AssertRejected(frame, $"ForwardResponse has unknown status {status}");
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(int.MinValue)]
+    public void A_negative_forward_response_count_is_rejected(int count)
+    {
+        var frame = RawPeer.Frame(new ForwardResponse(1, 2, 3, 4, ForwardStatus.Accepted, 5, 6, 7));
+        BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(ResponseCountAt), count);
+        AssertRejected(frame, $"ForwardResponse count is negative ({count})");
+    }
+
+    [Fact]
+    public void ForwardResponse_flags_are_rejected()
+    {
+        var frame = RawPeer.Frame(new ForwardResponse(1, 2, 3, 4, ForwardStatus.Accepted, 5, 6, 7));
+        frame[5] = 0x01;
+        AssertRejected(frame, "ForwardResponse frame has unknown flags 0x01");
+    }
+
+    [Theory]
+    [InlineData(40)]
+    [InlineData(42)]
+    public void A_ForwardResponse_of_the_wrong_length_is_rejected(int length)
+    {
+        var frame = RawPeer.Frame(new ForwardResponse(1, 2, 3, 4, ForwardStatus.Accepted, 5, 6, 7));
+        frame = [.. frame[..Math.Min(frame.Length, MessageCodec.HeaderSize + length)], .. new byte[Math.Max(0, MessageCodec.HeaderSize + length - frame.Length)]];
+        BinaryPrimitives.WriteInt32LittleEndian(frame, length);
+        AssertRejected(frame, $"ForwardResponse frame is {length} bytes; it must be exactly 41");
+    }
+
+    [Fact]
+    public void A_request_with_a_null_command_list_cannot_be_encoded()
+    {
+        var message = new ForwardRequest(1, 2, 3, 4, IsRead: false, null!);
+        AssertNotEncodable(message, "Commands is null");
+    }
+
+    [Fact]
+    public void A_read_request_with_commands_cannot_be_encoded()
+    {
+        var message = new ForwardRequest(1, 2, 3, 4, IsRead: true, [new byte[] { 1 }]);
+        AssertNotEncodable(message, "read but carries 1 commands");
+    }
+
+    [Fact]
+    public void A_read_request_with_only_empty_commands_still_cannot_be_encoded()
+    {
+        var message = new ForwardRequest(1, 2, 3, 4, IsRead: true, [ReadOnlyMemory<byte>.Empty]);
+        AssertNotEncodable(message, "read but carries 1 commands");
+    }
+
+    [Fact]
+    public void A_response_the_decoder_would_reject_cannot_be_encoded()
+    {
+        AssertNotEncodable(new ForwardResponse(1, 2, 3, 4, ForwardStatus.Accepted, 5, Count: -1, 7), "Count is negative (-1)");
+        AssertNotEncodable(new ForwardResponse(1, 2, 3, 4, (ForwardStatus)0, 5, 6, 7), "Status 0 is not a defined ForwardStatus");
+        AssertNotEncodable(new ForwardResponse(1, 2, 3, 4, (ForwardStatus)9, 5, 6, 7), "Status 9 is not a defined ForwardStatus");
+    }
+
+    /// <summary>A valid ForwardRequest frame with two commands, [1, 2] and [3]: payload 28 + 6 + 5 = 39 bytes.</summary>
+    private static byte[] RequestFrame() =>
+        RawPeer.Frame(new ForwardRequest(1, 2, 3, 4, IsRead: false, [new byte[] { 1, 2 }, new byte[] { 3 }]));
+
+    private static RaftMessage Decode(byte[] frame)
+    {
+        var buffer = new ReadOnlySequence<byte>(frame);
+        Assert.True(MessageCodec.TryReadFrame(ref buffer, Max, out var message));
+        Assert.True(buffer.IsEmpty);
+        return message;
+    }
+
+    private static void AssertRejected(byte[] frame, params string[] expected)
+    {
+        // Whole, and split into small segments: the outcome must not depend on segment boundaries.
+        var whole = new ReadOnlySequence<byte>(frame);
+        var ex = Assert.Throws<RaftProtocolException>(() => MessageCodec.TryReadFrame(ref whole, Max, out _));
+        foreach (var part in expected)
+            Assert.Contains(part, ex.Message, StringComparison.Ordinal);
+
+        var split = Sequences.Split(frame, new Random(7), maxSegment: 3);
+        var exSplit = Assert.Throws<RaftProtocolException>(() => MessageCodec.TryReadFrame(ref split, Max, out _));
+        Assert.Equal(ex.Message, exSplit.Message);
+    }
+
+    private static void AssertNotEncodable(RaftMessage message, string expected)
+    {
+        var ex = Assert.Throws<ArgumentException>(() => MessageCodec.TryGetPayloadLength(message, out _));
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+
+        var writer = new ArrayBufferWriter<byte>();
+        ex = Assert.Throws<ArgumentException>(() => MessageCodec.Write(writer, message));
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+        Assert.Equal(0, writer.WrittenCount); // Nothing half-written.
     }
 }

@@ -102,6 +102,27 @@ public static class MessageGenerators
         from done in AnyBool
         select new InstallSnapshotResponse(sender, receiver, term, snapshotIndex, nextOffset, success, done);
 
+    public static readonly Gen<ForwardRequest> ForwardRequest =
+        from sender in AnyInt
+        from receiver in AnyInt
+        from term in AnyLong
+        from requestId in AnyLong
+        from isRead in Gen.Frequency((1, Gen.Constant(true)), (3, Gen.Constant(false)))
+        from count in isRead ? Gen.Constant(0) : Gen.Frequency((1, Gen.Constant(0)), (4, Gen.Choose(1, 20)))
+        from commands in Gen.ArrayOf(Payload, count)
+        select new ForwardRequest(sender, receiver, term, requestId, isRead, commands.Select(c => (ReadOnlyMemory<byte>)c).ToArray());
+
+    public static readonly Gen<ForwardResponse> ForwardResponse =
+        from sender in AnyInt
+        from receiver in AnyInt
+        from term in AnyLong
+        from requestId in AnyLong
+        from status in Gen.Elements(ForwardStatus.Accepted, ForwardStatus.NotLeader, ForwardStatus.Busy, ForwardStatus.Transferring)
+        from index in AnyLong
+        from count in Gen.Frequency((1, Gen.Elements(0, int.MaxValue)), (3, Gen.Choose(0, 100)))
+        from leaderId in AnyInt
+        select new ForwardResponse(sender, receiver, term, requestId, status, index, count, leaderId);
+
     public static readonly Gen<RaftMessage> Any = Gen.OneOf(
         RequestVote.Select(m => (RaftMessage)m),
         RequestVoteResponse.Select(m => (RaftMessage)m),
@@ -109,7 +130,9 @@ public static class MessageGenerators
         AppendEntriesResponse.Select(m => (RaftMessage)m),
         TimeoutNow.Select(m => (RaftMessage)m),
         InstallSnapshot.Select(m => (RaftMessage)m),
-        InstallSnapshotResponse.Select(m => (RaftMessage)m));
+        InstallSnapshotResponse.Select(m => (RaftMessage)m),
+        ForwardRequest.Select(m => (RaftMessage)m),
+        ForwardResponse.Select(m => (RaftMessage)m));
 
     /// <summary>One sample of every message type, addressed from <paramref name="from"/> to <paramref name="to"/>.</summary>
     public static IReadOnlyList<RaftMessage> OneOfEach(int from, int to)
@@ -123,6 +146,8 @@ public static class MessageGenerators
             TimeoutNow.Sample(10, 1)[0],
             InstallSnapshot.Sample(10, 1)[0],
             InstallSnapshotResponse.Sample(10, 1)[0],
+            ForwardRequest.Sample(10, 1)[0],
+            ForwardResponse.Sample(10, 1)[0],
         ];
         return samples.Select(m => m with { From = from, To = to }).ToArray();
     }
@@ -144,6 +169,10 @@ public static class MessageArbitraries
     public static Arbitrary<InstallSnapshot> InstallSnapshot() => MessageGenerators.InstallSnapshot.ToArbitrary();
 
     public static Arbitrary<InstallSnapshotResponse> InstallSnapshotResponse() => MessageGenerators.InstallSnapshotResponse.ToArbitrary();
+
+    public static Arbitrary<ForwardRequest> ForwardRequest() => MessageGenerators.ForwardRequest.ToArbitrary();
+
+    public static Arbitrary<ForwardResponse> ForwardResponse() => MessageGenerators.ForwardResponse.ToArbitrary();
 
     public static Arbitrary<RaftMessage> RaftMessage() => MessageGenerators.Any.ToArbitrary();
 }

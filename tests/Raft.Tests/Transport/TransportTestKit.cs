@@ -14,6 +14,7 @@ public static class MessageAssert
 {
     private static readonly LogEntry[] NoEntries = [];
     private static readonly int[] NoMembers = [];
+    private static readonly ReadOnlyMemory<byte>[] NoCommands = [];
 
     public static void Equal(RaftMessage expected, RaftMessage actual)
     {
@@ -75,6 +76,29 @@ public static class MessageAssert
                     }
                     return true;
                 }
+            case ForwardRequest e:
+                {
+                    var a = (ForwardRequest)actual;
+                    if (e with { Commands = NoCommands } != a with { Commands = NoCommands })
+                    {
+                        difference = "scalar fields differ";
+                        return false;
+                    }
+                    if (e.Commands.Count != a.Commands.Count)
+                    {
+                        difference = $"command count {a.Commands.Count} != {e.Commands.Count}";
+                        return false;
+                    }
+                    for (int i = 0; i < e.Commands.Count; i++)
+                    {
+                        if (!e.Commands[i].Span.SequenceEqual(a.Commands[i].Span))
+                        {
+                            difference = $"command {i} differs";
+                            return false;
+                        }
+                    }
+                    return true;
+                }
             default:
                 // The other messages hold only scalars, so record equality is field-by-field.
                 if (!expected.Equals(actual))
@@ -90,6 +114,7 @@ public static class MessageAssert
     {
         AppendEntries ae => $"{ae with { Entries = NoEntries }} entries=[{string.Join(", ", ae.Entries.Select(x => $"({x.Index},{x.Term},{x.Kind},{Convert.ToHexString(x.Data.Span)})"))}]",
         InstallSnapshot s => $"{s with { Members = NoMembers, Data = default }} members=[{string.Join(",", s.Members)}] data={Convert.ToHexString(s.Data.Span)}",
+        ForwardRequest f => $"{f with { Commands = NoCommands }} commands=[{string.Join(", ", f.Commands.Select(c => Convert.ToHexString(c.Span)))}]",
         _ => m.ToString(),
     };
 }

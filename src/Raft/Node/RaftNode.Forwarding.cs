@@ -1,0 +1,317 @@
+namespace Raft;
+
+// Forwarding (RaftNodeOptions.ForwardToLeader): a follower sends its callers' commands and reads to
+// the leader over the Raft transport, one ForwardRequest per loop round and kind; the leader appends
+// the commands (or confirms a read index) and answers with a ForwardResponse. Everything here runs
+// on the event loop, except what the apply loop does with the items queued for it.
+public sealed partial class RaftNode
+{
+    // Follower side: queued this round, then sent by FlushForwards.
+    private List<Proposal> _forwardProposals = [];
+    private List<TaskCompletionSource> _forwardReads = [];
+    // Sent and not answered yet, by request id.
+    private readonly Dictionary<long, PendingForward> _forwarded = [];
+    private readonly List<long> _expiredForwards = [];
+    private long _nextForwardId;
+    // Leader side: reads asked for by followers, by this node's read id.
+    private readonly Dictionary<long, RemoteRead> _remoteReads = [];
+
+    private bool CanForward() => _options.ForwardToLeader && _core.LeaderId != 0 && _core.LeaderId != Id;
+
+    private void FlushForwards()
+    {
+        var proposals = _forwardProposals;
+        var reads = _forwardReads;
+        _forwardProposals = [];
+        _forwardReads = [];
+        if (!CanForward())
+        {
+            // The leader changed during the round: this node may lead now, or know no leader.
+            foreach (var proposal in proposals)
+                HandleProposal(proposal);
+            foreach (var read in reads)
+                HandleRead(read);
+            if (_forwardProposals.Count > 0 || _forwardReads.Count > 0)
+                FlushForwards();
+            return;
+        }
+        var leader = _core.LeaderId;
+        if (reads.Count > 0)
+            Forward(leader, new PendingForward(leader, _time.GetTimestamp(), null, reads), isRead: true, []);
+        if (proposals.Count == 0)
+            return;
+
+        // One request per MaxAppendBytes of commands, so a request fits in a transport frame as an AppendEntries does.
+        var start = 0;
+        long bytes = 0;
+        for (var i = 0; i < proposals.Count; i++)
+        {
+            bytes += proposals[i].Command.Length;
+            if (bytes >= _options.MaxAppendBytes || i == proposals.Count - 1)
+            {
+                var batch = start == 0 && i == proposals.Count - 1 ? proposals : proposals.GetRange(start, i - start + 1);
+                var commands = new ReadOnlyMemory<byte>[batch.Count];
+                for (var j = 0; j < batch.Count; j++)
+                    commands[j] = batch[j].Command;
+                Forward(leader, new PendingForward(leader, _time.GetTimestamp(), batch, null), isRead: false, commands);
+                start = i + 1;
+                bytes = 0;
+            }
+        }
+    }
+
+    private void Forward(int leader, PendingForward pending, bool isRead, ReadOnlyMemory<byte>[] commands)
+    {
+        var id = ++_nextForwardId;
+        _forwarded[id] = pending;
+        _transport.Send(new ForwardRequest(Id, leader, _core.Term, id, isRead, commands));
+    }
+
+    // Leader side: append the commands as proposals, or queue a read index for the follower.
+    private void HandleForwardRequest(ForwardRequest request)
+    {
+        if (request.To != Id || request.From == Id || !IsMember(request.From))
+        {
+            Log.Misaddressed(_logger, Id, request.To, request.From);
+            return;
+        }
+        if (request.IsRead)
+        {
+            var readId = ++_nextReadId;
+            if (_core.ReadIndex(readId))
+                _remoteReads[readId] = new RemoteRead(request.From, request.RequestId);
+            else
+                Answer(request.From, request.RequestId, ForwardStatus.NotLeader, 0, 0);
+            return;
+        }
+        var commands = request.Commands;
+        long first = 0;
+        var appended = 0;
+        var status = ForwardStatus.Accepted;
+        for (var i = 0; i < commands.Count; i++)
+        {
+            var result = _core.Propose(commands[i], out var index);
+            if (result != ProposeResult.Accepted)
+            {
+                status = result switch
+                {
+                    ProposeResult.NotLeader => ForwardStatus.NotLeader,
+                    ProposeResult.TransferInProgress => ForwardStatus.Transferring,
+                    _ => ForwardStatus.Busy,
+                };
+                Log.ProposalRefused(_logger, Id, result);
+                break;
+            }
+            if (appended++ == 0)
+                first = index;
+        }
+        if (appended > 0)
+        {
+            status = ForwardStatus.Accepted;
+            _metrics.Proposals.Add(appended);
+        }
+        // Sent now, ahead of the AppendEntries that will carry the entries: the follower learns the
+        // indexes before it can apply them.
+        Answer(request.From, request.RequestId, status, first, appended);
+    }
+
+    private void Answer(int to, long requestId, ForwardStatus status, long index, int count) =>
+        _transport.Send(new ForwardResponse(Id, to, _core.Term, requestId, status, index, count, _core.LeaderId));
+
+    private void AnswerRemoteRead(RemoteRead read, long index) =>
+        Answer(read.From, read.RequestId, ForwardStatus.Accepted, index, 0);
+
+    private void RefuseRemoteReads(int leaderId)
+    {
+        // The core dropped the pending reads with its leadership.
+        foreach (var (_, read) in _remoteReads)
+            _transport.Send(new ForwardResponse(Id, read.From, _core.Term, read.RequestId, ForwardStatus.NotLeader, 0, 0, leaderId));
+        _remoteReads.Clear();
+    }
+
+    // Follower side: the leader's answer.
+    private void HandleForwardResponse(ForwardResponse response)
+    {
+        if (!_forwarded.TryGetValue(response.RequestId, out var pending) || pending.Leader != response.From)
+            return; // Late (abandoned or expired) or not from the node asked: nothing waits for it.
+        _forwarded.Remove(response.RequestId);
+        if (pending.Reads is { } reads)
+        {
+            if (response.Status == ForwardStatus.Accepted)
+                _applyQueue.Writer.TryWrite(new ForwardedReadRelease(response.Index, reads));
+            else
+                FailAll(reads, new NotLeaderException(response.LeaderId));
+            return;
+        }
+        var proposals = pending.Proposals!;
+        var accepted = response.Status == ForwardStatus.Accepted && response.Index > 0 ? Math.Clamp(response.Count, 0, proposals.Count) : 0;
+        for (var i = 0; i < accepted; i++)
+        {
+            var proposal = proposals[i];
+            proposal.Index = response.Index + i;
+            proposal.Term = response.Term;
+            // Registered on the apply loop, which completes it when this node applies the index.
+            _applyQueue.Writer.TryWrite(proposal);
+        }
+        if (accepted == proposals.Count)
+            return;
+        Exception refusal = response.Status switch
+        {
+            ForwardStatus.NotLeader => new NotLeaderException(response.LeaderId),
+            ForwardStatus.Transferring => new RaftBusyException("A leadership transfer is under way; retry on the new leader."),
+            _ => new RaftBusyException("Too many entries are waiting to commit on the leader; retry later."),
+        };
+        for (var i = accepted; i < proposals.Count; i++)
+            proposals[i].TrySetException(refusal);
+    }
+
+    // The known leader changed: whoever was asked will not answer usefully any more.
+    private void AbandonForwards(int leaderId)
+    {
+        foreach (var (id, pending) in _forwarded)
+        {
+            if (pending.Leader != leaderId)
+                _expiredForwards.Add(id);
+        }
+        FailExpired(pending => pending.Reads is not null
+            ? new NotLeaderException(leaderId)
+            : new ProposalOutcomeUnknownException($"The outcome of the proposal is unknown: it was forwarded to node {pending.Leader}, which stopped being the known leader before it answered."));
+    }
+
+    private void ExpireForwards()
+    {
+        foreach (var (id, pending) in _forwarded)
+        {
+            if (_time.GetElapsedTime(pending.Started) >= _options.ForwardTimeout)
+                _expiredForwards.Add(id);
+        }
+        if (_expiredForwards.Count == 0)
+            return;
+        FailExpired(pending => pending.Reads is not null
+            ? new NotLeaderException($"The read was forwarded to node {pending.Leader}, which did not answer within {_options.ForwardTimeout.TotalSeconds:0.###} s (ForwardTimeout).")
+            : new ProposalOutcomeUnknownException($"The outcome of the proposal is unknown: it was forwarded to node {pending.Leader}, which did not answer within {_options.ForwardTimeout.TotalSeconds:0.###} s (ForwardTimeout)."));
+    }
+
+    private void FailExpired(Func<PendingForward, Exception> error)
+    {
+        foreach (var id in _expiredForwards)
+        {
+            if (_forwarded.Remove(id, out var pending))
+                pending.Fail(error(pending));
+        }
+        _expiredForwards.Clear();
+    }
+
+    private void FailForwards(Exception error)
+    {
+        foreach (var proposal in _forwardProposals)
+            proposal.TrySetException(error);
+        _forwardProposals.Clear();
+        FailAll(_forwardReads, error);
+        _forwardReads.Clear();
+        foreach (var (_, pending) in _forwarded)
+            pending.Fail(error);
+        _forwarded.Clear();
+    }
+
+    private bool IsMember(int id)
+    {
+        var members = _core.Members;
+        for (var i = 0; i < members.Count; i++)
+        {
+            if (members[i] == id)
+                return true;
+        }
+        return false;
+    }
+
+    private static void FailAll(List<TaskCompletionSource> completions, Exception error)
+    {
+        foreach (var completion in completions)
+            completion.TrySetException(error);
+    }
+
+    // ------------------------------------------------------------------ apply loop side
+
+    // Completes every proposal chained at one index: the one appended in the applied entry's term
+    // gets the result; any other was appended in another term and lost its entry.
+    private static void Resolve(Proposal proposal, long appliedTerm, object? result)
+    {
+        for (Proposal? p = proposal; p is not null;)
+        {
+            var next = p.NextAtIndex; // read before completing: a completed proposal may be reused at once
+            p.NextAtIndex = null;
+            if (p.Term == appliedTerm)
+                p.TrySetResult(result);
+            else
+                p.TrySetException(new ProposalDroppedException());
+            p = next;
+        }
+    }
+
+    private static void CompleteChain(Proposal proposal, Action<Proposal, Exception> complete, Exception error)
+    {
+        for (Proposal? p = proposal; p is not null;)
+        {
+            var next = p.NextAtIndex;
+            p.NextAtIndex = null;
+            complete(p, error);
+            p = next;
+        }
+    }
+
+    private void ReleaseForwardedReads(List<ForwardedReadRelease> waitingReads)
+    {
+        if (waitingReads.Count == 0)
+            return;
+        var applied = Interlocked.Read(ref _appliedIndex);
+        var kept = 0;
+        for (var i = 0; i < waitingReads.Count; i++)
+        {
+            var read = waitingReads[i];
+            if (read.Index <= applied)
+                read.Complete();
+            else
+                waitingReads[kept++] = read;
+        }
+        waitingReads.RemoveRange(kept, waitingReads.Count - kept);
+    }
+
+    private sealed record RemoteRead(int From, long RequestId);
+
+    private sealed class PendingForward(int leader, long started, List<Proposal>? proposals, List<TaskCompletionSource>? reads)
+    {
+        public int Leader { get; } = leader;
+
+        public long Started { get; } = started;
+
+        public List<Proposal>? Proposals { get; } = proposals;
+
+        public List<TaskCompletionSource>? Reads { get; } = reads;
+
+        public void Fail(Exception error)
+        {
+            if (Proposals is not null)
+            {
+                foreach (var proposal in Proposals)
+                    proposal.TrySetException(error);
+            }
+            if (Reads is not null)
+                FailAll(Reads, error);
+        }
+    }
+
+    // A forwarded read with its read index: released once this node has applied that far.
+    private sealed class ForwardedReadRelease(long index, List<TaskCompletionSource> completions)
+    {
+        public long Index { get; } = index;
+
+        public void Complete()
+        {
+            foreach (var completion in completions)
+                completion.TrySetResult();
+        }
+
+        public void Fail(Exception error) => FailAll(completions, error);
+    }
+}
