@@ -28,6 +28,7 @@ public sealed class SimulatedCluster
     private readonly HashSet<(int From, int To)> _cut = [];
     private readonly bool _preVote;
     private readonly bool _pipelined;
+    private readonly bool _eagerCommit;
     private readonly bool _checkQuorum;
     private readonly int _maxInflight;
     private readonly long _maxAppendBytes;
@@ -70,6 +71,7 @@ public sealed class SimulatedCluster
         _preVote = options.PreVote ?? (options.Seed & 1) == 0;
         _checkQuorum = options.CheckQuorum ?? (options.Seed & 2) == 0;
         _pipelined = options.PipelinedWrites ?? (options.Seed & 4) == 0;
+        _eagerCommit = options.EagerCommitPropagation ?? (options.Seed & 8) != 0;
         // Flow-control settings vary by seed: one entry per message exposes different schedules than big batches.
         _maxInflight = new[] { 1, 4, 64 }[_random.Next(3)];
         _maxAppendBytes = new[] { 1L, 256L, 1L << 16 }[_random.Next(3)];
@@ -631,6 +633,7 @@ public sealed class SimulatedCluster
         MaxSnapshotChunkBytes = _snapshotChunkBytes,
         PreVote = _preVote,
         CheckQuorum = _checkQuorum,
+        EagerCommitPropagation = _eagerCommit,
         Random = new Random(_random.Next()),
 #if RAFT_MUTANTS
         Mutations = _options.Mutations,

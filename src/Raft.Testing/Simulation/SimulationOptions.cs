@@ -52,6 +52,9 @@ public sealed class SimulationOptions
     /// </summary>
     public bool? PipelinedWrites { get; init; }
 
+    /// <summary>Whether leaders propagate commits at once (<see cref="RaftOptions.EagerCommitPropagation"/>); null lets the seed decide. The default is null.</summary>
+    public bool? EagerCommitPropagation { get; init; }
+
 #if RAFT_MUTANTS
     /// <summary>Deliberate bugs for the nodes (mutant build only).</summary>
     public Mutation Mutations { get; init; }

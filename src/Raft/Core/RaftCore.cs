@@ -1081,7 +1081,10 @@ public sealed class RaftCore
         _log.CommitTo(index);
         // Followers learn the new commit index from the next AppendEntries (under load, within a
         // batch); only those that have not heard it by the next tick get a heartbeat for it, which
-        // saves an extra message and acknowledgement per follower for every commit.
+        // saves an extra message and acknowledgement per follower for every commit. Eager
+        // propagation sends it this round instead.
+        if (_options.EagerCommitPropagation)
+            _commitBroadcastPending = true;
         if (!wasCommittedInTerm && _readsAwaitingCommit.Count > 0)
         {
             foreach (var id in _readsAwaitingCommit)

@@ -68,7 +68,9 @@ public sealed class RaftNodeOptions
     /// completes when this node applies it, with this node's state machine's result; a forwarded read
     /// completes when this node has applied the leader's read index, so reading the local state
     /// machine then is linearizable. With no leader known, calls still fail with
-    /// <see cref="NotLeaderException"/>. The default is false.
+    /// <see cref="NotLeaderException"/>. A leader with this setting also tells its followers of each
+    /// commit at once (<see cref="RaftOptions.EagerCommitPropagation"/>), so set it on every member.
+    /// The default is false.
     /// </summary>
     public bool ForwardToLeader { get; init; }
 
@@ -156,6 +158,8 @@ public sealed class RaftNodeOptions
             MaxSnapshotChunkBytes = MaxSnapshotChunkBytes,
             PreVote = PreVote,
             CheckQuorum = CheckQuorum,
+            // Forwarded work completes on the follower: it should not wait a tick to learn of a commit.
+            EagerCommitPropagation = ForwardToLeader,
             Random = Random,
         };
         options.Validate();

@@ -18,7 +18,8 @@ internal static class CoreHarness
         int heartbeat = 2,
         int maxInflight = 64,
         long maxAppendBytes = 1 << 20,
-        int maxUncommitted = 1_000_000) =>
+        int maxUncommitted = 1_000_000,
+        bool eagerCommit = false) =>
         new()
         {
             NodeId = id,
@@ -31,6 +32,7 @@ internal static class CoreHarness
             MaxUncommittedEntries = maxUncommitted,
             PreVote = preVote,
             CheckQuorum = checkQuorum,
+            EagerCommitPropagation = eagerCommit,
             Random = new Random(seed * 7919 + id),
         };
 

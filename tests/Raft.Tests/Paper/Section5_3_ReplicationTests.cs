@@ -206,6 +206,26 @@ public sealed class Section5_3_ReplicationTests
         Assert.All(beats, b => Assert.Equal(index, b.LeaderCommit));
     }
 
+    // EagerCommitPropagation (for work that completes on followers: forwarding): the commit goes out
+    // in the same round, as an empty AppendEntries to each follower that was not told yet.
+    [Fact]
+    public void WithEagerCommitPropagation_ANewCommitIndex_GoesToEveryFollowerAtOnce()
+    {
+        var leader = SteadyLeader(Options(1, Ids(3), eagerCommit: true));
+        leader.Tick(leader.Options.HeartbeatTicks);
+        var index = leader.Propose("x");
+        leader.Drain();
+
+        var beats = leader.Step(Ack(2, index)).Of<AppendEntries>().ToArray();
+
+        Assert.Equal(index, leader.Core.CommitIndex);
+        Assert.Equal([2, 3], beats.Select(b => b.To).Order());
+        Assert.All(beats, b => Assert.Equal(index, b.LeaderCommit));
+        Assert.All(beats, b => Assert.Empty(b.Entries));
+        // Told already: the next tick (before the heartbeat interval) sends nothing more.
+        Assert.Empty(leader.Tick(1).Of<AppendEntries>());
+    }
+
     [Fact]
     public void NewCommitIndex_CarriedByTheNextAppend_NeedsNoHeartbeat()
     {
