@@ -12,9 +12,14 @@ public sealed partial class RaftNode
     // Sent and not answered yet, by request id.
     private readonly Dictionary<long, PendingForward> _forwarded = [];
     private readonly List<long> _expiredForwards = [];
-    private long _nextForwardId;
+    // Request ids start at a random point, so that a restarted follower's ids do not repeat the
+    // ones its leader saw before the restart (see _recentForwards).
+    private long _nextForwardId = Random.Shared.NextInt64(1, 1L << 62);
     // Leader side: reads asked for by followers, by this node's read id.
     private readonly Dictionary<long, RemoteRead> _remoteReads = [];
+    // Leader side: the latest request ids seen per follower. A transport may deliver a message
+    // twice; appending a forwarded batch twice would apply its commands twice.
+    private readonly Dictionary<int, RecentIds> _recentForwards = [];
 
     private bool CanForward() => _options.ForwardToLeader && _core.LeaderId != 0 && _core.LeaderId != Id;
 
@@ -75,6 +80,10 @@ public sealed partial class RaftNode
             Log.Misaddressed(_logger, Id, request.To, request.From);
             return;
         }
+        if (!_recentForwards.TryGetValue(request.From, out var recent))
+            _recentForwards[request.From] = recent = new RecentIds(RecentIdsPerFollower);
+        if (!recent.Add(request.RequestId))
+            return; // A duplicate: the first copy was handled and answered.
         if (request.IsRead)
         {
             var readId = ++_nextReadId;
@@ -277,7 +286,26 @@ public sealed partial class RaftNode
         waitingReads.RemoveRange(kept, waitingReads.Count - kept);
     }
 
+    private const int RecentIdsPerFollower = 4096;
+
     private sealed record RemoteRead(int From, long RequestId);
+
+    // A bounded set of the most recent ids: the oldest is forgotten when a new one does not fit.
+    private sealed class RecentIds(int capacity)
+    {
+        private readonly HashSet<long> _ids = new(capacity);
+        private readonly Queue<long> _order = new(capacity);
+
+        public bool Add(long id)
+        {
+            if (!_ids.Add(id))
+                return false;
+            _order.Enqueue(id);
+            if (_order.Count > capacity)
+                _ids.Remove(_order.Dequeue());
+            return true;
+        }
+    }
 
     private sealed class PendingForward(int leader, long started, List<Proposal>? proposals, List<TaskCompletionSource>? reads)
     {

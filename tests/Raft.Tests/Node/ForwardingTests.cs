@@ -72,6 +72,23 @@ public sealed class ForwardingTests
     }
 
     [Fact]
+    public async Task AForwardedBatchDeliveredTwice_IsAppendedOnce()
+    {
+        await using var cluster = await NodeCluster.StartAsync(forwardToLeader: true);
+        var leader = await cluster.LeaderAsync();
+        var follower = cluster.Followers(leader).First();
+        cluster.Network.SetLoss(dropRate: 0, duplicateRate: 1); // every message arrives twice
+
+        var results = await cluster.RunAsync(Task.WhenAll(follower.ProposeAsync(Command("a")).AsTask(), follower.ProposeAsync(Command("b")).AsTask()), "two forwarded proposals");
+        await cluster.RunAsync(leader.ProposeAsync(Command("c")), "a later proposal on the leader");
+        await cluster.RunUntilAsync(() => cluster.Machines.Values.All(m => m.Commands.Length >= 3), "every node to apply three commands");
+        await cluster.AdvanceAsync(TimeSpan.FromSeconds(1));
+
+        Assert.Equal([1L, 2L], results.Select(r => (long)r!).Order());
+        Assert.All(cluster.Machines.Values, m => Assert.Equal(["a", "b", "c"], m.Commands.Order()));
+    }
+
+    [Fact]
     public async Task AForwardedProposalTheLeaderNeverAnswers_FailsAsOutcomeUnknown_AfterTheTimeout()
     {
         await using var cluster = await NodeCluster.StartAsync(forwardToLeader: true, forwardTimeout: TimeSpan.FromSeconds(1));
