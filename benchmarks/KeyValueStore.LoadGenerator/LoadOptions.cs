@@ -55,6 +55,9 @@ internal sealed class LoadOptions
 
     public bool KeepData { get; private set; }
 
+    /// <summary>Whether each client uses its own minimal HTTP/1.1 connection (<c>--client raw</c>, the default) rather than the shared <see cref="HttpClient"/>.</summary>
+    public bool RawClient { get; private set; } = true;
+
     /// <summary>The started nodes' <c>--forward</c> mode (raft or http); null: the sample's default.</summary>
     public string? Forward { get; private set; }
 
@@ -81,6 +84,9 @@ internal sealed class LoadOptions
                               of starting one.
           --keep-data         Keep the started nodes' data and logs (default: deleted at the end).
           --forward MODE      The started nodes' --forward: raft (the sample's default) or http.
+          --client KIND       raw (default): each client sends its requests over its own minimal
+                              HTTP/1.1 keep-alive connection, which costs the generator less CPU;
+                              httpclient: one shared HttpClient, as an application would.
           -h, --help          This text.
 
         Options can also be written --name=value. Exit code: 0 ok; 1 the run failed (no leader, a node
@@ -156,6 +162,14 @@ internal sealed class LoadOptions
                     if (inline is not null)
                         throw new FormatException("--keep-data takes no value.");
                     options.KeepData = true;
+                    break;
+                case "--client":
+                    options.RawClient = Value() switch
+                    {
+                        "raw" => true,
+                        "httpclient" => false,
+                        var other => throw new FormatException($"--client '{other}': use raw or httpclient."),
+                    };
                     break;
                 case "--forward":
                     options.Forward = Value() switch

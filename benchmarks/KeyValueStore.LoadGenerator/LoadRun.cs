@@ -63,7 +63,7 @@ internal static class LoadRun
                 header.Add($"Cluster: already running, HTTP {string.Join(", ", urls)}");
             }
             header.Add($"Load: {options.Keys} keys, {options.ValueBytes} B values, {options.Warmup.TotalSeconds:0.#} s warm-up and {options.Duration.TotalSeconds:0.#} s measured per workload, "
-                + $"{options.Rounds} round(s), seed {options.Seed}, clients pinned to node (client % {urls.Count})");
+                + $"{options.Rounds} round(s), seed {options.Seed}, clients pinned to node (client % {urls.Count}), {(options.RawClient ? "one minimal HTTP/1.1 keep-alive connection per client (--client raw)" : "one shared HttpClient (--client httpclient)")}");
             Console.WriteLine(header[^2]);
             Console.WriteLine(header[^1]);
 
@@ -91,7 +91,7 @@ internal static class LoadRun
                 {
                     Console.WriteLine($"Workload {spec.Name}, round {round}: {spec.Clients} clients, {spec.WritePercent} % writes, "
                         + $"{options.Warmup.TotalSeconds:0.#} s warm-up + {options.Duration.TotalSeconds:0.#} s measured...");
-                    var result = await WorkloadRunner.RunAsync(target, spec, round, options.Warmup, options.Duration, seeds.Next(), monitor, local);
+                    var result = await WorkloadRunner.RunAsync(target, spec, round, options.Warmup, options.Duration, seeds.Next(), monitor, local, options.RawClient);
                     results.Add(result);
                     Console.WriteLine(Report.WorkloadLine(result));
                     if (CheckExited(local, problems))

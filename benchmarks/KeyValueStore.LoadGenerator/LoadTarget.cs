@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 
 namespace Raft.Benchmarks.LoadGenerator;
 
@@ -72,7 +73,10 @@ internal sealed class LoadTarget : IDisposable
     /// <see cref="Tracker"/>: acknowledged (with its send and acknowledgement times), or of unknown
     /// outcome (any error but 503 or a failed connect).
     /// </summary>
-    public async Task<(Outcome Outcome, string? Error, long Start, long End)> PutAsync(int node, int key)
+    /// <param name="node">The node's position in <see cref="Nodes"/>.</param>
+    /// <param name="key">The key's number.</param>
+    /// <param name="connection">The client's own connection to <paramref name="node"/> (<c>--client raw</c>), or null for the shared <see cref="Http"/> client.</param>
+    public async Task<(Outcome Outcome, string? Error, long Start, long End)> PutAsync(int node, int key, RawHttpConnection? connection = null)
     {
         var id = Interlocked.Increment(ref _lastWriteId);
         var body = Values.Create(id);
@@ -80,11 +84,20 @@ internal sealed class LoadTarget : IDisposable
         (Outcome, string?) result;
         try
         {
-            using var request = new HttpRequestMessage(HttpMethod.Put, _keyUris[node][key]) { Content = new ByteArrayContent(body) };
-            using var response = await Http.SendAsync(request, HttpCompletionOption.ResponseContentRead);
-            result = response.StatusCode == HttpStatusCode.NoContent ? (Outcome.Ok, null) : FromStatus(response.StatusCode);
+            HttpStatusCode status;
+            if (connection is not null)
+            {
+                status = (HttpStatusCode)(await connection.SendAsync("PUT", KeyPath(key), body)).Status;
+            }
+            else
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Put, _keyUris[node][key]) { Content = new ByteArrayContent(body) };
+                using var response = await Http.SendAsync(request, HttpCompletionOption.ResponseContentRead);
+                status = response.StatusCode;
+            }
+            result = status == HttpStatusCode.NoContent ? (Outcome.Ok, null) : FromStatus(status);
         }
-        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException or TimeoutException or SocketException)
         {
             result = FromException(ex);
         }
@@ -102,12 +115,26 @@ internal sealed class LoadTarget : IDisposable
     }
 
     /// <summary><c>GET /kv/{key}</c> on <paramref name="node"/> (a linearizable read on the leader).</summary>
-    public async Task<(Outcome Outcome, string? Error, long Start, long End)> GetAsync(int node, int key)
+    /// <param name="node">The node's position in <see cref="Nodes"/>.</param>
+    /// <param name="key">The key's number.</param>
+    /// <param name="connection">The client's own connection to <paramref name="node"/> (<c>--client raw</c>), or null for the shared <see cref="Http"/> client.</param>
+    public async Task<(Outcome Outcome, string? Error, long Start, long End)> GetAsync(int node, int key, RawHttpConnection? connection = null)
     {
         var start = Stopwatch.GetTimestamp();
         (Outcome, string?) result;
         try
         {
+            if (connection is not null)
+            {
+                var (status, length) = await connection.SendAsync("GET", KeyPath(key), ReadOnlyMemory<byte>.Empty);
+                result = status switch
+                {
+                    (int)HttpStatusCode.OK => length != Values.Size ? (Outcome.Failed, "GET value of wrong size") : (Outcome.Ok, null),
+                    (int)HttpStatusCode.NotFound => (Outcome.NotFound, null),
+                    _ => FromStatus((HttpStatusCode)status),
+                };
+                return (result.Item1, result.Item2, start, Stopwatch.GetTimestamp());
+            }
             using var request = new HttpRequestMessage(HttpMethod.Get, _keyUris[node][key]);
             using var response = await Http.SendAsync(request, HttpCompletionOption.ResponseContentRead);
             switch (response.StatusCode)
@@ -126,7 +153,7 @@ internal sealed class LoadTarget : IDisposable
                     break;
             }
         }
-        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException or TimeoutException or SocketException)
         {
             result = FromException(ex);
         }
@@ -141,7 +168,8 @@ internal sealed class LoadTarget : IDisposable
 
     private static (Outcome, string?) FromException(Exception ex) => ex switch
     {
-        TaskCanceledException => (Outcome.Failed, "timeout"),
+        TaskCanceledException or TimeoutException => (Outcome.Failed, "timeout"),
+        SocketException => (Outcome.Unavailable, "connect failed"), // the raw client: nothing was sent
         HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError } => (Outcome.Unavailable, "connect failed"),
         _ => (Outcome.Failed, "connection error"),
     };

@@ -50,7 +50,7 @@ internal static class WorkloadRunner
 {
     private static readonly double NanosecondsPerTick = 1e9 / Stopwatch.Frequency;
 
-    public static async Task<WorkloadResult> RunAsync(LoadTarget target, WorkloadSpec spec, int round, TimeSpan warmup, TimeSpan duration, int seed, LeaderMonitor monitor, LocalCluster? local)
+    public static async Task<WorkloadResult> RunAsync(LoadTarget target, WorkloadSpec spec, int round, TimeSpan warmup, TimeSpan duration, int seed, LeaderMonitor monitor, LocalCluster? local, bool rawClient)
     {
         var random = new Random(seed);
         var clientSeeds = Enumerable.Range(0, spec.Clients).Select(_ => random.Next()).ToArray();
@@ -58,7 +58,7 @@ internal static class WorkloadRunner
         var windowStart = start + Ticks(warmup);
         var windowEnd = windowStart + Ticks(duration);
         var clients = Enumerable.Range(0, spec.Clients)
-            .Select(c => Task.Run(() => ClientAsync(target, c % target.Nodes.Count, new Random(clientSeeds[c]), spec.WritePercent, windowStart, windowEnd)))
+            .Select(c => Task.Run(() => ClientAsync(target, c % target.Nodes.Count, new Random(clientSeeds[c]), spec.WritePercent, windowStart, windowEnd, rawClient)))
             .ToArray();
         var cpu = Task.Run(async () =>
         {
@@ -80,14 +80,15 @@ internal static class WorkloadRunner
             await Task.Delay(TimeSpan.FromSeconds(wait / (double)Stopwatch.Frequency));
     }
 
-    private static async Task<OperationStats> ClientAsync(LoadTarget target, int node, Random random, int writePercent, long windowStart, long windowEnd)
+    private static async Task<OperationStats> ClientAsync(LoadTarget target, int node, Random random, int writePercent, long windowStart, long windowEnd, bool rawClient)
     {
         var stats = new OperationStats();
+        using var connection = rawClient ? new RawHttpConnection(target.Nodes[node], LoadTarget.RequestTimeout) : null;
         while (Stopwatch.GetTimestamp() < windowEnd)
         {
             var key = random.Next(target.KeyCount);
             var write = random.Next(100) < writePercent;
-            var (outcome, error, start, end) = write ? await target.PutAsync(node, key) : await target.GetAsync(node, key);
+            var (outcome, error, start, end) = write ? await target.PutAsync(node, key, connection) : await target.GetAsync(node, key, connection);
             if (end < windowStart || end >= windowEnd)
                 continue;
             switch (outcome)

@@ -99,8 +99,10 @@ internal sealed class KvApi
                 return;
             if (_node.StateMachine.TryGet(key, out var value))
             {
+                var bytes = StrictUtf8.GetBytes(value!);
                 context.Response.ContentType = "text/plain; charset=utf-8";
-                await context.Response.Body.WriteAsync(StrictUtf8.GetBytes(value!), context.RequestAborted);
+                context.Response.ContentLength = bytes.Length; // one write, no chunked framing
+                await context.Response.Body.WriteAsync(bytes, context.RequestAborted);
             }
             else
             {
