@@ -869,7 +869,8 @@ public sealed class RaftCore
                 var sent = false;
                 while (SendAppend(pr, sendIfEmpty: false))
                     sent = true;
-                if (!sent && _commitBroadcastPending)
+                // Not again to a follower told of this commit already (by a read's heartbeat this round).
+                if (!sent && _commitBroadcastPending && pr.CommitSent < _log.Committed)
                     SendHeartbeat(pr);
             }
             _broadcastPending = false;

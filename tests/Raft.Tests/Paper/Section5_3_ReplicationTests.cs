@@ -227,6 +227,22 @@ public sealed class Section5_3_ReplicationTests
     }
 
     [Fact]
+    public void WithEagerCommitPropagation_AReadRoundThatCarriesTheCommit_SendsOneMessagePerFollower()
+    {
+        var leader = SteadyLeader(Options(1, Ids(3), eagerCommit: true));
+        leader.Tick(leader.Options.HeartbeatTicks);
+        var index = leader.Propose("x");
+        leader.Drain();
+        Assert.True(leader.Core.ReadIndex(requestId: 7));
+
+        var sent = leader.Step(Ack(2, index)).Of<AppendEntries>().ToArray();
+
+        Assert.Equal(index, leader.Core.CommitIndex);
+        Assert.Equal([2, 3], sent.Select(b => b.To).Order());
+        Assert.All(sent, b => Assert.Equal(index, b.LeaderCommit));
+    }
+
+    [Fact]
     public void NewCommitIndex_CarriedByTheNextAppend_NeedsNoHeartbeat()
     {
         var leader = SteadyLeader(size: 3);
