@@ -159,8 +159,8 @@ public sealed partial class RaftNode
             var proposal = proposals[i];
             proposal.Index = response.Index + i;
             proposal.Term = response.Term;
-            // Registered on the apply loop, which completes it when this node applies the index.
-            _applyQueue.Writer.TryWrite(proposal);
+            // Registered with the apply loop, which completes it when this node applies the index.
+            _registrations.Enqueue(proposal);
         }
         if (accepted == proposals.Count)
             return;

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -51,6 +52,10 @@ public sealed partial class RaftNode : IAsyncDisposable
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Dictionary<long, TaskCompletionSource> _pendingReads = [];
     private readonly ProposalPool _proposals = new(4096);
+    // Accepted proposals, from the event loop to the apply loop, which takes them in before it applies
+    // the next batch. Not through _applyQueue: that would wake the apply loop once per round for
+    // nothing. Every batch that holds a proposal's entry is queued after the proposal is enqueued here.
+    private readonly ConcurrentQueue<Proposal> _registrations = new();
     private long _nextReadId;
     private int _pendingTicks;
     private ITimer? _timer;
@@ -444,8 +449,8 @@ public sealed partial class RaftNode : IAsyncDisposable
                 proposal.Index = index;
                 proposal.Term = _core.Term;
                 _metrics.Proposals.Add(1);
-                // Registered on the apply loop before any Ready can hand out the entry as committed.
-                _applyQueue.Writer.TryWrite(proposal);
+                // Registered with the apply loop before any Ready can hand out the entry as committed.
+                _registrations.Enqueue(proposal);
                 break;
             case ProposeResult.NotLeader when CanForward():
                 _forwardProposals.Add(proposal);
@@ -697,21 +702,6 @@ public sealed partial class RaftNode : IAsyncDisposable
                 {
                     switch (item)
                     {
-                        case Proposal proposal:
-                            if (proposal.Index <= Interlocked.Read(ref _appliedIndex))
-                            {
-                                // Only a forwarded proposal: the leader's answer came after this node had
-                                // applied the index (or a snapshot covered it), so its entry went unseen.
-                                proposal.TrySetException(new ProposalOutcomeUnknownException(
-                                    $"The outcome of the proposal is unknown: node {Id} had applied index {proposal.Index} before it learned that the leader appended the proposal there."));
-                                break;
-                            }
-                            // Another proposal may wait at the same index (this node proposed there before,
-                            // in an older term, and lost the entry): both wait, the applied term decides.
-                            if (waiting.Remove(proposal.Index, out var older))
-                                proposal.NextAtIndex = older;
-                            waiting[proposal.Index] = proposal;
-                            break;
                         case ForwardedReadRelease forwardedRead:
                             if (Interlocked.Read(ref _appliedIndex) >= forwardedRead.Index)
                                 forwardedRead.Complete();
@@ -719,11 +709,13 @@ public sealed partial class RaftNode : IAsyncDisposable
                                 waitingReads.Add(forwardedRead);
                             break;
                         case ApplyBatch batch:
+                            TakeRegistrations(waiting);
                             await ApplyBatchAsync(batch.Entries, waiting, token).ConfigureAwait(false);
                             ReleaseForwardedReads(waitingReads);
                             await MaybeTakeSnapshotAsync(token).ConfigureAwait(false);
                             break;
                         case RestoreRequest restore:
+                            TakeRegistrations(waiting);
                             await RestoreAsync(restore.Snapshot, waiting, token).ConfigureAwait(false);
                             ReleaseForwardedReads(waitingReads);
                             break;
@@ -752,12 +744,34 @@ public sealed partial class RaftNode : IAsyncDisposable
             Fail(ex);
         }
         var disposed = new ObjectDisposedException(nameof(RaftNode), $"Node {Id} was disposed before the command was applied.");
+        TakeRegistrations(waiting);
         foreach (var (_, proposal) in waiting)
             CompleteChain(proposal, static (p, error) => p.TrySetException(error), disposed);
         foreach (var read in waitingReads)
             read.Fail(disposed);
         foreach (var transfer in transfers)
             transfer.Completion.TrySetException(disposed);
+    }
+
+    // Apply loop: takes in the proposals registered since the last batch.
+    private void TakeRegistrations(Dictionary<long, Proposal> waiting)
+    {
+        while (_registrations.TryDequeue(out var proposal))
+        {
+            if (proposal.Index <= Interlocked.Read(ref _appliedIndex))
+            {
+                // Only a forwarded proposal: the leader's answer came after this node had applied
+                // the index (or a snapshot covered it), so its entry went unseen.
+                proposal.TrySetException(new ProposalOutcomeUnknownException(
+                    $"The outcome of the proposal is unknown: node {Id} had applied index {proposal.Index} before it learned that the leader appended the proposal there."));
+                continue;
+            }
+            // Another proposal may wait at the same index (this node proposed there before, in an
+            // older term, and lost the entry): both wait, the applied term decides.
+            if (waiting.Remove(proposal.Index, out var older))
+                proposal.NextAtIndex = older;
+            waiting[proposal.Index] = proposal;
+        }
     }
 
     private async Task RestoreAsync(SnapshotMetadata snapshot, Dictionary<long, Proposal> waiting, CancellationToken token)
