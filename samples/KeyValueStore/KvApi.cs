@@ -199,7 +199,7 @@ internal sealed class KvApi
 
     // ------------------------------------------------------------------ leader routing
 
-    /// <summary>Runs <paramref name="local"/> when this node is the leader; otherwise forwards the request to the leader, or answers 503.</summary>
+    /// <summary>Runs <paramref name="local"/> on this node (with <see cref="ForwardMode.Raft"/>, where the library forwards from a follower), or, with <see cref="ForwardMode.Http"/>, when this node is the leader; otherwise forwards the request to the leader over HTTP, or answers 503.</summary>
     /// <param name="local">Serves the request; throws <see cref="NotLeaderException"/> only when nothing was submitted.</param>
     private async Task OnLeaderAsync(HttpContext context, bool isRead, byte[]? body, Func<Task> local)
     {
