@@ -36,9 +36,7 @@ public sealed partial class RaftNode
                 HandleProposal(proposal);
             foreach (var read in reads)
                 HandleRead(read);
-            if (_forwardProposals.Count > 0 || _forwardReads.Count > 0)
-                FlushForwards();
-            return;
+            return; // CanForward() is still false: nothing was queued for forwarding again.
         }
         var leader = _core.LeaderId;
         if (reads.Count > 0)
@@ -130,11 +128,11 @@ public sealed partial class RaftNode
     private void AnswerRemoteRead(RemoteRead read, long index) =>
         Answer(read.From, read.RequestId, ForwardStatus.Accepted, index, 0);
 
-    private void RefuseRemoteReads(int leaderId)
+    private void RefuseRemoteReads()
     {
-        // The core dropped the pending reads with its leadership.
+        // The core dropped the pending reads with its leadership (the answer names the leader it knows now).
         foreach (var (_, read) in _remoteReads)
-            _transport.Send(new ForwardResponse(Id, read.From, _core.Term, read.RequestId, ForwardStatus.NotLeader, 0, 0, leaderId));
+            Answer(read.From, read.RequestId, ForwardStatus.NotLeader, 0, 0);
         _remoteReads.Clear();
     }
 
@@ -258,13 +256,13 @@ public sealed partial class RaftNode
         }
     }
 
-    private static void CompleteChain(Proposal proposal, Action<Proposal, Exception> complete, Exception error)
+    private static void FailChain(Proposal proposal, Exception error)
     {
         for (Proposal? p = proposal; p is not null;)
         {
             var next = p.NextAtIndex;
             p.NextAtIndex = null;
-            complete(p, error);
+            p.TrySetException(error);
             p = next;
         }
     }

@@ -653,7 +653,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             _pendingReads.Clear();
         }
         if (soft.Role != RaftRole.Leader && _remoteReads.Count > 0)
-            RefuseRemoteReads(soft.LeaderId);
+            RefuseRemoteReads();
         if (_forwarded.Count > 0)
             AbandonForwards(soft.LeaderId);
         if (soft.LeaderId != 0 && _leaderWaiters.Count > 0)
@@ -746,7 +746,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         var disposed = new ObjectDisposedException(nameof(RaftNode), $"Node {Id} was disposed before the command was applied.");
         TakeRegistrations(waiting);
         foreach (var (_, proposal) in waiting)
-            CompleteChain(proposal, static (p, error) => p.TrySetException(error), disposed);
+            FailChain(proposal, disposed);
         foreach (var read in waitingReads)
             read.Fail(disposed);
         foreach (var transfer in transfers)
@@ -782,7 +782,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         foreach (var index in waiting.Keys.Where(i => i <= snapshot.Index).ToList())
         {
             waiting.Remove(index, out var proposal);
-            CompleteChain(proposal!, static (p, error) => p.TrySetException(error), new ProposalOutcomeUnknownException());
+            FailChain(proposal!, new ProposalOutcomeUnknownException());
         }
         _lastAppliedTerm = snapshot.Term;
         _lastSnapshotIndex = snapshot.Index;
