@@ -20,7 +20,22 @@ public enum Mutation
     /// <summary>Do not persist the vote: the hard state handed to the host omits it (breaks Raft §5.2 across restarts).</summary>
     ForgetVote = 4,
 
-    /// <summary>The simulated host sends acknowledgements and votes before its write is durable (breaks DESIGN.md §4's ordering).</summary>
+    /// <summary>The host (<c>RaftNode</c>) sends acknowledgements and votes (<c>MessagesAfterPersist</c>) before its write is durable, on both the in-place and the pipelined path (breaks DESIGN.md §4's ordering).</summary>
     AckBeforePersist = 8,
+
+    /// <summary>The commit hint saved with the hard state is the commit index itself, not capped at what is durable (the bug the core's <c>DurableCommitHint</c> comment describes).</summary>
+    CommitHintNotDurable = 16,
+
+    /// <summary>The core releases a ReadIndex read at once with its commit index, without the heartbeat round that confirms it still leads (a stale leader serves stale reads).</summary>
+    ReadWithoutQuorum = 32,
+
+    /// <summary><c>RaftNode.ReadBarrierAsync</c> on the leader completes at once: no heartbeat round, no wait for apply.</summary>
+    ReadBarrierAtOnce = 64,
+
+    /// <summary><c>RaftNode</c> releases a confirmed read without waiting until its read index is applied.</summary>
+    ReadBeforeApply = 128,
+
+    /// <summary><c>FileLogStore</c> never fsyncs (its data may be lost on power failure while the store claims durability).</summary>
+    FileLogNoFsync = 256,
 }
 #endif
