@@ -103,3 +103,22 @@ public sealed class ProposalOutcomeUnknownException : RaftException
     /// <param name="innerException">The cause.</param>
     public ProposalOutcomeUnknownException(string message, Exception innerException) : base(message, innerException) { }
 }
+
+/// <summary>
+/// The leader's state machine refused the command before it was replicated
+/// (<see cref="ICommandValidator"/>). Nothing was appended; retrying the same bytes fails the same way.
+/// </summary>
+public sealed class InvalidCommandException : RaftException
+{
+    /// <summary>Creates the exception.</summary>
+    public InvalidCommandException() : base("The state machine refused the command.") { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What happened.</param>
+    public InvalidCommandException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="innerException">The cause.</param>
+    public InvalidCommandException(string message, Exception innerException) : base(message, innerException) { }
+}

@@ -44,6 +44,17 @@ public sealed class TcpTransportOptions
     public required string ClusterId { get; init; }
 
     /// <summary>
+    /// A secret shared by every node of the cluster (at least 16 bytes; 32 random bytes are
+    /// recommended). When set, both ends of every connection prove that they hold it with an
+    /// HMAC-SHA256 challenge-response bound to the preface (cluster id and both node ids), so a
+    /// peer without the secret cannot connect, nor claim another node's id. The secret itself never
+    /// crosses the wire. The default (null) authenticates nothing: anyone who can reach the port and
+    /// knows the cluster id can speak for any member. Use this, mutual TLS with
+    /// the node id bound to the peer certificate, or both.
+    /// </summary>
+    public byte[]? ClusterSecret { get; init; }
+
+    /// <summary>
     /// The largest frame payload sent or accepted, in bytes. A peer announcing a larger frame is
     /// disconnected before the payload is read; a local message that would encode larger is dropped
     /// (logged) rather than sent, so keep the node's append and snapshot chunk sizes well below it.
