@@ -22,5 +22,12 @@ public readonly record struct RaftStatus(
     /// <summary>When the node is the leader: each follower's match index (highest entry known replicated there). Otherwise empty.</summary>
     public IReadOnlyDictionary<int, long> Progress { get; init; } = EmptyProgress;
 
+    /// <summary>
+    /// The error that stopped the node (a store, transport or state machine failure), or null while
+    /// it runs. A node with a fault does nothing more: every call throws
+    /// <see cref="RaftNodeFaultedException"/> carrying this exception.
+    /// </summary>
+    public Exception? Fault { get; init; }
+
     private static readonly IReadOnlyDictionary<int, long> EmptyProgress = new Dictionary<int, long>();
 }

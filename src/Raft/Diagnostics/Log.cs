@@ -17,10 +17,10 @@ internal static partial class Log
     [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "Node {NodeId} dropped a proposal: {Reason}")]
     public static partial void ProposalRefused(ILogger logger, int nodeId, ProposeResult reason);
 
-    [LoggerMessage(EventId = 1004, Level = LogLevel.Critical, Message = "Node {NodeId} stopped: its event loop failed")]
-    public static partial void LoopFailed(ILogger logger, int nodeId, Exception exception);
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Critical, Message = "Node {NodeId} stopped because of an error (attached) and does nothing more; every call now throws RaftNodeFaultedException. Dispose the node and restart the process once the cause is fixed")]
+    public static partial void NodeFaulted(ILogger logger, int nodeId, Exception exception);
 
-    [LoggerMessage(EventId = 1005, Level = LogLevel.Critical, Message = "Node {NodeId} stopped: applying index {Index} failed")]
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Error, Message = "Node {NodeId}: the state machine failed to apply index {Index}; the node stops (it cannot skip a committed command)")]
     public static partial void ApplyFailed(ILogger logger, int nodeId, long index, Exception exception);
 
     [LoggerMessage(EventId = 1006, Level = LogLevel.Information, Message = "Node {NodeId} stopped")]
@@ -34,4 +34,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1008, Level = LogLevel.Debug, Message = "Node {NodeId} ignored a message for node {To} from node {From}")]
     public static partial void Misaddressed(ILogger logger, int nodeId, int to, int from);
+
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Warning, Message = "Node {NodeId} refused a command proposed through node {Origin} before replicating it: {Reason}")]
+    public static partial void CommandRefused(ILogger logger, int nodeId, int origin, string reason);
 }

@@ -52,4 +52,7 @@ public enum ForwardStatus : byte
 
     /// <summary>A leadership transfer is under way; nothing was appended.</summary>
     Transferring = 4,
+
+    /// <summary>The leader's state machine refused the command at <see cref="ForwardResponse.Count"/> (its <see cref="ICommandValidator"/>): the commands before it were appended, it and those after it were not.</summary>
+    Invalid = 5,
 }

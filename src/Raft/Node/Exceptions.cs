@@ -122,3 +122,35 @@ public sealed class InvalidCommandException : RaftException
     /// <param name="innerException">The cause.</param>
     public InvalidCommandException(string message, Exception innerException) : base(message, innerException) { }
 }
+
+/// <summary>
+/// The node stopped because of an error (a store, transport or state machine failure: the
+/// <see cref="Exception.InnerException"/>) and does nothing more. Dispose it and restart the process
+/// once the cause is fixed. Whether a pending proposal took effect is unknown.
+/// </summary>
+public sealed class RaftNodeFaultedException : RaftException
+{
+    /// <summary>Creates the exception.</summary>
+    public RaftNodeFaultedException() : base("The Raft node stopped because of an error.") { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What happened.</param>
+    public RaftNodeFaultedException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="innerException">The cause.</param>
+    public RaftNodeFaultedException(string message, Exception innerException) : base(message, innerException) { }
+
+    /// <summary>Creates the exception for a node and the error that stopped it.</summary>
+    /// <param name="nodeId">The node that stopped.</param>
+    /// <param name="cause">The error that stopped it.</param>
+    public RaftNodeFaultedException(int nodeId, Exception cause)
+        : base($"Node {nodeId} stopped because of an error: {cause?.GetType().Name}: {cause?.Message}", cause!)
+    {
+        NodeId = nodeId;
+    }
+
+    /// <summary>The node that stopped, or 0 when not given.</summary>
+    public int NodeId { get; }
+}

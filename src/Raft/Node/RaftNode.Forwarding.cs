@@ -97,6 +97,15 @@ public sealed partial class RaftNode
         var status = ForwardStatus.Accepted;
         for (var i = 0; i < commands.Count; i++)
         {
+            if (_validator is not null && !_validator.TryValidate(commands[i].Span, out var invalid))
+            {
+                // Refused before it is appended: the commands before it stand, it and the rest are
+                // not submitted (an honest follower validates before forwarding, so this is a
+                // forged request or a follower whose validator disagrees).
+                Log.CommandRefused(_logger, Id, request.From, invalid);
+                status = ForwardStatus.Invalid;
+                break;
+            }
             var result = _core.Propose(commands[i], out var index);
             if (result != ProposeResult.Accepted)
             {
@@ -114,7 +123,8 @@ public sealed partial class RaftNode
         }
         if (appended > 0)
         {
-            status = ForwardStatus.Accepted;
+            if (status != ForwardStatus.Invalid)
+                status = ForwardStatus.Accepted;
             _metrics.Proposals.Add(appended);
         }
         // Sent now, ahead of the AppendEntries that will carry the entries: the follower learns the
@@ -151,7 +161,8 @@ public sealed partial class RaftNode
             return;
         }
         var proposals = pending.Proposals!;
-        var accepted = response.Status == ForwardStatus.Accepted && response.Index > 0 ? Math.Clamp(response.Count, 0, proposals.Count) : 0;
+        var appended = response.Status is ForwardStatus.Accepted or ForwardStatus.Invalid && response.Index > 0;
+        var accepted = appended ? Math.Clamp(response.Count, 0, proposals.Count) : 0;
         for (var i = 0; i < accepted; i++)
         {
             var proposal = proposals[i];
@@ -162,6 +173,13 @@ public sealed partial class RaftNode
         }
         if (accepted == proposals.Count)
             return;
+        if (response.Status == ForwardStatus.Invalid)
+        {
+            proposals[accepted].TrySetException(new InvalidCommandException($"The leader (node {response.From}) refused the command: its state machine cannot apply it."));
+            for (var i = accepted + 1; i < proposals.Count; i++)
+                proposals[i].TrySetException(new RaftBusyException("The command was not submitted: the leader refused an invalid command forwarded in the same batch; retry."));
+            return;
+        }
         Exception refusal = response.Status switch
         {
             ForwardStatus.NotLeader => new NotLeaderException(response.LeaderId),

@@ -11,7 +11,8 @@ namespace Raft;
 /// <param name="Role">The new role.</param>
 /// <param name="LeaderId">The leader the node now knows, or 0.</param>
 /// <param name="Term">The current term.</param>
-public sealed record RaftStateChange(int NodeId, RaftRole Role, int LeaderId, long Term);
+/// <param name="Fault">Set when the node stopped because of an error (the same exception as <see cref="RaftStatus.Fault"/>); the node does nothing more.</param>
+public sealed record RaftStateChange(int NodeId, RaftRole Role, int LeaderId, long Term, Exception? Fault = null);
 
 /// <summary>
 /// A Raft node a host embeds: it runs the consensus core on one event loop, persists through an
@@ -36,6 +37,20 @@ public sealed partial class RaftNode : IAsyncDisposable
     private readonly ILogStore _store;
     private readonly IStateMachine _stateMachine;
     private readonly ISnapshotStore? _snapshots;
+    private readonly ICommandValidator? _validator;
+    // Manual scheduling (the deterministic simulator): no loop tasks and no timer; the simulator
+    // runs each loop's rounds itself (RunEventRoundAsync, RunApplyRoundAsync, RunWriterRoundAsync)
+    // on one thread, over stores that complete synchronously. The code of every round is the code
+    // the production loops run.
+    private readonly bool _manual;
+    private Exception? _fault; // set once, by Fail; read with Volatile semantics through the property below
+    // Bytes of network messages queued in the inbox (RaftNodeOptions.MaxInboxBytes), and the signal
+    // DeliverAsync waits on when they are over the budget.
+    private long _inboxBytes;
+    private readonly Lock _inboxSpaceLock = new();
+    private TaskCompletionSource? _inboxSpace;
+    // Bytes of entries handed to the pipelined writer and not yet durable (RaftNodeOptions.MaxUnpersistedBytes).
+    private long _unpersistedBytes;
     private ISnapshotWriter? _incomingSnapshot;
     private long _pendingCompaction = -1;
     // Owned by the apply loop.
@@ -107,6 +122,8 @@ public sealed partial class RaftNode : IAsyncDisposable
         _store = logStore;
         _pipelined = options.PipelineLogWrites && logStore.SupportsReadsDuringAppend;
         _stateMachine = stateMachine;
+        _validator = stateMachine as ICommandValidator;
+        _manual = options.ManualScheduling;
         _snapshots = snapshotStore;
         _time = options.TimeProvider ?? TimeProvider.System;
         _logger = options.LoggerFactory?.CreateLogger<RaftNode>() ?? (ILogger)NullLogger.Instance;
@@ -123,6 +140,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         _lastAppliedTerm = snapshotStore?.Latest?.Term ?? 0;
         _status = new StatusHolder(_core.Status);
         _metrics = new RaftMetrics(options.MeterFactory, options.NodeId, () => Status);
+        _nextForwardId = (options.Random ?? Random.Shared).NextInt64(1, 1L << 62);
     }
 
     /// <summary>This node's id.</summary>
@@ -137,14 +155,15 @@ public sealed partial class RaftNode : IAsyncDisposable
             // round. Anything applied was committed, so the commit index is at least the applied one.
             var applied = Interlocked.Read(ref _appliedIndex);
             var status = _status.Value;
-            return status with { AppliedIndex = applied, CommitIndex = Math.Max(status.CommitIndex, applied) };
+            return status with { AppliedIndex = applied, CommitIndex = Math.Max(status.CommitIndex, applied), Fault = Volatile.Read(ref _fault) };
         }
     }
 
     /// <summary>Raised, from the node's loop, when the role, the known leader or the term changes. Handlers must be quick and must not block.</summary>
     public event EventHandler<RaftStateChange>? StateChanged;
 
-    /// <summary>Completes when the node has stopped: successfully after disposal, faulted when a store, transport or state machine error stopped it.</summary>
+    /// <summary>Completes when the node has stopped: successfully after disposal, faulted (with the cause) when a store, transport or state machine error stopped it.</summary>
+    /// <remarks>A node stopped by an error also shows it in <see cref="RaftStatus.Fault"/>, raises <see cref="StateChanged"/> with the fault, logs it at Critical, and every later call throws <see cref="RaftNodeFaultedException"/> carrying the cause.</remarks>
     public Task Completion => _completion.Task;
 
     /// <summary>Starts the transport, the event loop and the clock.</summary>
@@ -153,6 +172,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <exception cref="InvalidOperationException">The node was already started.</exception>
     public async Task StartAsync(CancellationToken cancellationToken = default)
     {
+        ThrowIfFaulted();
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         cancellationToken.ThrowIfCancellationRequested();
         if (Interlocked.Exchange(ref _started, 1) != 0)
@@ -175,6 +195,8 @@ public sealed partial class RaftNode : IAsyncDisposable
         }
         await _transport.StartAsync(Id, DeliverAsync, cancellationToken).ConfigureAwait(false);
         Log.Started(_logger, Id, _core.Term, _options.Members);
+        if (_manual)
+            return; // the simulator runs the rounds and the clock
         _loop = Task.Run(RunLoopAsync, CancellationToken.None);
         _applyLoop = Task.Run(RunApplyLoopAsync, CancellationToken.None);
         if (_pipelined)
@@ -185,17 +207,123 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <summary>Hands an inbound message to the node. Transports call this (it is the handler given to <see cref="ITransport.StartAsync"/>); hosts with their own network code may call it directly.</summary>
     /// <param name="message">A message addressed to this node.</param>
     /// <param name="cancellationToken">Cancels the hand-off.</param>
-    /// <returns>A task that completes when the message is queued.</returns>
+    /// <returns>A task that completes when the message is queued (or dropped: misaddressed, from a non-member, or the node stopped).</returns>
+    /// <remarks>Back-pressure: while the messages queued and not yet handled hold more than
+    /// <see cref="RaftNodeOptions.MaxInboxBytes"/>, the returned task waits, so a transport that awaits
+    /// it stops reading from the network (one message is always admitted into an inbox under the budget).</remarks>
     public ValueTask DeliverAsync(RaftMessage message, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(message);
-        if (message.To != Id)
+        if (!Accepts(message))
+            return ValueTask.CompletedTask;
+        var size = InboxCost(message);
+        if (TryAdmit(size))
         {
-            Log.Misaddressed(_logger, Id, message.To, message.From);
+            if (!_inbox.Writer.TryWrite(message))
+                Interlocked.Add(ref _inboxBytes, -size); // stopped: dropped
             return ValueTask.CompletedTask;
         }
-        _inbox.Writer.TryWrite(message);
-        return ValueTask.CompletedTask;
+        return DeliverWhenRoomAsync(message, size, cancellationToken);
+    }
+
+    // Whether a message may reach the core: addressed here, from another member.
+    private bool Accepts(RaftMessage message)
+    {
+        if (message.To != Id || message.From == Id || !IsMember(message.From))
+        {
+            Log.Misaddressed(_logger, Id, message.To, message.From);
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>The simulator's delivery: queues the message if the inbox has room, or drops it (a lossy network) and returns false.</summary>
+    internal bool TryDeliver(RaftMessage message)
+    {
+        if (!Accepts(message))
+            return false;
+        var size = InboxCost(message);
+        if (!TryAdmit(size))
+            return false;
+        if (_inbox.Writer.TryWrite(message))
+            return true;
+        Interlocked.Add(ref _inboxBytes, -size);
+        return false;
+    }
+
+    private bool TryAdmit(long size)
+    {
+        var after = Interlocked.Add(ref _inboxBytes, size);
+        if (after - size <= 0 || after <= _options.MaxInboxBytes)
+            return true; // under the budget, or the inbox was empty: one message is always admitted
+        Interlocked.Add(ref _inboxBytes, -size);
+        return false;
+    }
+
+    private async ValueTask DeliverWhenRoomAsync(RaftMessage message, long size, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task room;
+            lock (_inboxSpaceLock)
+            {
+                _inboxSpace ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                room = _inboxSpace.Task;
+            }
+            // Re-checked after the signal is in place, so a drain between the two is not missed.
+            if (TryAdmit(size))
+            {
+                if (!_inbox.Writer.TryWrite(message))
+                    Interlocked.Add(ref _inboxBytes, -size);
+                return;
+            }
+            if (Volatile.Read(ref _fault) is not null || _disposed != 0)
+                return; // stopped: dropped
+            await room.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    // Called by the event loop after it took messages out of the inbox.
+    private void SignalInboxRoom()
+    {
+        if (Volatile.Read(ref _inboxSpace) is null || Interlocked.Read(ref _inboxBytes) > _options.MaxInboxBytes)
+            return;
+        TaskCompletionSource? room;
+        lock (_inboxSpaceLock)
+        {
+            room = _inboxSpace;
+            _inboxSpace = null;
+        }
+        room?.TrySetResult();
+    }
+
+    // What a queued message is charged against MaxInboxBytes: its payload bytes and a fixed overhead.
+    private static long InboxCost(RaftMessage message)
+    {
+        const long Overhead = 64;
+        switch (message)
+        {
+            case AppendEntries append:
+            {
+                long bytes = Overhead;
+                var entries = append.Entries;
+                for (var i = 0; i < entries.Count; i++)
+                    bytes += entries[i].Data.Length + 32;
+                return bytes;
+            }
+            case InstallSnapshot chunk:
+                return Overhead + chunk.Data.Length + (4L * chunk.Members.Count);
+            case ForwardRequest forward:
+            {
+                long bytes = Overhead;
+                var commands = forward.Commands;
+                for (var i = 0; i < commands.Count; i++)
+                    bytes += commands[i].Length + 8;
+                return bytes;
+            }
+            default:
+                return Overhead;
+        }
     }
 
     /// <summary>
@@ -214,9 +342,13 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <exception cref="RaftBusyException">Too many uncommitted entries, or a leadership transfer is under way; nothing was submitted.</exception>
     /// <exception cref="ProposalDroppedException">The command was appended but another entry committed at its index; it did not take effect.</exception>
     /// <exception cref="ProposalOutcomeUnknownException">The node cannot tell whether the command took effect (a snapshot covered it, or a forwarded command got no answer).</exception>
+    /// <exception cref="InvalidCommandException">The state machine's <see cref="ICommandValidator"/> refused the command; nothing was submitted.</exception>
+    /// <exception cref="RaftNodeFaultedException">The node stopped because of an error (the inner exception); nothing was submitted.</exception>
+    /// <exception cref="InvalidOperationException"><see cref="StartAsync"/> was not called.</exception>
+    /// <exception cref="ObjectDisposedException">The node was disposed.</exception>
     public ValueTask<object?> ProposeAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        ThrowIfNotRunning();
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled<object?>(cancellationToken);
         var proposal = _proposals.Rent(command);
@@ -235,9 +367,11 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <param name="cancellationToken">Stops waiting.</param>
     /// <returns>A task that completes when the read is safe.</returns>
     /// <exception cref="NotLeaderException">This node is not the leader (and does not forward, or knows no leader), or leadership was lost before the read was confirmed.</exception>
+    /// <exception cref="RaftNodeFaultedException">The node stopped because of an error (the inner exception).</exception>
+    /// <exception cref="InvalidOperationException"><see cref="StartAsync"/> was not called.</exception>
     public Task ReadBarrierAsync(CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        ThrowIfNotRunning();
         if (cancellationToken.IsCancellationRequested)
             return Task.FromCanceled(cancellationToken);
         var read = new ReadRequest();
@@ -251,9 +385,11 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <returns>A task that completes when this node has stepped down (leadership moved or a new election happened).</returns>
     /// <exception cref="NotLeaderException">This node is not the leader.</exception>
     /// <exception cref="ArgumentException"><paramref name="transferee"/> is not another member.</exception>
+    /// <exception cref="RaftNodeFaultedException">The node stopped because of an error (the inner exception).</exception>
+    /// <exception cref="InvalidOperationException"><see cref="StartAsync"/> was not called.</exception>
     public Task TransferLeadershipAsync(int transferee, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        ThrowIfNotRunning();
         var request = new TransferRequest(transferee);
         Enqueue(request);
         return request.Completion.Task.WaitAsync(cancellationToken);
@@ -262,8 +398,10 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <summary>Waits until this node knows a leader, and returns its id.</summary>
     /// <param name="cancellationToken">Stops waiting.</param>
     /// <returns>The id of the leader this node knows.</returns>
+    /// <exception cref="RaftNodeFaultedException">The node stopped because of an error (the inner exception).</exception>
     public Task<int> WaitForLeaderAsync(CancellationToken cancellationToken = default)
     {
+        ThrowIfFaulted();
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         var waiter = new LeaderWaiter();
         Enqueue(waiter);
@@ -332,8 +470,29 @@ public sealed partial class RaftNode : IAsyncDisposable
     private void Enqueue(object item)
     {
         // The inbox is completed only by disposal or a fatal error.
-        ObjectDisposedException.ThrowIf(!_inbox.Writer.TryWrite(item), this);
+        if (!_inbox.Writer.TryWrite(item))
+        {
+            ThrowIfFaulted();
+            throw new ObjectDisposedException(nameof(RaftNode), $"Node {Id} was disposed.");
+        }
     }
+
+    private void ThrowIfFaulted()
+    {
+        if (Volatile.Read(ref _fault) is { } fault)
+            throw new RaftNodeFaultedException(Id, fault);
+    }
+
+    private void ThrowIfNotRunning()
+    {
+        ThrowIfFaulted();
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (Volatile.Read(ref _started) == 0)
+            throw new InvalidOperationException($"Node {Id} is not started: call StartAsync first.");
+    }
+
+    /// <summary>The simulator's clock: one tick, as the timer would give it.</summary>
+    internal void TickForSimulation() => OnTimer();
 
     private void OnTimer()
     {
@@ -350,31 +509,53 @@ public sealed partial class RaftNode : IAsyncDisposable
             // No token for the wait: disposal and failure complete the inbox, which ends the loop; an
             // uncancellable wait also lets the channel reuse one waiter instead of allocating one per round.
             while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
-            {
-                // Drain everything queued: all proposals of this round go out in one batch (group commit).
-                var handled = 0;
-                while (handled < 4096 && reader.TryRead(out var item))
-                {
-                    Handle(item);
-                    handled++;
-                }
-                if (_forwardProposals.Count > 0 || _forwardReads.Count > 0)
-                    FlushForwards();
-                while (_core.HasReady)
-                    await ProcessReadyAsync(token).ConfigureAwait(false);
-                if (_pendingCompaction >= 0)
-                    await CompactAsync(token).ConfigureAwait(false);
-                PublishStatus();
-            }
+                await RunEventRoundAsync().ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
         }
         catch (Exception ex)
         {
-            Log.LoopFailed(_logger, Id, ex);
             Fail(ex);
         }
+        if (Volatile.Read(ref _fault) is { } fault)
+            FailPending(new RaftNodeFaultedException(Id, fault));
+    }
+
+    /// <summary>Whether the event loop has work queued (the simulator runs a round when it has).</summary>
+    internal bool HasInboxWork => _inbox.Reader.Count > 0;
+
+    /// <summary>
+    /// One round of the event loop: handles everything queued, flushes forwarded work, turns every
+    /// Ready into its effects (persist, send, hand off to the apply loop), compacts, publishes the
+    /// status. The production loop runs it whenever the inbox has items; the simulator runs it directly.
+    /// </summary>
+    internal async Task RunEventRoundAsync()
+    {
+        var token = _shutdown.Token;
+        var reader = _inbox.Reader;
+        // Drain everything queued: all proposals of this round go out in one batch (group commit).
+        var handled = 0;
+        long messageBytes = 0;
+        while (handled < 4096 && reader.TryRead(out var item))
+        {
+            if (item is RaftMessage message)
+                messageBytes += InboxCost(message);
+            Handle(item);
+            handled++;
+        }
+        if (messageBytes > 0)
+        {
+            Interlocked.Add(ref _inboxBytes, -messageBytes);
+            SignalInboxRoom();
+        }
+        if (_forwardProposals.Count > 0 || _forwardReads.Count > 0)
+            FlushForwards();
+        while (_core.HasReady)
+            await ProcessReadyAsync(token).ConfigureAwait(false);
+        if (_pendingCompaction >= 0)
+            await CompactAsync(token).ConfigureAwait(false);
+        PublishStatus();
     }
 
     private void Handle(object item)
@@ -432,6 +613,13 @@ public sealed partial class RaftNode : IAsyncDisposable
     private void HandleRead(TaskCompletionSource completion)
     {
         var id = ++_nextReadId;
+#if RAFT_MUTANTS
+        if ((_options.Mutations & Mutation.ReadBarrierAtOnce) != 0 && _core.Role == RaftRole.Leader)
+        {
+            completion.TrySetResult();
+            return;
+        }
+#endif
         if (_core.ReadIndex(id))
             _pendingReads[id] = completion;
         else if (CanForward())
@@ -442,6 +630,14 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     private void HandleProposal(Proposal proposal)
     {
+        if (_validator is not null && !_validator.TryValidate(proposal.Command.Span, out var invalid))
+        {
+            // Refused before it is appended (or forwarded): a command the state machine cannot apply
+            // would stop every replica that applies it.
+            Log.CommandRefused(_logger, Id, Id, invalid);
+            proposal.TrySetException(new InvalidCommandException($"The state machine refused the command: {invalid}"));
+            return;
+        }
         var result = _core.Propose(proposal.Command, out var index);
         switch (result)
         {
@@ -470,14 +666,20 @@ public sealed partial class RaftNode : IAsyncDisposable
     private async Task ProcessReadyAsync(CancellationToken token)
     {
         var ready = _core.GetReady();
-        if (_pipelined && ready.CanPersistAsynchronously)
+        if (_pipelined && ready.CanPersistAsynchronously && Interlocked.Read(ref _unpersistedBytes) < _options.MaxUnpersistedBytes)
         {
             HandOffWrite(ready);
             return;
         }
-        // Persisted in place, after every write in flight (their acknowledgements go out first).
+        // Persisted in place, after every write in flight (their acknowledgements go out first); also
+        // when the writes in flight hold MaxUnpersistedBytes: this round then waits for the disk.
         await WaitForWritesAsync(token).ConfigureAwait(false);
         SendAll(ready.Messages);
+#if RAFT_MUTANTS
+        var ackedEarly = (_options.Mutations & Mutation.AckBeforePersist) != 0;
+        if (ackedEarly)
+            SendAll(ready.MessagesAfterPersist);
+#endif
         if (ready.MustSync)
         {
             var started = _time.GetTimestamp();
@@ -492,6 +694,9 @@ public sealed partial class RaftNode : IAsyncDisposable
             }
             _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
         }
+#if RAFT_MUTANTS
+        if (!ackedEarly)
+#endif
         SendAll(ready.MessagesAfterPersist);
         HandOffResults(ready);
         _core.Advance(ready);
@@ -516,7 +721,16 @@ public sealed partial class RaftNode : IAsyncDisposable
         {
             var read = reads[i];
             if (_pendingReads.Remove(read.RequestId, out var completion))
+            {
+#if RAFT_MUTANTS
+                if ((_options.Mutations & Mutation.ReadBeforeApply) != 0)
+                {
+                    completion.TrySetResult();
+                    continue;
+                }
+#endif
                 _applyQueue.Writer.TryWrite(new ReadRelease(read.Index, completion));
+            }
             else if (_remoteReads.Remove(read.RequestId, out var remote))
                 AnswerRemoteRead(remote, read.Index);
         }
@@ -560,6 +774,11 @@ public sealed partial class RaftNode : IAsyncDisposable
     private void HandOffWrite(Ready ready)
     {
         SendAll(ready.Messages);
+#if RAFT_MUTANTS
+        if ((_options.Mutations & Mutation.AckBeforePersist) != 0)
+            SendAll(ready.MessagesAfterPersist);
+#endif
+        Interlocked.Add(ref _unpersistedBytes, EntryBytes(ready.Entries));
         lock (_writesLock)
             _writesInFlight++;
         _writes.Writer.TryWrite(ready);
@@ -567,15 +786,33 @@ public sealed partial class RaftNode : IAsyncDisposable
         _core.AdvanceBeforePersisting(ready);
     }
 
-    private Task WaitForWritesAsync(CancellationToken token)
+    private static long EntryBytes(IReadOnlyList<LogEntry> entries)
     {
+        long bytes = 0;
+        for (var i = 0; i < entries.Count; i++)
+            bytes += entries[i].Data.Length + 32;
+        return bytes;
+    }
+
+    private async Task WaitForWritesAsync(CancellationToken token)
+    {
+        if (_manual)
+        {
+            // The simulator's writes complete synchronously: finish them here, in order, as the
+            // writer would while this loop waits.
+            while (_writes.Reader.Count > 0)
+                await RunWriterRoundAsync().ConfigureAwait(false);
+            return;
+        }
+        Task drained;
         lock (_writesLock)
         {
             if (_writesInFlight == 0)
-                return Task.CompletedTask;
+                return;
             _writesDrained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            return _writesDrained.Task.WaitAsync(token);
+            drained = _writesDrained.Task;
         }
+        await drained.WaitAsync(token).ConfigureAwait(false);
     }
 
     // Writes the handed-off entries in order: everything queued goes into one append (one fsync);
@@ -584,46 +821,69 @@ public sealed partial class RaftNode : IAsyncDisposable
     {
         var token = _shutdown.Token;
         var reader = _writes.Reader;
-        var batch = new List<Ready>();
-        var entries = new List<LogEntry>();
         try
         {
             while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
-            {
-                batch.Clear();
-                entries.Clear();
-                while (reader.TryRead(out var ready))
-                {
-                    batch.Add(ready);
-                    entries.AddRange(ready.Entries);
-                }
-                var started = _time.GetTimestamp();
-                await _store.AppendAsync(entries, token).ConfigureAwait(false);
-                Log.Persisted(_logger, Id, entries.Count, entries[^1].Index);
-                _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
-                foreach (var ready in batch)
-                {
-                    SendAll(ready.MessagesAfterPersist);
-                    _inbox.Writer.TryWrite(new PersistedSignal(ready));
-                }
-                lock (_writesLock)
-                {
-                    _writesInFlight -= batch.Count;
-                    if (_writesInFlight == 0 && _writesDrained is { } drained)
-                    {
-                        _writesDrained = null;
-                        drained.TrySetResult();
-                    }
-                }
-            }
+                await RunWriterRoundAsync().ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
         }
         catch (Exception ex)
         {
-            Log.LoopFailed(_logger, Id, ex);
             Fail(ex);
+        }
+    }
+
+    /// <summary>Whether pipelined writes wait for the writer (the simulator runs a round when they do).</summary>
+    internal bool HasWriterWork => _writes.Reader.Count > 0;
+
+    private readonly List<Ready> _writeBatch = [];
+    private readonly List<LogEntry> _writeEntries = [];
+
+    /// <summary>One round of the writer: everything handed off so far goes into one append (one fsync), then the acknowledgements that waited for it are sent.</summary>
+    internal async Task RunWriterRoundAsync()
+    {
+        var token = _shutdown.Token;
+        var reader = _writes.Reader;
+        var batch = _writeBatch;
+        var entries = _writeEntries;
+        batch.Clear();
+        entries.Clear();
+        while (reader.TryRead(out var ready))
+        {
+            batch.Add(ready);
+            entries.AddRange(ready.Entries);
+        }
+        if (batch.Count == 0)
+            return;
+        var started = _time.GetTimestamp();
+#if RAFT_MUTANTS
+        var ackedEarly = (_options.Mutations & Mutation.AckBeforePersist) != 0;
+#else
+        const bool ackedEarly = false;
+#endif
+        await _store.AppendAsync(entries, token).ConfigureAwait(false);
+        Log.Persisted(_logger, Id, entries.Count, entries[^1].Index);
+        _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
+        Interlocked.Add(ref _unpersistedBytes, -EntryBytes(entries));
+        var count = batch.Count;
+        foreach (var ready in batch)
+        {
+            if (!ackedEarly)
+                SendAll(ready.MessagesAfterPersist);
+            _inbox.Writer.TryWrite(new PersistedSignal(ready));
+        }
+        batch.Clear();
+        entries.Clear();
+        lock (_writesLock)
+        {
+            _writesInFlight -= count;
+            if (_writesInFlight == 0 && _writesDrained is { } drained)
+            {
+                _writesDrained = null;
+                drained.TrySetResult();
+            }
         }
     }
 
@@ -685,56 +945,21 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     // ------------------------------------------------------------------ apply loop
 
+    // Owned by the apply loop: proposals waiting for their index, keyed by index; reads (local and
+    // forwarded) waiting for this node to apply their read index; transfers waiting for a step-down.
+    private readonly Dictionary<long, Proposal> _waiting = [];
+    private readonly List<ReadRelease> _waitingReads = [];
+    private readonly List<ForwardedReadRelease> _waitingForwardedReads = [];
+    private readonly List<TransferRequest> _transfers = [];
+
     private async Task RunApplyLoopAsync()
     {
         var token = _shutdown.Token;
         var reader = _applyQueue.Reader;
-        // Proposals waiting for their index, keyed by index; owned by this loop only.
-        var waiting = new Dictionary<long, Proposal>();
-        // Forwarded reads waiting for this node to apply their read index; owned by this loop only.
-        var waitingReads = new List<ForwardedReadRelease>();
-        var transfers = new List<TransferRequest>();
         try
         {
             while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
-            {
-                while (reader.TryRead(out var item))
-                {
-                    switch (item)
-                    {
-                        case ForwardedReadRelease forwardedRead:
-                            if (Interlocked.Read(ref _appliedIndex) >= forwardedRead.Index)
-                                forwardedRead.Complete();
-                            else
-                                waitingReads.Add(forwardedRead);
-                            break;
-                        case ApplyBatch batch:
-                            TakeRegistrations(waiting);
-                            await ApplyBatchAsync(batch.Entries, waiting, token).ConfigureAwait(false);
-                            ReleaseForwardedReads(waitingReads);
-                            await MaybeTakeSnapshotAsync(token).ConfigureAwait(false);
-                            break;
-                        case RestoreRequest restore:
-                            TakeRegistrations(waiting);
-                            await RestoreAsync(restore.Snapshot, waiting, token).ConfigureAwait(false);
-                            ReleaseForwardedReads(waitingReads);
-                            break;
-                        case ReadRelease read:
-                            // Everything committed before the read was requested has been applied: safe.
-                            Debug.Assert(Interlocked.Read(ref _appliedIndex) >= read.Index);
-                            read.Completion.TrySetResult();
-                            break;
-                        case TransferRequest transfer:
-                            transfers.Add(transfer);
-                            break;
-                        case SteppedDown:
-                            foreach (var transfer in transfers)
-                                transfer.Completion.TrySetResult();
-                            transfers.Clear();
-                            break;
-                    }
-                }
-            }
+                await RunApplyRoundAsync().ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
@@ -743,14 +968,92 @@ public sealed partial class RaftNode : IAsyncDisposable
         {
             Fail(ex);
         }
-        var disposed = new ObjectDisposedException(nameof(RaftNode), $"Node {Id} was disposed before the command was applied.");
-        TakeRegistrations(waiting);
-        foreach (var (_, proposal) in waiting)
-            FailChain(proposal, disposed);
-        foreach (var read in waitingReads)
-            read.Fail(disposed);
-        foreach (var transfer in transfers)
-            transfer.Completion.TrySetException(disposed);
+        FailApplyWaiters(Volatile.Read(ref _fault) is { } fault
+            ? new RaftNodeFaultedException(Id, fault)
+            : new ObjectDisposedException(nameof(RaftNode), $"Node {Id} was disposed before the command was applied."));
+    }
+
+    private void FailApplyWaiters(Exception error)
+    {
+        TakeRegistrations(_waiting);
+        foreach (var (_, proposal) in _waiting)
+            FailChain(proposal, error);
+        _waiting.Clear();
+        foreach (var read in _waitingReads)
+            read.Completion.TrySetException(error);
+        _waitingReads.Clear();
+        foreach (var read in _waitingForwardedReads)
+            read.Fail(error);
+        _waitingForwardedReads.Clear();
+        foreach (var transfer in _transfers)
+            transfer.Completion.TrySetException(error);
+        _transfers.Clear();
+    }
+
+    /// <summary>Whether the apply loop has work queued (the simulator runs a round when it has).</summary>
+    internal bool HasApplyWork => _applyQueue.Reader.Count > 0;
+
+    /// <summary>One round of the apply loop: applies, restores and releases everything queued for it, in order.</summary>
+    internal async Task RunApplyRoundAsync()
+    {
+        var token = _shutdown.Token;
+        var reader = _applyQueue.Reader;
+        while (reader.TryRead(out var item))
+        {
+            switch (item)
+            {
+                case ForwardedReadRelease forwardedRead:
+                    if (Interlocked.Read(ref _appliedIndex) >= forwardedRead.Index)
+                        forwardedRead.Complete();
+                    else
+                        _waitingForwardedReads.Add(forwardedRead);
+                    break;
+                case ApplyBatch batch:
+                    TakeRegistrations(_waiting);
+                    await ApplyBatchAsync(batch.Entries, _waiting, token).ConfigureAwait(false);
+                    ReleaseReads();
+                    await MaybeTakeSnapshotAsync(token).ConfigureAwait(false);
+                    break;
+                case RestoreRequest restore:
+                    TakeRegistrations(_waiting);
+                    await RestoreAsync(restore.Snapshot, _waiting, token).ConfigureAwait(false);
+                    ReleaseReads();
+                    break;
+                case ReadRelease read:
+                    // Safe once everything committed before the read was requested is applied.
+                    if (Interlocked.Read(ref _appliedIndex) >= read.Index)
+                        read.Completion.TrySetResult();
+                    else
+                        _waitingReads.Add(read);
+                    break;
+                case TransferRequest transfer:
+                    _transfers.Add(transfer);
+                    break;
+                case SteppedDown:
+                    foreach (var transfer in _transfers)
+                        transfer.Completion.TrySetResult();
+                    _transfers.Clear();
+                    break;
+            }
+        }
+    }
+
+    private void ReleaseReads()
+    {
+        ReleaseForwardedReads(_waitingForwardedReads);
+        if (_waitingReads.Count == 0)
+            return;
+        var applied = Interlocked.Read(ref _appliedIndex);
+        var kept = 0;
+        for (var i = 0; i < _waitingReads.Count; i++)
+        {
+            var read = _waitingReads[i];
+            if (read.Index <= applied)
+                read.Completion.TrySetResult();
+            else
+                _waitingReads[kept++] = read;
+        }
+        _waitingReads.RemoveRange(kept, _waitingReads.Count - kept);
     }
 
     // Apply loop: takes in the proposals registered since the last batch.
@@ -835,10 +1138,18 @@ public sealed partial class RaftNode : IAsyncDisposable
         _inbox.Writer.TryWrite(new AppliedSignal(entries[^1].Index));
     }
 
+    // A store, transport or state machine error stopped the node: the first one is the fault. It is
+    // logged at Critical, shown in Status, raised through StateChanged, and carried by the
+    // RaftNodeFaultedException that every pending and later call gets. Each loop fails what it owns
+    // as it ends (the event loop its reads, forwards and waiters; the apply loop its proposals).
     private void Fail(Exception error)
     {
+        if (Interlocked.CompareExchange(ref _fault, error, null) is not null)
+            return;
+        Log.NodeFaulted(_logger, Id, error);
         _inbox.Writer.TryComplete();
         _applyQueue.Writer.TryComplete();
+        _writes.Writer.TryComplete();
         if (!_shutdown.IsCancellationRequested)
         {
             try
@@ -849,7 +1160,24 @@ public sealed partial class RaftNode : IAsyncDisposable
             {
             }
         }
-        FailPending(error);
+        TaskCompletionSource? room;
+        lock (_inboxSpaceLock)
+        {
+            room = _inboxSpace;
+            _inboxSpace = null;
+        }
+        room?.TrySetResult(); // DeliverAsync callers see the fault and drop
+        var status = _status.Value;
+        try
+        {
+            StateChanged?.Invoke(this, new RaftStateChange(Id, status.Role, status.LeaderId, status.Term, error));
+        }
+#pragma warning disable CA1031 // A host's handler must not hide the fault.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Log.ShutdownError(_logger, Id, ex);
+        }
         _completion.TrySetException(error);
     }
 

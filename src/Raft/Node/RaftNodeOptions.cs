@@ -82,6 +82,43 @@ public sealed class RaftNodeOptions
     /// </summary>
     public TimeSpan ForwardTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>The default of <see cref="MaxInboxBytes"/>: 64 MiB.</summary>
+    public const long DefaultMaxInboxBytes = 64L << 20;
+
+    /// <summary>
+    /// The most bytes of inbound messages (entry, snapshot and forwarded command payloads, plus a
+    /// fixed overhead per message) that may wait in the node's inbox. Beyond it,
+    /// <see cref="RaftNode.DeliverAsync"/> waits until the event loop has taken messages out, so a
+    /// transport that awaits it stops reading from the network and a flood of large messages cannot
+    /// exhaust memory. A message is always admitted into an inbox under the budget, so one message
+    /// larger than the budget still gets through. At least 64 KiB. The default is
+    /// <see cref="DefaultMaxInboxBytes"/> (64 MiB).
+    /// </summary>
+    public long MaxInboxBytes { get; init; } = DefaultMaxInboxBytes;
+
+    /// <summary>The default of <see cref="MaxUnpersistedBytes"/>: 64 MiB.</summary>
+    public const long DefaultMaxUnpersistedBytes = 64L << 20;
+
+    /// <summary>
+    /// With <see cref="PipelineLogWrites"/>, the most bytes of entries handed to the log writer and
+    /// not yet durable. Beyond it, the node stops pipelining and waits for the disk before it takes
+    /// more work, so a slow disk under a flood of appends cannot exhaust memory. At least 64 KiB. The
+    /// default is <see cref="DefaultMaxUnpersistedBytes"/> (64 MiB).
+    /// </summary>
+    public long MaxUnpersistedBytes { get; init; } = DefaultMaxUnpersistedBytes;
+
+    /// <summary>
+    /// Test-only (the deterministic simulator): the node starts no loop task and no timer; the
+    /// simulator runs each loop's rounds itself on one thread. Never set by hosts.
+    /// </summary>
+    internal bool ManualScheduling { get; init; }
+
+#if RAFT_MUTANTS
+    /// <summary>Deliberate bugs for the mutant build's tests (core and node).</summary>
+    public Mutation Mutations { get; init; }
+
+#endif
+
     /// <summary>The clock. The default is <see cref="TimeProvider.System"/>; tests pass a fake one.</summary>
     public TimeProvider? TimeProvider { get; init; }
 
@@ -125,6 +162,10 @@ public sealed class RaftNodeOptions
         }
         if (ForwardTimeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(ForwardTimeout), ForwardTimeout, "ForwardTimeout must be positive.");
+        if (MaxInboxBytes < 64 * 1024)
+            throw new ArgumentOutOfRangeException(nameof(MaxInboxBytes), MaxInboxBytes, "MaxInboxBytes must be at least 64 KiB (65536).");
+        if (MaxUnpersistedBytes < 64 * 1024)
+            throw new ArgumentOutOfRangeException(nameof(MaxUnpersistedBytes), MaxUnpersistedBytes, "MaxUnpersistedBytes must be at least 64 KiB (65536).");
         if (SnapshotInterval < 0)
             throw new ArgumentOutOfRangeException(nameof(SnapshotInterval), SnapshotInterval, "SnapshotInterval must be 0 (no snapshots) or positive.");
         if (SnapshotTrailingEntries < 0)
@@ -161,6 +202,9 @@ public sealed class RaftNodeOptions
             // Forwarded work completes on the follower: it should not wait a tick to learn of a commit.
             EagerCommitPropagation = ForwardToLeader,
             Random = Random,
+#if RAFT_MUTANTS
+            Mutations = Mutations,
+#endif
         };
         options.Validate();
         return options;
