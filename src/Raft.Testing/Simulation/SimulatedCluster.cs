@@ -1,64 +1,66 @@
 using System.Buffers.Binary;
+using System.Globalization;
+using System.Text;
+using Raft.Testing.Linearizability;
 
 namespace Raft.Testing.Simulation;
 
 /// <summary>
-/// A deterministic simulation of a Raft cluster: <see cref="RaftCore"/>s on
-/// <see cref="InMemoryLogStore"/>s, a virtual clock, and a network that drops, duplicates, delays,
-/// reorders and partitions messages, while nodes crash and restart from their persisted state and a
-/// client keeps proposing. One seed drives everything, so a failing seed replays exactly. After
-/// every event it checks the safety invariants; after the faults heal, liveness. <b>Testing only.</b>
+/// A deterministic simulation of a Raft cluster of shipped <see cref="RaftNode"/>s: the same event
+/// loop, writer and apply loop code a host runs, driven round by round on one thread over a virtual
+/// clock, crash-faithful log stores (<see cref="CrashFaithfulLogStore"/>), and a network that drops,
+/// duplicates, delays, reorders and partitions messages, while nodes crash (tearing their writes)
+/// and restart from what their stores kept. Clients write and read linearizably through leaders and
+/// followers (forwarded and ReadIndex reads), leadership is transferred, snapshots are taken and
+/// installed. One seed drives everything, so a failing seed replays exactly. <b>Testing only.</b>
 /// </summary>
 /// <remarks>
-/// The simulated host follows the same contract as <see cref="RaftNode"/>: it sends
-/// <see cref="Ready.Messages"/>, persists the hard state and entries, then sends
-/// <see cref="Ready.MessagesAfterPersist"/>, applies committed entries in order, and advances.
-/// Invariants checked (DESIGN.md §7): election safety, leader append-only, log matching, leader
-/// completeness, state machine safety (including in-order, exactly-once apply), durability of
-/// acknowledged proposals, and liveness after healing.
+/// Invariants (checked as they can break): election safety, leader append-only, log matching,
+/// committed entries never truncated, leader completeness (every committed, hence every
+/// acknowledged, entry is in each new leader's log), state machine safety (one command per index,
+/// in order; a restored snapshot is exactly the committed prefix it claims), exactly-once (no
+/// command applied at two indexes), no node fault. At the end: durability of every acknowledged
+/// write, linearizability of the clients' history (the testing package's checker), and liveness
+/// after the faults heal.
 /// </remarks>
 public sealed class SimulatedCluster
 {
-    private const double TickLength = 1.0;
+    private const int KeyCount = 3;
+    private const byte PutTag = 1;
 
     private readonly SimulationOptions _options;
     private readonly Random _random;
+    private readonly Random _tearRandom;
+    private readonly SimulatedTime _time = new();
     private readonly SimNode[] _nodes;
     private readonly PriorityQueue<SimEvent, (double Time, long Sequence)> _events = new();
     private readonly HashSet<(int From, int To)> _cut = [];
+    private readonly HistoryRecorder _history;
+    private readonly List<ClientOp> _pending = [];
     private readonly bool _preVote;
-    private readonly bool _pipelined;
-    private readonly bool _eagerCommit;
     private readonly bool _checkQuorum;
+    private readonly bool _pipelined;
+    private readonly bool _forward;
     private readonly int _maxInflight;
     private readonly long _maxAppendBytes;
     private readonly int _snapshotInterval;
     private readonly int _snapshotTrail;
     private readonly int _snapshotChunkBytes;
-    private int _snapshotsTaken;
-    private int _snapshotsInstalled;
-    private int _tornWrites;
 
     // Invariant records.
     private readonly Dictionary<long, int> _leaderOfTerm = [];
     private readonly Dictionary<(long Index, long Term), (long PrevTerm, EntryKind Kind, ulong Hash)> _entriesSeen = [];
-    // Per committed index: its term, its content hash, and the hash of the state after applying it.
-    private readonly List<(long Term, ulong Hash, ulong State)> _committed = [(0, 0, 0)]; // index 0 is a sentinel
-    private readonly List<(long Index, long Term, long Command)> _acknowledged = [];
+    // Per committed command index: its term, content hash and the state after applying it.
+    private readonly SortedList<long, (long Term, ulong Hash, ulong State)> _committed = [];
+    private readonly Dictionary<long, long> _commandIndex = []; // command id -> the index it was applied at
+    private readonly List<long> _acknowledgedWrites = [];        // command ids whose proposer was told "done"
 
-    private double _now;
-
-    /// <summary>Debugging aid for tests: sees every delivered message.</summary>
-    internal Action<double, RaftMessage>? TraceDelivery { get; set; }
     private long _sequence;
     private long _step;
     private double _dropRate;
     private long _nextCommand = 1;
-    private int _crashes;
-    private int _partitions;
-    private long _delivered;
-    private long _dropped;
     private bool _healing;
+    private readonly Counters _counters = new();
 
     /// <summary>Creates a cluster for one run.</summary>
     /// <param name="options">The run's settings.</param>
@@ -68,10 +70,12 @@ public sealed class SimulatedCluster
         options.Validate();
         _options = options;
         _random = new Random(options.Seed);
+        _tearRandom = new Random(options.Seed ^ 0x5EED);
+        _history = new HistoryRecorder(_time);
         _preVote = options.PreVote ?? (options.Seed & 1) == 0;
         _checkQuorum = options.CheckQuorum ?? (options.Seed & 2) == 0;
         _pipelined = options.PipelinedWrites ?? (options.Seed & 4) == 0;
-        _eagerCommit = options.EagerCommitPropagation ?? (options.Seed & 8) != 0;
+        _forward = options.ForwardToLeader ?? (options.Seed & 8) != 0;
         // Flow-control settings vary by seed: one entry per message exposes different schedules than big batches.
         _maxInflight = new[] { 1, 4, 64 }[_random.Next(3)];
         _maxAppendBytes = new[] { 1L, 256L, 1L << 16 }[_random.Next(3)];
@@ -82,17 +86,20 @@ public sealed class SimulatedCluster
         _snapshotChunkBytes = new[] { 16, 100, 4096 }[_random.Next(3)];
         _nodes = new SimNode[options.Nodes];
         for (var i = 0; i < _nodes.Length; i++)
+            _nodes[i] = new SimNode(i + 1, 0.95 + _random.NextDouble() * 0.1);
+        foreach (var node in _nodes)
         {
-            var node = new SimNode(i + 1, new InMemoryLogStore(), new InMemorySnapshotStore(), 0.95 + _random.NextDouble() * 0.1);
-            _nodes[i] = node;
-            node.Core = CreateCore(node);
-            Schedule(_random.NextDouble() * TickLength, new TickEvent(node.Id));
+            Start(node);
+            Schedule(_random.NextDouble(), new TickEvent(node.Id, node.Epoch));
         }
         Schedule(NextExponential(_options.MeanTicksBetweenProposals), new ClientEvent());
         Schedule(NextExponential(_options.MeanTicksBetweenFaults), new FaultEvent());
     }
 
-    /// <summary>Runs the faulty phase, then heals everything and checks liveness and durability.</summary>
+    /// <summary>Debugging aid for tests: sees every delivered message.</summary>
+    internal Action<double, RaftMessage>? TraceDelivery { get; set; }
+
+    /// <summary>Runs the faulty phase, then heals everything and checks liveness, durability and linearizability.</summary>
     /// <returns>What the run did.</returns>
     /// <exception cref="InvariantViolationException">An invariant broke; the message names the seed.</exception>
     public SimulationResult Run()
@@ -102,13 +109,137 @@ public sealed class SimulatedCluster
         Heal();
         CheckLiveness();
         CheckDurability();
-        var committed = _committed.Count - 1;
-        return new SimulationResult(_options.Seed, _step, _now, _leaderOfTerm.Count, committed, _acknowledged.Count, _crashes, _partitions, _delivered, _dropped)
+        CheckLinearizability();
+        var c = _counters;
+        return new SimulationResult(_options.Seed)
         {
-            SnapshotsTaken = _snapshotsTaken,
-            SnapshotsInstalled = _snapshotsInstalled,
-            TornWrites = _tornWrites,
+            Steps = _step,
+            VirtualTicks = _time.Now,
+            Leaders = _leaderOfTerm.Count,
+            LeaderChanges = c.LeaderChanges,
+            CommittedCommands = _committed.Count,
+            AcknowledgedWrites = _acknowledgedWrites.Count,
+            ForwardedWrites = c.ForwardedWrites,
+            Reads = c.Reads,
+            FollowerReads = c.FollowerReads,
+            Transfers = c.Transfers,
+            RefusedCommands = c.RefusedCommands,
+            Crashes = c.Crashes,
+            TornWrites = _nodes.Sum(n => n.Store.TornWrites),
+            Partitions = c.Partitions,
+            MessagesDelivered = c.MessagesDelivered,
+            MessagesDropped = c.MessagesDropped,
+            SnapshotsTaken = c.SnapshotsTaken,
+            SnapshotInstalls = c.SnapshotInstalls,
         };
+    }
+
+    // ------------------------------------------------------------------ nodes
+
+    private void Start(SimNode node)
+    {
+        node.Store.Recover();
+        node.Alive = true;
+        node.Role = RaftRole.Follower;
+        node.Term = 0;
+        node.ApplyScheduled = node.WriteScheduled = false;
+        node.StateMachine = new SimStateMachine(this, node);
+        node.Store.Appending = entries => OnAppend(node, entries);
+        var options = new RaftNodeOptions
+        {
+            NodeId = node.Id,
+            Members = [.. Enumerable.Range(1, _nodes.Length)],
+            TickInterval = SimulatedTime.TickLength,
+            HeartbeatInterval = SimulatedTime.TickLength * 2,
+            ElectionTimeoutMin = SimulatedTime.TickLength * 10,
+            ElectionTimeoutMax = SimulatedTime.TickLength * 20,
+            MaxInflightAppends = _maxInflight,
+            MaxAppendBytes = _maxAppendBytes,
+            MaxSnapshotChunkBytes = _snapshotChunkBytes,
+            SnapshotInterval = _snapshotInterval,
+            SnapshotTrailingEntries = _snapshotTrail,
+            PreVote = _preVote,
+            CheckQuorum = _checkQuorum,
+            PipelineLogWrites = _pipelined,
+            ForwardToLeader = _forward,
+            ForwardTimeout = SimulatedTime.TickLength * 50,
+            TimeProvider = _time,
+            Random = new Random(_random.Next()),
+            ManualScheduling = true,
+#if RAFT_MUTANTS
+            Mutations = _options.Mutations,
+#endif
+        };
+        var raft = new RaftNode(options, new SimTransport(this), node.Store, node.StateMachine, node.Snapshots);
+        node.Raft = raft;
+        var epoch = node.Epoch;
+        raft.StateChanged += (_, change) => OnStateChanged(node, epoch, change);
+        RunSync(node, raft.StartAsync(), "StartAsync");
+        node.StateMachine.Started = true;
+        Pump(node);
+    }
+
+    private void OnStateChanged(SimNode node, int epoch, RaftStateChange change)
+    {
+        if (epoch != node.Epoch)
+            return;
+        if (change.Fault is { } fault)
+            throw Violation("No node fault", $"node {node.Id} stopped: {fault.GetType().Name}: {fault.Message}", fault);
+        node.Role = change.Role;
+        node.Term = change.Term;
+        if (change.Role != RaftRole.Leader)
+            return;
+        if (_leaderOfTerm.TryGetValue(change.Term, out var leader))
+        {
+            if (leader != node.Id)
+                throw Violation("Election safety", $"nodes {leader} and {node.Id} are both leaders of term {change.Term}.");
+            return;
+        }
+        _leaderOfTerm[change.Term] = node.Id;
+        _counters.LeaderChanges++;
+        // New leaders die young now and then: the schedules that expose commit-rule bugs (Figure 8)
+        // need a leader to fail right after it replicated old entries but before its own no-op.
+        if (!_healing && _random.NextDouble() < _options.NewLeaderCrashRate)
+            Schedule(_time.Now + _random.NextDouble() * 4, new CrashEvent(node.Id, node.Epoch));
+    }
+
+    // Runs a node's loops until none has work: the event loop at once; the writer and the apply
+    // loop after a random delay each, so they lag as they do on a real machine.
+    private void Pump(SimNode node)
+    {
+        while (node.Alive && node.Raft.HasInboxWork)
+            RunSync(node, node.Raft.RunEventRoundAsync(), "event round");
+        if (!node.Alive)
+            return;
+        if (node.Raft.HasWriterWork && !node.WriteScheduled)
+        {
+            node.WriteScheduled = true;
+            Schedule(_time.Now + _random.NextDouble(), new WriteEvent(node.Id, node.Epoch));
+        }
+        if (node.Raft.HasApplyWork && !node.ApplyScheduled)
+        {
+            node.ApplyScheduled = true;
+            Schedule(_time.Now + _random.NextDouble() * 0.5, new ApplyEvent(node.Id, node.Epoch));
+        }
+        PollClients(node);
+    }
+
+    private void RunSync(SimNode node, Task round, string what)
+    {
+        if (!round.IsCompleted)
+            throw Violation("Determinism", $"node {node.Id}'s {what} did not complete synchronously: something in it waited for another thread or a timer.");
+        if (round.Exception?.InnerException is { } error)
+        {
+            if (error is SimulatedCrashException)
+            {
+                // The power failed in the middle of a write (an armed tear): the node is down.
+                CrashNow(node);
+                return;
+            }
+            if (error is InvariantViolationException violation)
+                throw violation;
+            throw Violation("No node fault", $"node {node.Id}'s {what} threw {error.GetType().Name}: {error.Message}", error);
+        }
     }
 
     // ------------------------------------------------------------------ event loop
@@ -116,376 +247,421 @@ public sealed class SimulatedCluster
     private void StepOnce()
     {
         var ev = _events.Dequeue();
-        _now = Math.Max(_now, ev.Time);
+        _time.Now = Math.Max(_time.Now, ev.Time);
         _step++;
-        try
+        switch (ev)
         {
-            switch (ev)
+            case TickEvent tick:
             {
-                case TickEvent tick:
-                    var node = Node(tick.NodeId);
-                    if (node.Alive)
-                    {
-                        node.Core.Tick();
-                        ProcessReady(node);
-                    }
-                    Schedule(_now + TickLength * node.TickScale, tick);
-                    break;
-                case DeliverEvent deliver:
-                    var target = Node(deliver.Message.To);
-                    if (!target.Alive || _cut.Contains((deliver.Message.From, deliver.Message.To)))
-                    {
-                        _dropped++;
-                        break;
-                    }
-                    _delivered++;
-                    TraceDelivery?.Invoke(_now, deliver.Message);
-                    target.Core.Step(deliver.Message);
-                    ProcessReady(target);
-                    break;
-                case ClientEvent:
-                    Propose();
-                    if (!_healing)
-                        Schedule(_now + NextExponential(_options.MeanTicksBetweenProposals), ev);
-                    break;
-                case FaultEvent:
-                    if (!_healing)
-                    {
-                        InjectFault();
-                        Schedule(_now + NextExponential(_options.MeanTicksBetweenFaults), ev);
-                    }
-                    break;
-                case CrashEvent crash:
-                    if (!_healing)
-                        Crash(Node(crash.NodeId));
-                    break;
-                case RestartEvent restart:
-                    if (!_healing)
-                        Restart(Node(restart.NodeId));
-                    break;
-                case WriteDoneEvent done:
-                    var writer = Node(done.NodeId);
-                    if (writer.Alive && writer.Epoch == done.Epoch)
-                    {
-                        writer.WriteScheduled = false;
-                        if (writer.Writing.Count == 0)
-                            break; // drained by a Ready that had to be persisted in place
-                        // One or more of the writes in flight complete, in order.
-                        var completed = CompleteWrites(writer, 1 + _random.Next(writer.Writing.Count));
-                        foreach (var ready in completed)
-                            writer.Core.Persisted(ready);
-                        ScheduleWrite(writer);
-                        ProcessReady(writer);
-                    }
-                    break;
-                case HealEvent:
-                    if (!_healing)
-                        _cut.Clear();
-                    break;
+                var node = Node(tick.NodeId);
+                if (node.Alive && node.Epoch == tick.Epoch)
+                {
+                    node.Raft.TickForSimulation();
+                    Pump(node);
+                    Schedule(_time.Now + node.TickScale, new TickEvent(node.Id, node.Epoch));
+                }
+                break;
             }
-        }
-        catch (InvariantViolationException)
-        {
-            throw;
-        }
-        catch (Exception ex) when (ex is System.Diagnostics.UnreachableException or InvalidOperationException or ArgumentException)
-        {
-            throw Violation("Core consistency", $"a node threw {ex.GetType().Name}: {ex.Message}", ex);
-        }
-    }
-
-    private void ProcessReady(SimNode node)
-    {
-        while (node.Core.HasReady)
-        {
-            var ready = node.Core.GetReady();
-            foreach (var message in ready.Messages)
-                Send(message);
-#if RAFT_MUTANTS
-            var ackedEarly = (_options.Mutations & Mutation.AckBeforePersist) != 0;
-            if (ackedEarly)
+            case DeliverEvent deliver:
             {
-                foreach (var message in ready.MessagesAfterPersist)
-                    Send(message);
+                var target = Node(deliver.Message.To);
+                if (!target.Alive || _cut.Contains((deliver.Message.From, deliver.Message.To)))
+                {
+                    _counters.MessagesDropped++;
+                    break;
+                }
+                _counters.MessagesDelivered++;
+                TraceDelivery?.Invoke(_time.Now, deliver.Message);
+                if (target.Raft.TryDeliver(deliver.Message))
+                    Pump(target);
+                break;
             }
-#endif
-            if (_pipelined && ready.CanPersistAsynchronously && !node.TearNextWrite)
+            case WriteEvent write:
             {
-                // The write goes in flight; its acknowledgements wait for it (WriteDoneEvent).
-                foreach (var entry in ready.CommittedEntries)
-                    Apply(node, entry);
-                if (node.Core.Role == RaftRole.Leader)
-                    OnLeader(node);
-                node.Core.AdvanceBeforePersisting(ready);
-                node.Writing.Enqueue(ready);
-                ScheduleWrite(node);
-                if (ready.CommittedEntries.Count > 0)
-                    node.Core.ReportApplied(ready.CommittedEntries[^1].Index);
-                continue;
+                var node = Node(write.NodeId);
+                if (node.Alive && node.Epoch == write.Epoch)
+                {
+                    node.WriteScheduled = false;
+                    if (node.Raft.HasWriterWork)
+                        RunSync(node, node.Raft.RunWriterRoundAsync(), "writer round");
+                    Pump(node);
+                }
+                break;
             }
-            // Anything else is persisted in place, after every write in flight (as RaftNode does).
-            var drained = CompleteWrites(node, node.Writing.Count);
-            if (node.TearNextWrite && ready.MustSync)
+            case ApplyEvent apply:
             {
-                // Power fails in the middle of this write: a prefix of it reaches the disk (a torn tail
-                // is cut off on recovery), nothing that depends on it is sent, and the node is down.
-                node.TearNextWrite = false;
-                if (ready.HardState is { } torn && _random.Next(2) == 0)
-                    Complete(node.Store.SaveHardStateAsync(torn));
-                var keep = _random.Next(ready.Entries.Count + 1);
-                if (keep > 0 && ready.SnapshotToRestore is null)
-                    Persist(node, [.. ready.Entries.Take(keep)]);
-                _tornWrites++;
-                Crash(node);
-                return;
+                var node = Node(apply.NodeId);
+                if (node.Alive && node.Epoch == apply.Epoch)
+                {
+                    node.ApplyScheduled = false;
+                    if (node.Raft.HasApplyWork)
+                        RunSync(node, node.Raft.RunApplyRoundAsync(), "apply round");
+                    Pump(node);
+                }
+                break;
             }
-            if (ready.HardState is { } hardState)
-                Complete(node.Store.SaveHardStateAsync(hardState));
-            foreach (var chunk in ready.SnapshotChunks)
-                ReceiveChunk(node, chunk);
-            if (ready.SnapshotToRestore is { } snapshot)
-                InstallSnapshot(node, snapshot);
-            else if (ready.SnapshotChunks.Count > 0 && ready.SnapshotChunks[^1].Done)
-                node.Incoming = null; // the log already held it
-            if (ready.Entries.Count > 0)
-                Persist(node, ready.Entries);
-#if RAFT_MUTANTS
-            if (!ackedEarly)
-#endif
+            case ClientEvent:
+                ClientAct();
+                if (!_healing)
+                    Schedule(_time.Now + NextExponential(_options.MeanTicksBetweenProposals), ev);
+                break;
+            case FaultEvent:
+                if (!_healing)
+                {
+                    InjectFault();
+                    Schedule(_time.Now + NextExponential(_options.MeanTicksBetweenFaults), ev);
+                }
+                break;
+            case CrashEvent crash:
             {
-                foreach (var message in ready.MessagesAfterPersist)
-                    Send(message);
+                var node = Node(crash.NodeId);
+                if (!_healing && node.Epoch == crash.Epoch)
+                    Crash(node);
+                break;
             }
-            foreach (var entry in ready.CommittedEntries)
-                Apply(node, entry);
-            if (node.Core.Role == RaftRole.Leader)
-                OnLeader(node);
-            node.Core.Advance(ready);
-            foreach (var done in drained)
-                node.Core.Persisted(done);
-            if (ready.CommittedEntries.Count > 0)
-                node.Core.ReportApplied(ready.CommittedEntries[^1].Index);
-            MaybeSnapshot(node);
+            case RestartEvent restart:
+            {
+                var node = Node(restart.NodeId);
+                if (!_healing && !node.Alive)
+                    Restart(node);
+                break;
+            }
+            case HealEvent:
+                if (!_healing)
+                    _cut.Clear();
+                break;
         }
     }
 
-    /// <summary>Makes the first <paramref name="count"/> writes in flight durable, in order, and sends their acknowledgements.</summary>
-    private List<Ready> CompleteWrites(SimNode node, int count)
-    {
-        var completed = new List<Ready>(count);
-        for (var i = 0; i < count; i++)
-        {
-            var ready = node.Writing.Dequeue();
-            Persist(node, ready.Entries);
-#if RAFT_MUTANTS
-            if ((_options.Mutations & Mutation.AckBeforePersist) == 0)
-#endif
-            {
-                foreach (var message in ready.MessagesAfterPersist)
-                    Send(message);
-            }
-            completed.Add(ready);
-        }
-        return completed;
-    }
+    // ------------------------------------------------------------------ invariants on the way
 
-    private void ScheduleWrite(SimNode node)
+    // Every append reaching a node's store, before it is written.
+    private void OnAppend(SimNode node, IReadOnlyList<LogEntry> entries)
     {
-        if (node.Writing.Count == 0 || node.WriteScheduled)
+        if (entries.Count == 0)
             return;
-        node.WriteScheduled = true;
-        Schedule(_now + _random.NextDouble() * TickLength, new WriteDoneEvent(node.Id, node.Epoch));
-    }
-
-    private void ReceiveChunk(SimNode node, InstallSnapshot chunk)
-    {
-        if (chunk.Offset == 0)
-            node.Incoming = new MemoryStream();
-        if (node.Incoming is null || node.Incoming.Length != chunk.Offset)
-            throw Violation("Snapshot transfer", $"node {node.Id} was handed a chunk at offset {chunk.Offset} of snapshot {chunk.SnapshotIndex} but holds {node.Incoming?.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"} bytes.");
-        node.Incoming.Write(chunk.Data.Span);
-    }
-
-    private void InstallSnapshot(SimNode node, SnapshotMetadata snapshot)
-    {
-        var data = node.Incoming?.ToArray() ?? throw Violation("Snapshot transfer", $"node {node.Id} must restore snapshot {snapshot.Index} but received no data.");
-        node.Incoming = null;
-        var (index, state) = ParseSnapshot(node, data);
-        if (index != snapshot.Index)
-            throw Violation("Snapshot transfer", $"node {node.Id} received snapshot data for index {index} labelled {snapshot.Index}.");
-        var writer = node.Snapshots.CreateAsync(snapshot).AsTask().GetAwaiter().GetResult();
-        writer.Stream.Write(data);
-        Complete(writer.CommitAsync());
-        Complete(writer.DisposeAsync());
-        Complete(node.Store.ResetAsync(snapshot.Index, snapshot.Term));
-        RestoreState(node, index, state);
-        _snapshotsInstalled++;
-    }
-
-    private void RestoreState(SimNode node, long index, ulong state)
-    {
-        // State machine safety for snapshots: a snapshot is exactly the committed prefix it claims.
-        if (index >= _committed.Count || _committed[(int)index].State != state)
-            throw Violation("State machine safety", $"node {node.Id} restored a snapshot at index {index} whose state does not match the committed log.");
-        node.AppliedIndex = index;
-        node.State = state;
-        node.LastSnapshotIndex = Math.Max(node.LastSnapshotIndex, index);
-    }
-
-    private void MaybeSnapshot(SimNode node)
-    {
-        if (_snapshotInterval == 0 || node.AppliedIndex - node.LastSnapshotIndex < _snapshotInterval || node.Core.HasReady || node.Writing.Count > 0)
-            return;
-        var index = node.AppliedIndex;
-        var term = node.Store.GetTerm(index);
-        var writer = node.Snapshots.CreateAsync(new SnapshotMetadata(index, term, [.. Enumerable.Range(1, _nodes.Length)])).AsTask().GetAwaiter().GetResult();
-        writer.Stream.Write(SnapshotBytes(index, node.State));
-        Complete(writer.CommitAsync());
-        Complete(writer.DisposeAsync());
-        node.LastSnapshotIndex = index;
-        _snapshotsTaken++;
-        var compactTo = Math.Max(node.Store.FirstIndex - 1, index - _snapshotTrail);
-        Complete(node.Store.CompactAsync(compactTo));
-    }
-
-    private static byte[] SnapshotBytes(long index, ulong state)
-    {
-        // 16 bytes of state and a deterministic filler, so that snapshots span several chunks.
-        var data = new byte[16 + 200];
-        BinaryPrimitives.WriteInt64LittleEndian(data, index);
-        BinaryPrimitives.WriteUInt64LittleEndian(data.AsSpan(8), state);
-        for (var i = 16; i < data.Length; i++)
-            data[i] = (byte)(state >> (i % 8 * 8));
-        return data;
-    }
-
-    private (long Index, ulong State) ParseSnapshot(SimNode node, byte[] data)
-    {
-        if (data.Length < 16)
-            throw Violation("Snapshot transfer", $"node {node.Id} received a truncated snapshot of {data.Length} bytes.");
-        var index = BinaryPrimitives.ReadInt64LittleEndian(data);
-        var state = BinaryPrimitives.ReadUInt64LittleEndian(data.AsSpan(8));
-        if (!data.AsSpan().SequenceEqual(SnapshotBytes(index, state)))
-            throw Violation("Snapshot transfer", $"node {node.Id} received a corrupted snapshot for index {index}.");
-        return (index, state);
-    }
-
-    private void Persist(SimNode node, IReadOnlyList<LogEntry> entries)
-    {
+        var store = node.Store;
         var first = entries[0].Index;
-        // Leader append-only: a leader's own writes never replace entries of its log.
-        if (node.Core.Role == RaftRole.Leader && first <= node.Store.LastIndex)
-            throw Violation("Leader append-only", $"leader {node.Id} of term {node.Core.Term} overwrote its log from index {first} (last {node.Store.LastIndex}).");
-        // (With pipelined writes a follower may apply committed entries before its own copy is durable.)
-        if (first <= node.Store.LastIndex && first <= node.CommittedFloor())
-            throw Violation("Committed entries are never truncated", $"node {node.Id} replaced its log from index {first}, at or below its applied index {node.AppliedIndex}.");
-        Complete(node.Store.AppendAsync(entries));
-        // Log matching, incrementally: every (index, term) pair has one content and one predecessor term,
-        // so two logs that share an (index, term) agree on every entry before it.
-        foreach (var entry in entries)
+        // Leader append-only: a leader's own writes never replace entries of its log. (A write of a
+        // later term's entries comes from a Ready in which the node stepped down; the role change
+        // is reported after that Ready is persisted.)
+        if (node.Role == RaftRole.Leader && first <= store.LastIndex && entries[0].Term == node.Term)
+            throw Violation("Leader append-only", $"leader {node.Id} of term {node.Term} overwrote its log from index {first} (last {store.LastIndex}): writing terms [{string.Join(",", entries.Select(e => e.Term))}] over terms [{string.Join(",", Enumerable.Range((int)first, (int)(store.LastIndex - first + 1)).Select(i => store.GetTerm(i)))}]; the node reports {node.Raft.Status.Role} at term {node.Raft.Status.Term}.");
+        // Committed entries are never truncated (a follower may apply entries before its own copy is durable).
+        if (first <= store.LastIndex && first <= node.StateMachine.LastCommandIndex)
+            throw Violation("Committed entries are never truncated", $"node {node.Id} replaced its log from index {first}, at or below its applied command index {node.StateMachine.LastCommandIndex}.");
+        // Log matching, incrementally: every (index, term) pair has one content and one predecessor
+        // term, so two logs that share an (index, term) agree on every entry before it.
+        var prevTerm = first - 1 >= store.FirstIndex - 1 && first - 1 <= store.LastIndex ? store.GetTerm(first - 1) : -1;
+        for (var i = 0; i < entries.Count; i++)
         {
-            var prevTerm = entry.Index - 1 >= node.Store.FirstIndex - 1 ? node.Store.GetTerm(entry.Index - 1) : -1;
+            var entry = entries[i];
             var record = (prevTerm, entry.Kind, Hash(entry.Data.Span));
             if (_entriesSeen.TryGetValue((entry.Index, entry.Term), out var seen))
             {
-                if (seen != record)
-                    throw Violation("Log matching", $"node {node.Id} holds entry ({entry.Index}, term {entry.Term}) with predecessor term {prevTerm} and content {record.Item3:x}, another node had predecessor term {seen.PrevTerm} and content {seen.Hash:x}.");
+                var predecessorsDiffer = seen.PrevTerm != -1 && prevTerm != -1 && seen.PrevTerm != prevTerm;
+                if (predecessorsDiffer || seen.Kind != entry.Kind || seen.Hash != record.Item3)
+                    throw Violation("Log matching", $"node {node.Id} holds entry ({entry.Index}, term {entry.Term}) with predecessor term {prevTerm} and content {record.Item3:x}; another node had predecessor term {seen.PrevTerm} and content {seen.Hash:x}.");
             }
             else
             {
                 _entriesSeen[(entry.Index, entry.Term)] = record;
             }
-        }
-    }
-
-    private void Apply(SimNode node, LogEntry entry)
-    {
-        if (entry.Index != node.AppliedIndex + 1)
-            throw Violation("State machine safety", $"node {node.Id} applied index {entry.Index} after {node.AppliedIndex} (not in order, or not exactly once).");
-        node.AppliedIndex = entry.Index;
-        node.State = Mix(node.State, entry.Index, entry.Term, Hash(entry.Data.Span));
-        var record = (entry.Term, Hash(entry.Data.Span), node.State);
-        if (entry.Index < _committed.Count)
-        {
-            if (_committed[(int)entry.Index] != record)
-                throw Violation("State machine safety", $"node {node.Id} applied (term {entry.Term}) at index {entry.Index}, where term {_committed[(int)entry.Index].Term} was applied before (or its state before it differed).");
-        }
-        else
-        {
-            if (entry.Index != _committed.Count)
-                throw Violation("State machine safety", $"index {entry.Index} was applied before index {_committed.Count}.");
-            _committed.Add(record);
-        }
-        if (node.Pending.Remove(entry.Index, out var pending) && pending.Term == entry.Term && entry.Kind == EntryKind.Command
-            && BinaryPrimitives.ReadInt64LittleEndian(entry.Data.Span) == pending.Command)
-        {
-            _acknowledged.Add((entry.Index, entry.Term, pending.Command));
-        }
-    }
-
-    private void OnLeader(SimNode node)
-    {
-        var term = node.Core.Term;
-        if (_leaderOfTerm.TryGetValue(term, out var leader))
-        {
-            if (leader != node.Id)
-                throw Violation("Election safety", $"nodes {leader} and {node.Id} are both leaders of term {term}.");
-            return;
-        }
-        _leaderOfTerm[term] = node.Id;
-        // New leaders die young now and then: the schedules that expose commit-rule bugs (Figure 8)
-        // need a leader to fail right after it replicated old entries but before its own no-op.
-        if (!_healing && _random.NextDouble() < _options.NewLeaderCrashRate)
-            Schedule(_now + _random.NextDouble() * 4 * TickLength, new CrashEvent(node.Id));
-        // Leader completeness: every entry committed so far is in the new leader's log.
-        var store = node.Store;
-        // Entries compacted into the leader's snapshot are covered by the snapshot's state check.
-        for (var index = Math.Max(1, store.FirstIndex); index < _committed.Count; index++)
-        {
-            if (index > store.LastIndex || store.GetTerm(index) != _committed[(int)index].Term)
+            prevTerm = entry.Term;
+            // Leader completeness: when a leader first writes an entry of its own term, everything
+            // committed before it must already be in its log.
+            if (node.Role == RaftRole.Leader && entry.Term == node.Term && node.CompletenessCheckedTerm != node.Term)
             {
-                var has = index > store.LastIndex ? "nothing" : $"term {store.GetTerm(index)}";
-                throw Violation("Leader completeness", $"node {node.Id} became leader of term {term} with {has} at committed index {index} (committed term {_committed[(int)index].Term}).");
+                node.CompletenessCheckedTerm = node.Term;
+                CheckLeaderCompleteness(node, entry.Index);
             }
         }
     }
 
+    private void CheckLeaderCompleteness(SimNode node, long firstOwnIndex)
+    {
+        var store = node.Store;
+        foreach (var (index, committed) in _committed)
+        {
+            if (index < store.FirstIndex)
+                continue; // compacted into the leader's snapshot, which the restore check covered
+            if (index >= firstOwnIndex)
+            {
+                throw Violation("Leader completeness", $"node {node.Id} became leader of term {node.Term} and writes its own entries from index {firstOwnIndex}, over committed index {index} (term {committed.Term}).");
+            }
+            if (index > store.LastIndex || store.GetTerm(index) != committed.Term)
+            {
+                var has = index > store.LastIndex ? "nothing" : $"term {store.GetTerm(index)}";
+                throw Violation("Leader completeness", $"node {node.Id} became leader of term {node.Term} with {has} at committed index {index} (committed term {committed.Term}).");
+            }
+        }
+    }
+
+    // Every command a node's state machine applies.
+    internal void OnApply(SimNode node, SimStateMachine machine, LogEntry entry, long commandId)
+    {
+        if (entry.Index <= machine.LastCommandIndex)
+            throw Violation("State machine safety", $"node {node.Id} applied index {entry.Index} after index {machine.LastCommandIndex} (not in order, or not exactly once).");
+        var hash = Hash(entry.Data.Span);
+        var state = Mix(machine.State, entry.Index, entry.Term, hash);
+        if (_committed.TryGetValue(entry.Index, out var seen))
+        {
+            if (seen != (entry.Term, hash, state))
+                throw Violation("State machine safety", $"node {node.Id} applied (term {entry.Term}) at index {entry.Index}, where term {seen.Term} was applied before (or the state before it differed).");
+        }
+        else
+        {
+            if (_committed.Count > 0 && entry.Index < _committed.Keys[^1])
+                throw Violation("State machine safety", $"node {node.Id} applied a command at index {entry.Index}, where an earlier node applied none (it applied up to {_committed.Keys[^1]}).");
+            _committed.Add(entry.Index, (entry.Term, hash, state));
+        }
+        if (_commandIndex.TryGetValue(commandId, out var at))
+        {
+            if (at != entry.Index)
+                throw Violation("Exactly once", $"command {commandId} was applied at index {at} and again at index {entry.Index} (node {node.Id}).");
+        }
+        else
+        {
+            _commandIndex[commandId] = entry.Index;
+        }
+        machine.State = state;
+        machine.LastCommandIndex = entry.Index;
+    }
+
+    // A node's state machine restored a snapshot: it must be exactly the committed prefix it claims.
+    internal void OnRestore(SimNode node, SimStateMachine machine, long lastCommandIndex, ulong state, bool atStart)
+    {
+        var claimed = node.Snapshots.Latest?.Index ?? 0;
+        if (lastCommandIndex > claimed)
+            throw Violation("State machine safety", $"node {node.Id} restored a snapshot labelled index {claimed} holding commands up to index {lastCommandIndex}.");
+        // The state after the last committed command at or below the claimed index.
+        var expectedIndex = 0L;
+        var expectedState = 0UL;
+        foreach (var (index, committed) in _committed)
+        {
+            if (index > claimed)
+                break;
+            expectedIndex = index;
+            expectedState = committed.State;
+        }
+        if (expectedIndex != lastCommandIndex || expectedState != state)
+            throw Violation("State machine safety", $"node {node.Id} restored a snapshot at index {claimed} whose last command is at {lastCommandIndex} with state {state:x}; the committed log has {expectedIndex} with state {expectedState:x}.");
+        machine.State = state;
+        machine.LastCommandIndex = lastCommandIndex;
+        if (!atStart)
+            _counters.SnapshotInstalls++;
+    }
+
+    internal void OnSnapshotTaken() => _counters.SnapshotsTaken++;
+
     // ------------------------------------------------------------------ network
 
-    private void Send(RaftMessage message)
+    internal void Send(RaftMessage message)
     {
-        if (!Node(message.From).Alive || _cut.Contains((message.From, message.To)) || _random.NextDouble() < _dropRate)
+        var from = Node(message.From);
+        if (!from.Alive || _cut.Contains((message.From, message.To)) || _random.NextDouble() < _dropRate)
         {
-            _dropped++;
+            _counters.MessagesDropped++;
             return;
         }
-        Schedule(_now + _random.NextDouble() * _options.MaxDelayTicks * TickLength, new DeliverEvent(message));
+        Schedule(_time.Now + _random.NextDouble() * _options.MaxDelayTicks, new DeliverEvent(message));
         if (_random.NextDouble() < _options.DuplicateRate)
-            Schedule(_now + _random.NextDouble() * _options.MaxDelayTicks * TickLength, new DeliverEvent(message));
+            Schedule(_time.Now + _random.NextDouble() * _options.MaxDelayTicks, new DeliverEvent(message));
     }
 
-    // ------------------------------------------------------------------ workload and faults
+    // ------------------------------------------------------------------ clients
 
-    private void Propose()
+    private void ClientAct()
     {
+        var roll = _random.NextDouble();
+        if (roll < 0.02)
+        {
+            TransferLeadership();
+            return;
+        }
+        if (_pending.Count >= _options.MaxClientOperations)
+            return;
         // The client talks to a node that believes it leads (or, half the time, to any node).
-        SimNode node;
-        var leaders = _nodes.Where(n => n.Alive && n.Core.Role == RaftRole.Leader).ToArray();
-        if (leaders.Length > 0 && _random.Next(2) == 0)
-            node = leaders[_random.Next(leaders.Length)];
-        else
-            node = _nodes[_random.Next(_nodes.Length)];
+        var leaders = _nodes.Where(n => n.Alive && n.Role == RaftRole.Leader).ToArray();
+        var node = leaders.Length > 0 && _random.Next(2) == 0 ? leaders[_random.Next(leaders.Length)] : _nodes[_random.Next(_nodes.Length)];
         if (!node.Alive)
             return;
+        if (roll < 0.04)
+            ProposeGarbage(node);
+        else if (roll < 0.04 + _options.ReadFraction)
+            Read(node);
+        else
+            _ = Write(node, _random.Next(KeyCount));
+    }
+
+    private ClientOp Write(SimNode node, int key)
+    {
         var command = _nextCommand++;
-        var data = new byte[8];
-        BinaryPrimitives.WriteInt64LittleEndian(data, command);
-        if (node.Core.Propose(data, out var index) == ProposeResult.Accepted)
+        var value = "v" + command.ToString(CultureInfo.InvariantCulture);
+        var handle = _history.Invoke(clientId: (int)command, KvInput.Put(KeyName(key), value));
+        var op = new ClientOp(node, handle, command, node.Role != RaftRole.Leader, OpKind.Write)
         {
-            node.Pending[index] = (node.Core.Term, command);
-            ProcessReady(node);
+#pragma warning disable CA2012 // Consumed once, by TryFinish, after the simulator saw it complete.
+            Write = node.Raft.ProposeAsync(EncodePut(command, key, value)),
+#pragma warning restore CA2012
+        };
+        _pending.Add(op);
+        Pump(node);
+        return op;
+    }
+
+    private void Read(SimNode node)
+    {
+        var key = _random.Next(KeyCount);
+        var handle = _history.Invoke(clientId: (int)(_nextCommand++), KvInput.Get(KeyName(key)));
+        var op = new ClientOp(node, handle, 0, node.Role != RaftRole.Leader, OpKind.Read)
+        {
+            Read = node.Raft.ReadBarrierAsync(),
+            Key = key,
+        };
+        _pending.Add(op);
+        Pump(node);
+    }
+
+    private void ProposeGarbage(SimNode node)
+    {
+        // A command the state machine cannot apply: its validator must refuse it before it is replicated.
+        var bytes = new byte[1 + _random.Next(12)];
+        _random.NextBytes(bytes);
+        bytes[0] = 0xFF;
+#pragma warning disable CA2012 // Consumed once, by TryFinish, after the simulator saw it complete.
+        var op = new ClientOp(node, default, 0, false, OpKind.Garbage) { Write = node.Raft.ProposeAsync(bytes) };
+#pragma warning restore CA2012
+        _pending.Add(op);
+        Pump(node);
+    }
+
+    private void TransferLeadership()
+    {
+        var leader = _nodes.FirstOrDefault(n => n.Alive && n.Role == RaftRole.Leader);
+        if (leader is null || _nodes.Length < 2)
+            return;
+        var others = _nodes.Where(n => n.Id != leader.Id).ToArray();
+        var target = others[_random.Next(others.Length)];
+        var op = new ClientOp(leader, default, 0, false, OpKind.Transfer) { Transfer = leader.Raft.TransferLeadershipAsync(target.Id) };
+        _pending.Add(op);
+        Pump(leader);
+    }
+
+    // Completes the operations of one node that have finished: each is recorded with what its client saw.
+    private void PollClients(SimNode node)
+    {
+        for (var i = 0; i < _pending.Count; i++)
+        {
+            var op = _pending[i];
+            if (op.Node != node || !TryFinish(op))
+                continue;
+            _pending.RemoveAt(i);
+            i--;
         }
     }
+
+    private bool TryFinish(ClientOp op)
+    {
+        if (op.Transfer is { } transfer)
+        {
+            if (!transfer.IsCompleted)
+                return false;
+            if (transfer.IsCompletedSuccessfully)
+                _counters.Transfers++;
+            _ = transfer.Exception; // observed
+            return true;
+        }
+        if (op.Read is { } read)
+        {
+            if (!read.IsCompleted)
+                return false;
+            if (read.IsFaulted && read.Exception!.InnerException is not NotLeaderException)
+                throw Violation("Client outcome", $"a read on node {op.Node.Id} failed with an unexpected {read.Exception.InnerException!.GetType().Name}: {read.Exception.InnerException.Message}", read.Exception.InnerException);
+            if (read.IsCompletedSuccessfully)
+            {
+                op.Node.StateMachine.Data.TryGetValue(KeyName(op.Key), out var value);
+                _history.CompleteGet(op.Handle, value);
+                _counters.Reads++;
+                if (op.ViaFollower)
+                    _counters.FollowerReads++;
+            }
+            else
+            {
+                _ = read.Exception;
+                _history.CompleteFailed(op.Handle); // a read that failed had no effect
+            }
+            return true;
+        }
+        var write = op.Write;
+        if (!write.IsCompleted)
+            return false;
+        try
+        {
+            write.GetAwaiter().GetResult();
+            if (op.Garbage)
+                throw Violation("Bad commands are refused", $"node {op.Node.Id} committed and applied a command its state machine's validator refuses.");
+            _history.Complete(op.Handle);
+            _acknowledgedWrites.Add(op.Command);
+            if (op.ViaFollower && _forward)
+                _counters.ForwardedWrites++;
+        }
+        catch (InvalidCommandException) when (op.Garbage)
+        {
+            _counters.RefusedCommands++;
+        }
+        catch (Exception ex) when (ex is NotLeaderException or RaftBusyException or ProposalDroppedException or InvalidCommandException)
+        {
+            // Nothing was submitted, or another entry won the index: it did not take effect.
+            if (!op.Garbage)
+                _history.CompleteFailed(op.Handle);
+        }
+        catch (ProposalOutcomeUnknownException)
+        {
+            if (!op.Garbage)
+                _history.CompleteUnknown(op.Handle);
+        }
+        catch (Exception ex) when (ex is not InvariantViolationException)
+        {
+            throw Violation("Client outcome", $"a proposal on node {op.Node.Id} failed with an unexpected {ex.GetType().Name}: {ex.Message}", ex);
+        }
+        return true;
+    }
+
+    // The client never hears back: a read had no effect, a write may or may not have taken effect.
+    private void Abandon(ClientOp op)
+    {
+        if (op.Kind == OpKind.Read)
+            _history.CompleteFailed(op.Handle);
+        else if (op.Kind == OpKind.Write)
+            _history.CompleteUnknown(op.Handle);
+    }
+
+    private static string KeyName(int key) => "k" + key.ToString(CultureInfo.InvariantCulture);
+
+    private static byte[] EncodePut(long command, int key, string value)
+    {
+        var data = new byte[10 + Encoding.UTF8.GetByteCount(value)];
+        data[0] = PutTag;
+        BinaryPrimitives.WriteInt64LittleEndian(data.AsSpan(1), command);
+        data[9] = (byte)key;
+        Encoding.UTF8.GetBytes(value, data.AsSpan(10));
+        return data;
+    }
+
+    internal static bool TryDecodePut(ReadOnlySpan<byte> data, out long command, out string key, out string value)
+    {
+        command = 0;
+        key = value = "";
+        if (data.Length < 10 || data[0] != PutTag || data[9] >= KeyCount)
+            return false;
+        command = BinaryPrimitives.ReadInt64LittleEndian(data[1..]);
+        key = KeyName(data[9]);
+        value = Encoding.UTF8.GetString(data[10..]);
+        return true;
+    }
+
+    // ------------------------------------------------------------------ faults
 
     private void InjectFault()
     {
@@ -493,22 +669,21 @@ public sealed class SimulatedCluster
         {
             case 7:
             {
-                // The next write of a node (often the leader's) is torn by a crash.
+                // The next write of a node (often the leader's) is torn by a power failure.
                 var alive = _nodes.Where(n => n.Alive).ToArray();
                 if (alive.Length > 0)
-                    alive[_random.Next(alive.Length)].TearNextWrite = true;
+                    alive[_random.Next(alive.Length)].Store.ArmTear(_tearRandom);
                 break;
             }
             case 0:
             case 1:
             {
-                // Crash a node (often the leader) and restart it later from its persisted state.
+                // Crash a node (often the leader) and restart it later from what its stores kept.
                 var alive = _nodes.Where(n => n.Alive).ToArray();
                 if (alive.Length == 0)
                     return;
-                var leader = alive.FirstOrDefault(n => n.Core.Role == RaftRole.Leader);
-                var victim = leader is not null && _random.Next(2) == 0 ? leader : alive[_random.Next(alive.Length)];
-                Crash(victim);
+                var leader = alive.FirstOrDefault(n => n.Role == RaftRole.Leader);
+                Crash(leader is not null && _random.Next(2) == 0 ? leader : alive[_random.Next(alive.Length)]);
                 break;
             }
             case 2:
@@ -524,8 +699,8 @@ public sealed class SimulatedCluster
                             _cut.Add((a + 1, b + 1));
                     }
                 }
-                _partitions++;
-                Schedule(_now + 5 + _random.NextDouble() * 60, new HealEvent());
+                _counters.Partitions++;
+                Schedule(_time.Now + 5 + _random.NextDouble() * 60, new HealEvent());
                 break;
             }
             case 3:
@@ -539,14 +714,14 @@ public sealed class SimulatedCluster
                     if (from != to)
                         _cut.Add((from, to));
                 }
-                _partitions++;
-                Schedule(_now + 5 + _random.NextDouble() * 60, new HealEvent());
+                _counters.Partitions++;
+                Schedule(_time.Now + 5 + _random.NextDouble() * 60, new HealEvent());
                 break;
             }
             case 4:
             {
-                // Isolate the leader.
-                var leader = _nodes.FirstOrDefault(n => n.Alive && n.Core.Role == RaftRole.Leader);
+                // Isolate the leader: it keeps believing it leads for a while (stale reads would show).
+                var leader = _nodes.FirstOrDefault(n => n.Alive && n.Role == RaftRole.Leader);
                 if (leader is null)
                     return;
                 foreach (var other in _nodes)
@@ -556,8 +731,8 @@ public sealed class SimulatedCluster
                     _cut.Add((leader.Id, other.Id));
                     _cut.Add((other.Id, leader.Id));
                 }
-                _partitions++;
-                Schedule(_now + 5 + _random.NextDouble() * 60, new HealEvent());
+                _counters.Partitions++;
+                Schedule(_time.Now + 5 + _random.NextDouble() * 60, new HealEvent());
                 break;
             }
             case 5:
@@ -574,73 +749,45 @@ public sealed class SimulatedCluster
     {
         if (!node.Alive)
             return;
-        node.Alive = false;
-        node.Pending.Clear();
-        node.TearNextWrite = false;
-        // Power fails with writes in flight: a prefix of their entries reaches the disk, and nothing
-        // that depends on them was sent.
-        if (node.Writing.Count > 0)
+        // Power fails while writes may be in flight: sometimes in the middle of the pending one.
+        if (node.Raft.HasWriterWork && _random.Next(2) == 0)
         {
-            var inFlight = node.Writing.SelectMany(r => r.Entries).ToList();
-            var keep = _random.Next(inFlight.Count + 1);
-            if (keep > 0)
-                Persist(node, inFlight.GetRange(0, keep));
-            node.Writing.Clear();
+            node.Store.ArmTear(_tearRandom);
+            RunSync(node, node.Raft.RunWriterRoundAsync(), "writer round");
+            if (!node.Alive)
+                return; // torn: CrashNow ran
         }
-        node.WriteScheduled = false;
+        CrashNow(node);
+    }
+
+    private void CrashNow(SimNode node)
+    {
+        if (!node.Alive)
+            return;
+        node.Alive = false;
+        node.Store.Crash();
         node.Epoch++;
-        _crashes++;
-        Schedule(_now + 1 + _random.NextDouble() * 40, new RestartEvent(node.Id));
+        _counters.Crashes++;
+        // The clients of the dead process never hear back.
+        for (var i = 0; i < _pending.Count; i++)
+        {
+            var op = _pending[i];
+            if (op.Node != node)
+                continue;
+            Abandon(op);
+            _pending.RemoveAt(i);
+            i--;
+        }
+        Schedule(_time.Now + 1 + _random.NextDouble() * 40, new RestartEvent(node.Id));
     }
 
     private void Restart(SimNode node)
     {
-        if (node.Alive)
-            return;
-        Revive(node);
+        Start(node);
+        Schedule(_time.Now + _random.NextDouble(), new TickEvent(node.Id, node.Epoch));
     }
 
-    private void Revive(SimNode node)
-    {
-        node.Alive = true;
-        node.Pending.Clear();
-        node.Incoming = null;
-        // Only what the stores made durable survives: the state machine restarts from the latest
-        // snapshot (or empty) and replays the log; the core restarts from the log store.
-        node.AppliedIndex = 0;
-        node.State = 0;
-        if (node.Snapshots.OpenLatest() is { } stream)
-        {
-            using (stream)
-            {
-                var (index, state) = ParseSnapshot(node, ((MemoryStream)stream).ToArray());
-                RestoreState(node, index, state);
-            }
-        }
-        node.Core = CreateCore(node);
-        ProcessReady(node);
-    }
-
-    private RaftCore CreateCore(SimNode node) => new(new RaftOptions
-    {
-        NodeId = node.Id,
-        Members = [.. Enumerable.Range(1, _nodes.Length)],
-        ElectionTicksMin = 10,
-        ElectionTicksMax = 20,
-        HeartbeatTicks = 2,
-        MaxInflightAppends = _maxInflight,
-        MaxAppendBytes = _maxAppendBytes,
-        MaxSnapshotChunkBytes = _snapshotChunkBytes,
-        PreVote = _preVote,
-        CheckQuorum = _checkQuorum,
-        EagerCommitPropagation = _eagerCommit,
-        Random = new Random(_random.Next()),
-#if RAFT_MUTANTS
-        Mutations = _options.Mutations,
-#endif
-    }, node.Store, node.Snapshots);
-
-    // ------------------------------------------------------------------ healing, liveness, durability
+    // ------------------------------------------------------------------ healing, liveness, durability, linearizability
 
     private void Heal()
     {
@@ -649,77 +796,73 @@ public sealed class SimulatedCluster
         _dropRate = 0;
         foreach (var node in _nodes)
         {
-            node.TearNextWrite = false;
+            node.Store.DisarmTear();
             if (!node.Alive)
-                Revive(node);
+                Restart(node);
         }
     }
 
     private void CheckLiveness()
     {
-        var deadline = _now + _options.LivenessTicks * TickLength;
-        long? command = null;
-        SimNode? proposer = null;
-        long proposerTerm = 0;
+        var deadline = _time.Now + _options.LivenessTicks;
         // Work is bounded as well as virtual time: a message storm that never lets time advance is a liveness failure too.
         var eventBudget = _step + _options.LivenessEventsPerTick * _options.LivenessTicks * _nodes.Length;
-        while (_now < deadline && _events.Count > 0)
+        ClientOp? probe = null;
+        while (_time.Now < deadline && _events.Count > 0)
         {
             if (_step > eventBudget)
                 throw Violation("Liveness", $"more than {_options.LivenessEventsPerTick * _options.LivenessTicks * _nodes.Length} events within {_options.LivenessTicks} ticks after healing: a message storm.");
-            // A proposal whose leader lost its term before committing it is retried on the next leader.
-            if (command is not null && !_acknowledged.Any(a => a.Command == command)
-                && (proposer!.Core.Role != RaftRole.Leader || proposer.Core.Term != proposerTerm))
+            if (probe is not null && _pending.Contains(probe) && probe.Node.Role != RaftRole.Leader)
             {
-                command = null;
+                // Its proposer lost the leadership: the proposal waits for its index, which may never
+                // be reached without new writes. The client gives up (outcome unknown) and retries.
+                _pending.Remove(probe);
+                Abandon(probe);
+                probe = null;
             }
-            if (command is null)
+            if (probe is null || (!_pending.Contains(probe) && !_acknowledgedWrites.Contains(probe.Command)))
             {
-                var leader = _nodes.FirstOrDefault(n => n.Core.Role == RaftRole.Leader);
+                // A proposal that did not take effect is retried on the current leader.
+                var leader = _nodes.FirstOrDefault(n => n.Alive && n.Role == RaftRole.Leader);
                 if (leader is not null)
                 {
-                    var id = _nextCommand++;
-                    var data = new byte[8];
-                    BinaryPrimitives.WriteInt64LittleEndian(data, id);
-                    if (leader.Core.Propose(data, out var index) == ProposeResult.Accepted)
-                    {
-                        leader.Pending[index] = (leader.Core.Term, id);
-                        command = id;
-                        proposer = leader;
-                        proposerTerm = leader.Core.Term;
-                        ProcessReady(leader);
-                    }
+                    probe = Write(leader, _random.Next(KeyCount));
                 }
             }
-            else if (_acknowledged.Any(a => a.Command == command))
+            else if (_acknowledgedWrites.Contains(probe.Command))
             {
-                // Then every node must converge on the committed log (and, with pipelined writes,
-                // have finished writing it: a follower may apply entries before they are durable).
-                var target = _committed.Count - 1;
-                if (_nodes.All(n => n.AppliedIndex >= target && n.Writing.Count == 0))
+                // Then every node must converge: applied everything, nothing left to write.
+                var target = _committed.Count == 0 ? 0 : _committed.Keys[^1];
+                if (_nodes.All(n => n.StateMachine.LastCommandIndex >= target && !n.Raft.HasWriterWork && !n.Raft.HasApplyWork))
                     return;
             }
             StepOnce();
         }
         var state = string.Join("; ", _nodes.Select(n =>
-            $"node {n.Id}: {n.Core.Role} term {n.Core.Term} commit {n.Core.CommitIndex} applied {n.AppliedIndex} log [{n.Store.FirstIndex}, {n.Store.LastIndex}] snapshot {n.Snapshots.Latest?.Index}" +
-            (n.Core.Role == RaftRole.Leader ? $" progress {string.Join(",", n.Core.Status.Progress.Select(p => $"{p.Key}:{p.Value}"))}" : "")));
-        throw Violation("Liveness", command is null
+        {
+            var status = n.Raft.Status;
+            return $"node {n.Id}: {status.Role} term {status.Term} commit {status.CommitIndex} applied {status.AppliedIndex} (last command {n.StateMachine.LastCommandIndex}, writer {n.Raft.HasWriterWork}, apply {n.Raft.HasApplyWork}) log [{n.Store.FirstIndex}, {n.Store.LastIndex}] snapshot {n.Snapshots.Latest?.Index}" +
+                (status.Role == RaftRole.Leader ? $" progress {string.Join(",", status.Progress.Select(p => $"{p.Key}:{p.Value}"))}" : "");
+        }));
+        throw Violation("Liveness", probe is null
             ? $"no leader accepted a proposal within {_options.LivenessTicks} ticks after healing ({state})."
-            : $"the cluster did not commit a proposal and converge within {_options.LivenessTicks} ticks after healing ({state}).");
+            : $"the cluster did not commit a proposal and converge within {_options.LivenessTicks} ticks after healing (probe: command {probe.Command} on node {probe.Node.Id}, {(_pending.Contains(probe) ? "pending" : "finished")}, {(_acknowledgedWrites.Contains(probe.Command) ? "acknowledged" : "not acknowledged")}, last committed command at {(_committed.Count == 0 ? 0 : _committed.Keys[^1])}; {state}).");
     }
 
     private void CheckDurability()
     {
-        foreach (var (index, term, command) in _acknowledged)
+        foreach (var command in _acknowledgedWrites)
         {
+            if (!_commandIndex.TryGetValue(command, out var index))
+                throw Violation("Durability", $"acknowledged command {command} was never applied.");
+            var term = _committed[index].Term;
             foreach (var node in _nodes)
             {
                 var store = node.Store;
                 if (index < store.FirstIndex)
                 {
                     // Compacted: the node's snapshot (checked against the committed log) must cover it.
-                    if (node.LastSnapshotIndex < index && node.Snapshots.Latest?.Index < index)
+                    if ((node.Snapshots.Latest?.Index ?? 0) < index)
                         throw Violation("Durability", $"acknowledged command {command} at index {index} was compacted from node {node.Id} without a snapshot covering it.");
                     continue;
                 }
@@ -729,17 +872,22 @@ public sealed class SimulatedCluster
         }
     }
 
+    private void CheckLinearizability()
+    {
+        // Operations still in flight are unknown (writes) or had no effect (reads).
+        foreach (var op in _pending)
+            Abandon(op);
+        _pending.Clear();
+        var result = LinearizabilityChecker.Check(_history.Operations, TimeSpan.FromSeconds(30));
+        if (result.TimedOut)
+            throw Violation("Linearizability", $"the checker timed out on {result.OperationCount} operations.");
+        if (!result.IsLinearizable)
+            throw Violation("Linearizability", result.Failure?.Description ?? result.ToString());
+    }
+
     // ------------------------------------------------------------------ helpers
 
     private SimNode Node(int id) => _nodes[id - 1];
-
-    private static void Complete(ValueTask write)
-    {
-        // The in-memory store completes synchronously, which keeps the simulation on one thread.
-        if (!write.IsCompleted)
-            throw new InvalidOperationException("The simulated store did not complete synchronously.");
-        write.GetAwaiter().GetResult();
-    }
 
     private void Schedule(double time, SimEvent ev)
     {
@@ -752,7 +900,7 @@ public sealed class SimulatedCluster
     private InvariantViolationException Violation(string invariant, string detail, Exception? inner = null) =>
         new(invariant, _options.Seed, _step, detail, inner);
 
-    private static ulong Mix(ulong state, long index, long term, ulong hash)
+    internal static ulong Mix(ulong state, long index, long term, ulong hash)
     {
         var x = state ^ hash ^ ((ulong)index * 0x9E3779B97F4A7C15UL) ^ ((ulong)term << 32);
         x ^= x >> 33;
@@ -761,7 +909,7 @@ public sealed class SimulatedCluster
         return x;
     }
 
-    private static ulong Hash(ReadOnlySpan<byte> data)
+    internal static ulong Hash(ReadOnlySpan<byte> data)
     {
         // FNV-1a: enough to tell commands apart in a simulation.
         var hash = 14695981039346656037UL;
@@ -773,45 +921,95 @@ public sealed class SimulatedCluster
         return hash;
     }
 
-    private sealed class SimNode(int id, InMemoryLogStore store, InMemorySnapshotStore snapshots, double tickScale)
+    internal sealed class SimNode(int id, double tickScale)
     {
         public int Id { get; } = id;
 
-        public InMemoryLogStore Store { get; } = store;
+        // What survives a crash: the log store and the snapshot store.
+        public CrashFaithfulLogStore Store { get; } = new();
 
-        public InMemorySnapshotStore Snapshots { get; } = snapshots;
-
-        // The state machine: a hash of everything applied, in order.
-        public ulong State { get; set; }
-
-        public long LastSnapshotIndex { get; set; }
-
-        // The snapshot being received.
-        public MemoryStream? Incoming { get; set; }
-
-        // Crash in the middle of the next write.
-        public bool TearNextWrite { get; set; }
+        public InMemorySnapshotStore Snapshots { get; } = new();
 
         // Each node's clock runs at its own slightly different rate.
         public double TickScale { get; } = tickScale;
 
-        public RaftCore Core { get; set; } = null!;
+        // The current incarnation: the shipped node and its state machine.
+        public RaftNode Raft { get; set; } = null!;
 
-        public bool Alive { get; set; } = true;
+        public SimStateMachine StateMachine { get; set; } = null!;
 
-        public long AppliedIndex { get; set; }
+        public bool Alive { get; set; }
 
-        public Dictionary<long, (long Term, long Command)> Pending { get; } = [];
+        // Bumped by each crash, so that events scheduled for an older incarnation are ignored.
+        public int Epoch { get; set; }
 
-        // Pipelined writes in flight, oldest first, and whether a WriteDoneEvent is scheduled for them.
-        public Queue<Ready> Writing { get; } = new();
+        // The role and term the node last reported (StateChanged).
+        public RaftRole Role { get; set; }
+
+        public long Term { get; set; }
+
+        public long CompletenessCheckedTerm { get; set; }
 
         public bool WriteScheduled { get; set; }
 
-        // Bumped by each crash, so that a write completion scheduled before it is ignored.
-        public int Epoch { get; set; }
+        public bool ApplyScheduled { get; set; }
+    }
 
-        public long CommittedFloor() => AppliedIndex;
+    private enum OpKind
+    {
+        Write,
+        Read,
+        Garbage,
+        Transfer,
+    }
+
+    private sealed class ClientOp(SimNode node, OperationHandle handle, long command, bool viaFollower, OpKind kind)
+    {
+        public SimNode Node { get; } = node;
+
+        public OpKind Kind { get; } = kind;
+
+        public bool Garbage => Kind == OpKind.Garbage;
+
+        public OperationHandle Handle { get; } = handle;
+
+        public long Command { get; } = command;
+
+        public bool ViaFollower { get; } = viaFollower;
+
+        public ValueTask<object?> Write { get; init; }
+
+        public Task? Read { get; init; }
+
+        public int Key { get; init; }
+
+        public Task? Transfer { get; init; }
+
+    }
+
+    private sealed class Counters
+    {
+        public int LeaderChanges;
+        public int ForwardedWrites;
+        public int Reads;
+        public int FollowerReads;
+        public int Transfers;
+        public int RefusedCommands;
+        public int Crashes;
+        public int Partitions;
+        public long MessagesDelivered;
+        public long MessagesDropped;
+        public int SnapshotsTaken;
+        public int SnapshotInstalls;
+    }
+
+    private sealed class SimTransport(SimulatedCluster cluster) : ITransport
+    {
+        public ValueTask StartAsync(int localId, RaftMessageHandler handler, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+        public void Send(RaftMessage message) => cluster.Send(message);
+
+        public ValueTask StopAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
     }
 
     private abstract class SimEvent
@@ -819,9 +1017,11 @@ public sealed class SimulatedCluster
         public double Time { get; set; }
     }
 
-    private sealed class TickEvent(int nodeId) : SimEvent
+    private sealed class TickEvent(int nodeId, int epoch) : SimEvent
     {
         public int NodeId { get; } = nodeId;
+
+        public int Epoch { get; } = epoch;
     }
 
     private sealed class DeliverEvent(RaftMessage message) : SimEvent
@@ -829,13 +1029,29 @@ public sealed class SimulatedCluster
         public RaftMessage Message { get; } = message;
     }
 
+    private sealed class WriteEvent(int nodeId, int epoch) : SimEvent
+    {
+        public int NodeId { get; } = nodeId;
+
+        public int Epoch { get; } = epoch;
+    }
+
+    private sealed class ApplyEvent(int nodeId, int epoch) : SimEvent
+    {
+        public int NodeId { get; } = nodeId;
+
+        public int Epoch { get; } = epoch;
+    }
+
     private sealed class ClientEvent : SimEvent;
 
     private sealed class FaultEvent : SimEvent;
 
-    private sealed class CrashEvent(int nodeId) : SimEvent
+    private sealed class CrashEvent(int nodeId, int epoch) : SimEvent
     {
         public int NodeId { get; } = nodeId;
+
+        public int Epoch { get; } = epoch;
     }
 
     private sealed class RestartEvent(int nodeId) : SimEvent
@@ -844,11 +1060,4 @@ public sealed class SimulatedCluster
     }
 
     private sealed class HealEvent : SimEvent;
-
-    private sealed class WriteDoneEvent(int nodeId, int epoch) : SimEvent
-    {
-        public int NodeId { get; } = nodeId;
-
-        public int Epoch { get; } = epoch;
-    }
 }

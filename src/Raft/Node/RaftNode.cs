@@ -523,7 +523,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     }
 
     /// <summary>Whether the event loop has work queued (the simulator runs a round when it has).</summary>
-    internal bool HasInboxWork => _inbox.Reader.Count > 0;
+    internal bool HasInboxWork => _inbox.Reader.TryPeek(out _);
 
     /// <summary>
     /// One round of the event loop: handles everything queued, flushes forwarded work, turns every
@@ -800,7 +800,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         {
             // The simulator's writes complete synchronously: finish them here, in order, as the
             // writer would while this loop waits.
-            while (_writes.Reader.Count > 0)
+            while (_writes.Reader.TryPeek(out _))
                 await RunWriterRoundAsync().ConfigureAwait(false);
             return;
         }
@@ -836,7 +836,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     }
 
     /// <summary>Whether pipelined writes wait for the writer (the simulator runs a round when they do).</summary>
-    internal bool HasWriterWork => _writes.Reader.Count > 0;
+    internal bool HasWriterWork => _writes.Reader.TryPeek(out _);
 
     private readonly List<Ready> _writeBatch = [];
     private readonly List<LogEntry> _writeEntries = [];
@@ -991,7 +991,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     }
 
     /// <summary>Whether the apply loop has work queued (the simulator runs a round when it has).</summary>
-    internal bool HasApplyWork => _applyQueue.Reader.Count > 0;
+    internal bool HasApplyWork => _applyQueue.Reader.TryPeek(out _);
 
     /// <summary>One round of the apply loop: applies, restores and releases everything queued for it, in order.</summary>
     internal async Task RunApplyRoundAsync()
