@@ -52,6 +52,10 @@ public sealed class SimulatedCluster
     private readonly Dictionary<(long Index, long Term), (long PrevTerm, EntryKind Kind, ulong Hash)> _entriesSeen = [];
     // Per committed command index: its term, content hash and the state after applying it.
     private readonly SortedList<long, (long Term, ulong Hash, ulong State)> _committed = [];
+    // Per committed command index: an upper bound of the term in which it was committed (the highest
+    // term that had a leader when it was first applied). Leader completeness binds the leaders of later terms.
+    private readonly Dictionary<long, long> _committedBy = [];
+    private long _highestLeaderTerm;
     private readonly Dictionary<long, long> _commandIndex = []; // command id -> the index it was applied at
     private readonly List<long> _acknowledgedWrites = [];        // command ids whose proposer was told "done"
 
@@ -196,6 +200,7 @@ public sealed class SimulatedCluster
             return;
         }
         _leaderOfTerm[change.Term] = node.Id;
+        _highestLeaderTerm = Math.Max(_highestLeaderTerm, change.Term);
         _counters.LeaderChanges++;
         // New leaders die young now and then: the schedules that expose commit-rule bugs (Figure 8)
         // need a leader to fail right after it replicated old entries but before its own no-op.
@@ -219,7 +224,9 @@ public sealed class SimulatedCluster
         if (node.Raft.HasApplyWork && !node.ApplyScheduled)
         {
             node.ApplyScheduled = true;
-            Schedule(_time.Now + _random.NextDouble() * 0.5, new ApplyEvent(node.Id, node.Epoch));
+            // Usually quick; now and then a slow state machine lags well behind the log.
+            var delay = _random.NextDouble() < 0.1 ? _random.NextDouble() * 5 : _random.NextDouble() * 0.5;
+            Schedule(_time.Now + delay, new ApplyEvent(node.Id, node.Epoch));
         }
         PollClients(node);
     }
@@ -383,6 +390,8 @@ public sealed class SimulatedCluster
         var store = node.Store;
         foreach (var (index, committed) in _committed)
         {
+            if (_committedBy[index] >= node.Term)
+                continue; // possibly committed in this leader's term or later: not bound by it
             if (index < store.FirstIndex)
                 continue; // compacted into the leader's snapshot, which the restore check covered
             if (index >= firstOwnIndex)
@@ -414,6 +423,7 @@ public sealed class SimulatedCluster
             if (_committed.Count > 0 && entry.Index < _committed.Keys[^1])
                 throw Violation("State machine safety", $"node {node.Id} applied a command at index {entry.Index}, where an earlier node applied none (it applied up to {_committed.Keys[^1]}).");
             _committed.Add(entry.Index, (entry.Term, hash, state));
+            _committedBy[entry.Index] = Math.Max(_highestLeaderTerm, entry.Term);
         }
         if (_commandIndex.TryGetValue(commandId, out var at))
         {

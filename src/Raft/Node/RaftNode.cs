@@ -1077,9 +1077,35 @@ public sealed partial class RaftNode : IAsyncDisposable
         }
     }
 
-    private async Task RestoreAsync(SnapshotMetadata snapshot, Dictionary<long, Proposal> waiting, CancellationToken token)
+    private async Task RestoreAsync(SnapshotMetadata requested, Dictionary<long, Proposal> waiting, CancellationToken token)
     {
-        var stream = _snapshots!.OpenLatest() ?? throw new InvalidOperationException($"Node {Id} committed snapshot {snapshot.Index} but the snapshot store has none.");
+        // The store may already hold a newer snapshot than the one this request restores: another
+        // one was received while this request waited behind slow applies. Restore the newest (its
+        // own request follows and finds nothing left to do); entries it covers are skipped when their
+        // batches come. Restoring the requested one's data from the newest would mislabel the state.
+        SnapshotMetadata? snapshot;
+        Stream? stream;
+        while (true)
+        {
+            snapshot = _snapshots!.Latest;
+            stream = _snapshots.OpenLatest();
+            var again = _snapshots.Latest;
+            if (stream is null || (again?.Index == snapshot?.Index && again?.Term == snapshot?.Term))
+                break;
+            await stream.DisposeAsync().ConfigureAwait(false); // replaced in between: open the newest again
+        }
+        if (snapshot is null || stream is null)
+            throw new InvalidOperationException($"Node {Id} committed snapshot {requested.Index} but the snapshot store has none.");
+        if (snapshot.Index < requested.Index)
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+            throw new InvalidOperationException($"Node {Id} committed snapshot {requested.Index} but the snapshot store's latest is the older {snapshot.Index}.");
+        }
+        if (snapshot.Index <= Interlocked.Read(ref _appliedIndex))
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+            return; // an earlier request already restored it
+        }
         await using (stream.ConfigureAwait(false))
             await _stateMachine.RestoreSnapshotAsync(stream, token).ConfigureAwait(false);
         foreach (var index in waiting.Keys.Where(i => i <= snapshot.Index).ToList())
@@ -1113,9 +1139,12 @@ public sealed partial class RaftNode : IAsyncDisposable
     private async Task ApplyBatchAsync(IReadOnlyList<LogEntry> entries, Dictionary<long, Proposal> waiting, CancellationToken token)
     {
         var started = _time.GetTimestamp();
+        var covered = Interlocked.Read(ref _appliedIndex);
         for (var i = 0; i < entries.Count; i++)
         {
             var entry = entries[i];
+            if (entry.Index <= covered)
+                continue; // a newer snapshot, restored ahead of this batch, already holds it
             object? result = null;
             if (entry.Kind == EntryKind.Command)
             {
