@@ -329,6 +329,11 @@ internal sealed class KvApi
             await ShuttingDownAsync(context);
             return;
         }
+        catch (InvalidCommandException ex)
+        {
+            await CommandRefusedAsync(context, ex);
+            return;
+        }
         object? result;
         try
         {
@@ -337,6 +342,11 @@ internal sealed class KvApi
         catch (NotLeaderException)
         {
             throw;
+        }
+        catch (InvalidCommandException ex)
+        {
+            await CommandRefusedAsync(context, ex);
+            return;
         }
         catch (RaftBusyException ex)
         {
@@ -515,6 +525,17 @@ internal sealed class KvApi
 
     private static Task TooLargeAsync(HttpContext context, int limit) =>
         WriteErrorAsync(context, StatusCodes.Status413PayloadTooLarge, $"The request body is larger than the limit of {limit} bytes.");
+
+    private Task CommandRefusedAsync(HttpContext context, InvalidCommandException ex)
+    {
+        Log.CommandRefused(_node.Logger, _node.Id, ex.Message);
+        var (status, message) = DescribeRefusal(ex);
+        return WriteErrorAsync(context, status, message);
+    }
+
+    /// <summary>The answer to a command the leader's state machine refused (<see cref="ICommandValidator"/>): nothing was submitted, and retrying the same bytes fails the same way.</summary>
+    internal static (int Status, string Message) DescribeRefusal(InvalidCommandException ex) =>
+        (StatusCodes.Status400BadRequest, $"The leader refused the command before replicating it ({ex.Message}); nothing was submitted. Retrying the same request fails the same way.");
 
     private Task ShuttingDownAsync(HttpContext context) =>
         WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, $"Node {_node.Id} is shutting down; nothing was submitted.", retryLater: true);

@@ -15,4 +15,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 9003, Level = LogLevel.Warning, Message = "Node {NodeId}: a write failed after it was submitted; its outcome is unknown")]
     public static partial void WriteOutcomeUnknown(ILogger logger, int nodeId, Exception exception);
+
+    [LoggerMessage(EventId = 9004, Level = LogLevel.Warning, Message = "Node {NodeId}: the leader refused a command before replicating it: {Reason}")]
+    public static partial void CommandRefused(ILogger logger, int nodeId, string reason);
 }
