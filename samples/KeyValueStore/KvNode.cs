@@ -84,6 +84,10 @@ public sealed class KvNode : IAsyncDisposable
     public static async Task<KvNode> CreateAsync(KvNodeOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.ClusterSecret is null && !options.Insecure)
+            throw new ArgumentException($"Node {options.Id} has no cluster secret: set KvNodeOptions.ClusterSecret (at least {KvNodeOptions.MinClusterSecretBytes} bytes), or Insecure to run the Raft port unauthenticated.", nameof(options));
+        if (options.ClusterSecret is { Length: < KvNodeOptions.MinClusterSecretBytes } shortSecret)
+            throw new ArgumentException($"Node {options.Id}'s cluster secret is {shortSecret.Length} bytes; at least {KvNodeOptions.MinClusterSecretBytes} are needed.", nameof(options));
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
             Args = [],
@@ -136,6 +140,7 @@ public sealed class KvNode : IAsyncDisposable
                 ListenEndPoint = options.RaftListen,
                 Peers = options.RaftPeers.Where(peer => peer.Key != options.Id).ToDictionary(),
                 ClusterId = options.ClusterId,
+                ClusterSecret = options.ClusterSecret,
                 LoggerFactory = loggerFactory,
             });
             var stateMachine = new KeyValueStateMachine();
@@ -191,6 +196,8 @@ public sealed class KvNode : IAsyncDisposable
             throw new IOException($"Node {Id} cannot listen for Raft peers on {Options.RaftListen}: {ex.Message}", ex);
         }
         Log.NodeStarted(_logger, Id, HttpUrl!, RaftEndPoint);
+        if (Options.ClusterSecret is null)
+            Log.InsecureTransport(_logger, Id, RaftEndPoint, Options.ClusterId);
     }
 
     /// <summary>Tells this node where another member is: its Raft address (the transport connects there) and its HTTP address (requests are forwarded there).</summary>
