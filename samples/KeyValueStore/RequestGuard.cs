@@ -88,7 +88,7 @@ internal sealed class RequestGuard
             error = $"The Content-Type is '{contentType}'; send Content-Type: application/json.";
             return false;
         }
-        var charset = parsed.Charset;
+        var charset = HeaderUtilities.RemoveQuotes(parsed.Charset);
         if (charset.HasValue && !(charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)))
         {
             error = $"The Content-Type is '{contentType}'; the body must be UTF-8 (charset=utf-8, or no charset).";
