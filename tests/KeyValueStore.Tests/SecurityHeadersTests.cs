@@ -193,3 +193,53 @@ public sealed class RequestGuardTests
     public void State_changing_methods_are_the_ones_checked_for_origin(string method, bool changes) =>
         Assert.Equal(changes, RequestGuard.IsStateChanging(method));
 }
+
+/// <summary>The Raft port's secret: generated for an embedded cluster, required of a node, handed to the transport.</summary>
+public sealed class ClusterSecretTests
+{
+    [Fact]
+    public async Task An_embedded_cluster_gives_all_its_nodes_one_new_random_secret_and_the_transport_gets_it()
+    {
+        await using var first = await EmbeddedCluster.StartAsync(TestCluster.Options());
+        await using var second = await EmbeddedCluster.StartAsync(TestCluster.Options());
+        var secret = first.Nodes[0].Options.ClusterSecret;
+        Assert.NotNull(secret);
+        Assert.Equal(KvNodeOptions.GeneratedClusterSecretBytes, secret.Length);
+        foreach (var node in first.Nodes)
+        {
+            Assert.Equal(secret, node.Options.ClusterSecret);
+            Assert.Equal(secret, node.TransportOptions.ClusterSecret);
+        }
+        Assert.NotEqual(secret, second.Nodes[0].Options.ClusterSecret);
+        Assert.Equal(second.Nodes[0].Options.ClusterSecret, second.Nodes[2].TransportOptions.ClusterSecret);
+        await first.WaitForLeaderAsync(TestCluster.LeaderTimeout); // the nodes still form a cluster
+    }
+
+    [Fact]
+    public async Task A_node_without_a_secret_does_not_start_unless_insecure()
+    {
+        var folder = Directory.CreateTempSubdirectory("kv-secret-");
+        try
+        {
+            var options = EmbeddedCluster.NodeOptions(TestCluster.Options(), 1, [1], folder.FullName, new byte[KvNodeOptions.MinClusterSecretBytes]);
+            var none = await Assert.ThrowsAsync<ArgumentException>(() => KvNode.CreateAsync(Copy(options, secret: null, insecure: false)));
+            Assert.Contains("no cluster secret", none.Message, StringComparison.Ordinal);
+            var tooShort = await Assert.ThrowsAsync<ArgumentException>(() => KvNode.CreateAsync(Copy(options, secret: new byte[KvNodeOptions.MinClusterSecretBytes - 1], insecure: false)));
+            Assert.Contains("at least 16", tooShort.Message, StringComparison.Ordinal);
+            await using (var insecure = await KvNode.CreateAsync(Copy(options, secret: null, insecure: true)))
+                Assert.Null(insecure.TransportOptions.ClusterSecret);
+            await using (var secured = await KvNode.CreateAsync(options))
+                Assert.Equal(new byte[KvNodeOptions.MinClusterSecretBytes], secured.TransportOptions.ClusterSecret);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    private static KvNodeOptions Copy(KvNodeOptions o, byte[]? secret, bool insecure) => new()
+    {
+        Id = o.Id, Members = o.Members, RaftListen = o.RaftListen, HttpListen = o.HttpListen, DataDirectory = o.DataDirectory,
+        MinimumLogLevel = o.MinimumLogLevel, ClusterSecret = secret, Insecure = insecure,
+    };
+}
