@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 
 namespace Raft.Benchmarks.LoadGenerator;
 
@@ -34,6 +35,8 @@ internal sealed class LocalCluster : IDisposable
         var ids = Enumerable.Range(1, nodeCount).ToArray();
         var peers = string.Join(',', ids.Select(i => string.Create(CultureInfo.InvariantCulture, $"{i}=127.0.0.1:{ports[i - 1]}")));
         var httpPeers = string.Join(',', ids.Select(i => string.Create(CultureInfo.InvariantCulture, $"{i}=127.0.0.1:{ports[nodeCount + i - 1]}")));
+        // The nodes authenticate each other on their Raft ports with a secret made for this run.
+        var secretFile = WriteSecretFile(Path.Combine(root, "cluster.secret"));
         var nodes = new List<NodeProcess>();
         var cluster = new LocalCluster(root, nodes);
         try
@@ -51,6 +54,7 @@ internal sealed class LocalCluster : IDisposable
                     "--peers", peers,
                     "--http-peers", httpPeers,
                     "--data", Path.Combine(root, $"node{id}"),
+                    "--secret-file", secretFile,
                     .. (forward is null ? Array.Empty<string>() : ["--forward", forward]),
                 ]);
             }
@@ -61,6 +65,17 @@ internal sealed class LocalCluster : IDisposable
             cluster.Dispose();
             throw;
         }
+    }
+
+    /// <summary>Writes a new random cluster secret (32 bytes, base64), readable by this user only; replaces an old one (a kept data folder).</summary>
+    private static string WriteSecretFile(string path)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var file = new StreamWriter(path, options))
+            file.WriteLine(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)));
+        return path;
     }
 
     /// <summary>The nodes that exited although nobody asked them to.</summary>
@@ -172,6 +187,7 @@ internal sealed class NodeProcess : IDisposable
         };
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
+        start.Environment.Remove("RAFT_CLUSTER_SECRET"); // the sample refuses the variable and --secret-file together
         start.Environment["DOTNET_gcServer"] = "0";
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };

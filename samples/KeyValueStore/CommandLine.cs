@@ -22,8 +22,10 @@ public enum RunMode
 /// <summary>
 /// Parses the node's command line:
 /// <c>--id N --listen HOST:PORT --http HOST:PORT --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR</c>
-/// [<c>--http-peers 1=HOST:PORT,...</c>] [<c>--cluster-id NAME</c>] [<c>--forward raft|http</c>]. Options are written
-/// <c>--name value</c> or <c>--name=value</c>.
+/// (<c>--secret-file PATH</c> | <c>--insecure</c>) [<c>--http-peers 1=HOST:PORT,...</c>] [<c>--cluster-id NAME</c>]
+/// [<c>--forward raft|http</c>] [<c>--allowed-hosts NAME,...</c>] [<c>--allowed-origins ORIGIN,...</c>]. Options are
+/// written <c>--name value</c> or <c>--name=value</c>; <c>--insecure</c> takes no value. The secret may also come from
+/// the environment variable <see cref="SecretVariable"/>.
 /// </summary>
 public sealed class CommandLine
 {
@@ -32,8 +34,9 @@ public sealed class CommandLine
           KeyValueStore                      start an embedded 3-node cluster on loopback (data in a temp folder)
           KeyValueStore --id N --listen HOST:PORT --http HOST:PORT
                         --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR
-                        [--http-peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT] [--cluster-id NAME]
-                        [--forward raft|http]
+                        (--secret-file PATH | --insecure) [--cluster-id NAME]
+                        [--http-peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT] [--forward raft|http]
+                        [--allowed-hosts NAME,...] [--allowed-origins ORIGIN,...]
 
           --id          this node's id (a positive integer, one of the ids in --peers)
           --listen      where this node's Raft transport listens (an IP address or localhost, and a port)
@@ -44,15 +47,34 @@ public sealed class CommandLine
                         Default: each member's Raft host, at its Raft port plus this node's offset
                         (--http port minus --listen port), e.g. Raft :7001..7003 and --http :8001
                         give HTTP :8001..8003.
+          --secret-file a file holding the cluster secret, base64 (at least 16 bytes decoded; make one
+                        with: head -c 32 /dev/urandom | base64 > cluster.secret), the same on every node.
+                        Peers must prove they hold it to use the Raft port. Instead of the file, the
+                        secret may be given in base64 in the environment variable RAFT_CLUSTER_SECRET.
+          --insecure    run the Raft port without a secret: anyone who can reach it and knows the
+                        cluster id can join or disrupt the cluster (a warning is logged)
           --cluster-id  a name every node of the cluster shares (default raft-kv-sample)
           --forward     how a follower hands requests to the leader: raft (default; over the Raft
                         transport, batched, answered from the follower's own copy once applied)
                         or http (the request is sent to the leader's HTTP address and relayed)
+          --allowed-hosts  host names the HTTP API answers to besides loopback and this node's own
+                        --http, --peers and --http-peers hosts (others get 421); * allows any
+          --allowed-origins  web origins (http://host:port) allowed to change data besides the
+                        node's own pages (others get 403); * allows any
 
         Misconfiguration exits with code 2.
         """;
 
-    private static readonly string[] Known = ["id", "listen", "http", "peers", "data", "http-peers", "cluster-id", "forward"];
+    /// <summary>The environment variable that may hold the cluster secret, in base64.</summary>
+    public const string SecretVariable = "RAFT_CLUSTER_SECRET";
+
+    /// <summary>The largest secret file read, in bytes (a secret is tens of bytes; anything this big is the wrong file).</summary>
+    public const int MaxSecretFileBytes = 4096;
+
+    private static readonly string[] Known = ["id", "listen", "http", "peers", "data", "http-peers", "cluster-id", "forward", "secret-file", "insecure", "allowed-hosts", "allowed-origins"];
+
+    // Options that take no value.
+    private static readonly string[] Flags = ["insecure"];
 
     private CommandLine(RunMode mode, KvNodeOptions? options, string? error)
     {
@@ -71,16 +93,19 @@ public sealed class CommandLine
     public string? Error { get; }
 
     /// <summary>Parses the arguments; never throws for bad input.</summary>
-    public static CommandLine Parse(IReadOnlyList<string> args)
+    /// <param name="args">The command line.</param>
+    /// <param name="environment">Reads an environment variable (<see cref="SecretVariable"/>); the default is the process environment.</param>
+    public static CommandLine Parse(IReadOnlyList<string> args, Func<string, string?>? environment = null)
     {
         ArgumentNullException.ThrowIfNull(args);
+        environment ??= Environment.GetEnvironmentVariable;
         if (args.Count == 0)
             return new CommandLine(RunMode.Embedded, null, null);
         if (args.Any(a => a is "--help" or "-h" or "-?" or "/?"))
             return new CommandLine(RunMode.Help, null, null);
         try
         {
-            return new CommandLine(RunMode.Node, Build(ReadPairs(args)), null);
+            return new CommandLine(RunMode.Node, Build(ReadPairs(args), environment), null);
         }
         catch (ConfigurationException ex)
         {
@@ -99,7 +124,13 @@ public sealed class CommandLine
             var name = arg[2..];
             string value;
             var equals = name.IndexOf('=', StringComparison.Ordinal);
-            if (equals >= 0)
+            if (Flags.Contains(equals >= 0 ? name[..equals] : name))
+            {
+                if (equals >= 0)
+                    throw new ConfigurationException($"Option --{name[..equals]} takes no value.");
+                value = "";
+            }
+            else if (equals >= 0)
             {
                 value = name[(equals + 1)..];
                 name = name[..equals];
@@ -118,7 +149,7 @@ public sealed class CommandLine
         return values;
     }
 
-    private static KvNodeOptions Build(Dictionary<string, string> values)
+    private static KvNodeOptions Build(Dictionary<string, string> values, Func<string, string?> environment)
     {
         foreach (var required in (string[])["id", "listen", "http", "peers", "data"])
         {
@@ -185,7 +216,85 @@ public sealed class CommandLine
             DataDirectory = Path.GetFullPath(data),
             ClusterId = clusterId ?? "raft-kv-sample",
             Forward = ParseForward(values),
+            ClusterSecret = ReadSecret(values, environment),
+            Insecure = values.ContainsKey("insecure"),
+            AllowedHosts = ParseList(values, "allowed-hosts"),
+            AllowedOrigins = ParseOrigins(values),
         };
+    }
+
+    // The secret from --secret-file or RAFT_CLUSTER_SECRET (exactly one of them), or none with --insecure.
+    private static byte[]? ReadSecret(Dictionary<string, string> values, Func<string, string?> environment)
+    {
+        var insecure = values.ContainsKey("insecure");
+        var hasFile = values.TryGetValue("secret-file", out var path);
+        var variable = environment(SecretVariable);
+        if (hasFile && variable is not null)
+            throw new ConfigurationException($"Both --secret-file and {SecretVariable} give a cluster secret; use one.");
+        if (insecure && (hasFile || variable is not null))
+            throw new ConfigurationException($"--insecure runs without a cluster secret, but {(hasFile ? "--secret-file" : SecretVariable)} gives one; use one or the other.");
+        if (insecure)
+            return null;
+        if (hasFile)
+            return DecodeSecret(ReadSecretFile(path!), $"--secret-file {path}");
+        if (variable is not null)
+            return DecodeSecret(variable, SecretVariable);
+        throw new ConfigurationException(
+            $"No cluster secret: give --secret-file PATH (base64, e.g. made with: head -c 32 /dev/urandom | base64 > cluster.secret) " +
+            $"or set {SecretVariable} (base64), the same on every node; or pass --insecure to run the Raft port unauthenticated (only on a trusted network).");
+    }
+
+    private static string ReadSecretFile(string path)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+            throw new ConfigurationException("--secret-file must name a file.");
+        try
+        {
+            var info = new FileInfo(path);
+            if (!info.Exists)
+                throw new ConfigurationException($"--secret-file {path}: no such file.");
+            if (info.Length > MaxSecretFileBytes)
+                throw new ConfigurationException($"--secret-file {path}: the file is {info.Length} bytes; a secret file holds a short base64 line (at most {MaxSecretFileBytes} bytes).");
+            return File.ReadAllText(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new ConfigurationException($"--secret-file {path}: cannot be read: {ex.Message}");
+        }
+    }
+
+    private static byte[] DecodeSecret(string base64, string source)
+    {
+        var text = base64.Trim();
+        if (text.Length == 0)
+            throw new ConfigurationException($"{source}: the secret is empty.");
+        var buffer = new byte[text.Length];
+        if (!Convert.TryFromBase64String(text, buffer, out var length))
+            throw new ConfigurationException($"{source}: the secret is not valid base64.");
+        if (length < KvNodeOptions.MinClusterSecretBytes)
+            throw new ConfigurationException($"{source}: the secret is {length} bytes; at least {KvNodeOptions.MinClusterSecretBytes} are needed ({KvNodeOptions.GeneratedClusterSecretBytes} random bytes are recommended).");
+        return buffer[..length];
+    }
+
+    private static string[] ParseList(Dictionary<string, string> values, string name)
+    {
+        if (!values.TryGetValue(name, out var text))
+            return [];
+        var items = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (items.Length == 0)
+            throw new ConfigurationException($"--{name} is empty.");
+        return items;
+    }
+
+    private static string[] ParseOrigins(Dictionary<string, string> values)
+    {
+        var origins = ParseList(values, "allowed-origins");
+        foreach (var origin in origins)
+        {
+            if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/" && !origin.EndsWith('/')))
+                throw new ConfigurationException($"--allowed-origins: '{origin}' is not an origin (scheme://host[:port], e.g. http://127.0.0.1:3000).");
+        }
+        return origins;
     }
 
     private static ForwardMode ParseForward(Dictionary<string, string> values)

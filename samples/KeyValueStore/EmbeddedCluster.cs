@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Security.Cryptography;
 
 namespace Raft.Samples.KeyValueStore;
 
@@ -26,6 +27,9 @@ public sealed class EmbeddedClusterOptions
 
     /// <summary>The longest a request waits on the leader. The default is 5 s.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The secret the nodes share on their Raft ports. The default (null) is <see cref="KvNodeOptions.GeneratedClusterSecretBytes"/> random bytes, new for each cluster.</summary>
+    public byte[]? ClusterSecret { get; init; }
 }
 
 /// <summary>
@@ -63,13 +67,15 @@ public sealed class EmbeddedCluster : IAsyncDisposable
         var dataDirectory = options.DataDirectory ?? Path.Combine(Path.GetTempPath(), "raft-kv-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(dataDirectory);
         int[] members = [.. Enumerable.Range(1, options.NodeCount)];
+        // One secret for this run's nodes: nothing else on the machine can join their Raft ports.
+        var secret = options.ClusterSecret ?? RandomNumberGenerator.GetBytes(KvNodeOptions.GeneratedClusterSecretBytes);
         var nodes = new List<KvNode>();
         var cluster = new EmbeddedCluster(options, dataDirectory, nodes);
         try
         {
             foreach (var id in members)
             {
-                nodes.Add(await KvNode.CreateAsync(NodeOptions(options, id, members, dataDirectory), cancellationToken));
+                nodes.Add(await KvNode.CreateAsync(NodeOptions(options, id, members, dataDirectory, secret), cancellationToken));
             }
             // Ports are chosen when each node starts; the peers learn them right after, well within
             // the first election timeout (messages sent before that are dropped, which Raft tolerates).
@@ -89,10 +95,11 @@ public sealed class EmbeddedCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Creates the settings of node <paramref name="id"/> (free loopback ports, its folder under <paramref name="dataDirectory"/>).</summary>
-    public static KvNodeOptions NodeOptions(EmbeddedClusterOptions options, int id, IReadOnlyList<int> members, string dataDirectory)
+    /// <summary>Creates the settings of node <paramref name="id"/> (free loopback ports, its folder under <paramref name="dataDirectory"/>, the cluster's <paramref name="clusterSecret"/>).</summary>
+    public static KvNodeOptions NodeOptions(EmbeddedClusterOptions options, int id, IReadOnlyList<int> members, string dataDirectory, byte[] clusterSecret)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(clusterSecret);
         return new KvNodeOptions
         {
             Id = id,
@@ -104,6 +111,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
             SnapshotInterval = options.SnapshotInterval,
             SnapshotTrailingEntries = options.SnapshotTrailingEntries,
             RequestTimeout = options.RequestTimeout,
+            ClusterSecret = clusterSecret,
         };
     }
 

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.Text;
 
 namespace Raft.Samples.KeyValueStore;
@@ -15,8 +16,12 @@ namespace Raft.Samples.KeyValueStore;
 /// <para>Snapshot format (little-endian): magic <c>KVS1</c> (u32), entry count (u32), then per
 /// entry, in ordinal key order: key length (u32), key (UTF-8), value length (u32), value (UTF-8).
 /// The same dictionary always gives the same bytes.</para>
+/// <para>As an <see cref="ICommandValidator"/> it lets the leader refuse, before replication, any
+/// bytes <see cref="ApplyAsync"/> would reject: both use <see cref="KvCommand.TryDecode"/>, so a
+/// command that passes <see cref="TryValidate"/> always applies, and a malformed one never reaches
+/// the log (where it would stop every replica that applies it, again after every restart).</para>
 /// </remarks>
-public sealed class KeyValueStateMachine : IStateMachine
+public sealed class KeyValueStateMachine : IStateMachine, ICommandValidator
 {
     private const uint SnapshotMagic = 0x3153564B; // "KVS1" read as little-endian
     private const int FlushBytes = 64 * 1024;
@@ -49,10 +54,22 @@ public sealed class KeyValueStateMachine : IStateMachine
             return [.. _data.OrderBy(pair => pair.Key, StringComparer.Ordinal)];
     }
 
+    /// <summary>
+    /// Accepts exactly the byte strings <see cref="ApplyAsync"/> can apply: those that
+    /// <see cref="KvCommand.TryDecode"/> reads as one whole command. Depends on the bytes only.
+    /// </summary>
+    /// <param name="command">The proposed command.</param>
+    /// <param name="error">Why it was refused (starts with "Not a key-value command").</param>
+    /// <returns>Whether the command can be replicated.</returns>
+    public bool TryValidate(ReadOnlySpan<byte> command, [NotNullWhen(false)] out string? error) =>
+        KvCommand.TryDecode(command, out _, out error);
+
     /// <inheritdoc />
+    /// <exception cref="InvalidDataException">The entry is not a key-value command (<see cref="TryValidate"/> would have refused it).</exception>
     public ValueTask<object?> ApplyAsync(LogEntry entry, CancellationToken cancellationToken = default)
     {
-        // A command this codec cannot read is a bug or a newer format: stopping the node is safer than skipping it.
+        // The leader refuses what TryValidate refuses, so this only happens for an entry written by
+        // another program or a newer format: stopping the node is safer than skipping it.
         var command = KvCommand.Decode(entry.Data.Span);
         object? result = null;
         lock (_gate)

@@ -46,6 +46,18 @@ internal sealed class KvApi
     public static void Map(WebApplication app, KvNode node)
     {
         var api = new KvApi(node);
+        var guard = new RequestGuard(node.Options);
+        // Outermost, so that every answer has it, error pages included (Kestrel's own bare 400s for
+        // unparsable requests aside: they have no body to sniff).
+        app.Use((context, next) =>
+        {
+            context.Response.OnStarting(static state =>
+            {
+                ((HttpResponse)state).Headers.XContentTypeOptions = "nosniff";
+                return Task.CompletedTask;
+            }, context.Response);
+            return next(context);
+        });
         // A bug must still answer with a message (and, for a write, not pretend to know the outcome).
         app.UseExceptionHandler(errors => errors.Run(context => WriteErrorAsync(context, StatusCodes.Status500InternalServerError,
             "Unexpected server error (logged by the node). If this was a write, its outcome is unknown: read the key to find out.")));
@@ -54,6 +66,21 @@ internal sealed class KvApi
         app.Use((context, next) =>
         {
             context.Response.Headers[NodeHeader] = node.Id.ToString(CultureInfo.InvariantCulture);
+            var request = context.Request;
+            // A page on another site whose name resolves to this node (DNS rebinding) sends its own name.
+            if (!guard.IsAllowedHost(request.Host))
+            {
+                Log.RequestRefused(node.Logger, node.Id, request.Method, request.Path, $"Host '{request.Host}' is not allowed");
+                return WriteErrorAsync(context, StatusCodes.Status421MisdirectedRequest,
+                    $"Node {node.Id} does not answer to the host '{request.Host.Host}'. Allowed hosts: {string.Join(", ", guard.Hosts)} (add others with --allowed-hosts).");
+            }
+            // A page on another origin may send simple requests without asking (cross-site request forgery).
+            if (RequestGuard.IsStateChanging(request.Method) && request.Headers.Origin is [{ } origin, ..] && !guard.IsAllowedOrigin(origin, request))
+            {
+                Log.RequestRefused(node.Logger, node.Id, request.Method, request.Path, $"Origin '{origin}' is not allowed");
+                return WriteErrorAsync(context, StatusCodes.Status403Forbidden,
+                    $"Cross-origin {request.Method} from '{origin}' refused: only the node's own pages (and origins given with --allowed-origins) may change data.");
+            }
             // The server resolves "/kv/.." to "/" before routing: say why instead of answering for another route.
             if (KvInput.IsDotSegmentKey(context.Features.Get<IHttpRequestFeature>()?.RawTarget))
                 return WriteErrorAsync(context, StatusCodes.Status400BadRequest, "The keys \".\" and \"..\" cannot be used: URLs treat them as relative path segments.");
@@ -147,6 +174,12 @@ internal sealed class KvApi
             return;
         }
         const string Shape = "Send JSON {\"expected\": string or null, \"value\": string}.";
+        // Before the body is read: a cross-site form or text/plain fetch is refused unread.
+        if (!RequestGuard.IsJson(context.Request.ContentType, out error))
+        {
+            await WriteErrorAsync(context, StatusCodes.Status415UnsupportedMediaType, error + " " + Shape);
+            return;
+        }
         var body = await ReadBodyAsync(context, "POST /kv/{key}/cas needs a JSON body. " + Shape);
         if (body is null)
             return;
@@ -329,6 +362,11 @@ internal sealed class KvApi
             await ShuttingDownAsync(context);
             return;
         }
+        catch (InvalidCommandException ex)
+        {
+            await CommandRefusedAsync(context, ex);
+            return;
+        }
         object? result;
         try
         {
@@ -337,6 +375,11 @@ internal sealed class KvApi
         catch (NotLeaderException)
         {
             throw;
+        }
+        catch (InvalidCommandException ex)
+        {
+            await CommandRefusedAsync(context, ex);
+            return;
         }
         catch (RaftBusyException ex)
         {
@@ -515,6 +558,17 @@ internal sealed class KvApi
 
     private static Task TooLargeAsync(HttpContext context, int limit) =>
         WriteErrorAsync(context, StatusCodes.Status413PayloadTooLarge, $"The request body is larger than the limit of {limit} bytes.");
+
+    private Task CommandRefusedAsync(HttpContext context, InvalidCommandException ex)
+    {
+        Log.CommandRefused(_node.Logger, _node.Id, ex.Message);
+        var (status, message) = DescribeRefusal(ex);
+        return WriteErrorAsync(context, status, message);
+    }
+
+    /// <summary>The answer to a command the leader's state machine refused (<see cref="ICommandValidator"/>): nothing was submitted, and retrying the same bytes fails the same way.</summary>
+    internal static (int Status, string Message) DescribeRefusal(InvalidCommandException ex) =>
+        (StatusCodes.Status400BadRequest, $"The leader refused the command before replicating it ({ex.Message}); nothing was submitted. Retrying the same request fails the same way.");
 
     private Task ShuttingDownAsync(HttpContext context) =>
         WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, $"Node {_node.Id} is shutting down; nothing was submitted.", retryLater: true);

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
 using System.Text;
 
 namespace Raft.Samples.KeyValueStore;
@@ -90,42 +91,65 @@ public sealed record KvCommand(KvOperation Operation, string Key, string? Value 
     /// <summary>Decodes a command written by <see cref="Encode"/>.</summary>
     /// <param name="data">The entry's payload.</param>
     /// <returns>The command.</returns>
-    /// <exception cref="InvalidDataException">The bytes are not a command of this format.</exception>
-    public static KvCommand Decode(ReadOnlySpan<byte> data)
+    /// <exception cref="InvalidDataException">The bytes are not a command of this format (the message says why).</exception>
+    public static KvCommand Decode(ReadOnlySpan<byte> data) =>
+        TryDecode(data, out var command, out var error) ? command : throw new InvalidDataException(error);
+
+    /// <summary>
+    /// Decodes a command written by <see cref="Encode"/>, or says why the bytes are not one. This is
+    /// the only decoder: <see cref="Decode"/>, <see cref="KeyValueStateMachine.ApplyAsync"/> and
+    /// <see cref="KeyValueStateMachine.TryValidate"/> all go through it, so what the leader accepts
+    /// is exactly what every replica can apply.
+    /// </summary>
+    /// <param name="data">The entry's payload.</param>
+    /// <param name="command">The command, when decoded.</param>
+    /// <param name="error">When not decoded: why, starting with "Not a key-value command".</param>
+    /// <returns>Whether <paramref name="data"/> is exactly one command.</returns>
+    public static bool TryDecode(ReadOnlySpan<byte> data, [NotNullWhen(true)] out KvCommand? command, [NotNullWhen(false)] out string? error)
     {
+        command = null;
         if (data.Length < 3)
-            throw Invalid($"it is {data.Length} bytes long, shorter than any command");
+            return Invalid($"it is {data.Length} bytes long, shorter than any command", out error);
         var operation = (KvOperation)data[0];
         if (operation is not (KvOperation.Put or KvOperation.Delete or KvOperation.CompareAndSwap))
-            throw Invalid($"operation byte {data[0]} is unknown");
+            return Invalid($"operation byte {data[0]} is unknown", out error);
         int keyLength = BinaryPrimitives.ReadUInt16LittleEndian(data[1..]);
         if (keyLength is 0 or > MaxKeyBytes || data.Length < 3 + keyLength)
-            throw Invalid($"key length {keyLength} does not fit");
-        var key = GetString(data.Slice(3, keyLength));
+            return Invalid($"key length {keyLength} does not fit", out error);
+        if (!TryGetString(data.Slice(3, keyLength), out var key, out error))
+            return false;
         var rest = data[(3 + keyLength)..];
-        KvCommand command;
         switch (operation)
         {
             case KvOperation.Put:
-                command = Put(key, ReadBlob(ref rest));
+                if (!TryReadBlob(ref rest, out var value, out error))
+                    return false;
+                command = Put(key, value);
                 break;
             case KvOperation.Delete:
                 command = Delete(key);
                 break;
             default:
                 if (rest.IsEmpty || rest[0] > 1)
-                    throw Invalid("the compare-and-swap flag is missing or not 0/1");
+                    return Invalid("the compare-and-swap flag is missing or not 0/1", out error);
                 var hasExpected = rest[0] == 1;
                 rest = rest[1..];
-                var expected = ReadBlob(ref rest);
+                if (!TryReadBlob(ref rest, out var expected, out error))
+                    return false;
                 if (!hasExpected && expected.Length != 0)
-                    throw Invalid("an absent expected value has a length");
-                command = CompareAndSwap(key, hasExpected ? expected : null, ReadBlob(ref rest));
+                    return Invalid("an absent expected value has a length", out error);
+                if (!TryReadBlob(ref rest, out var newValue, out error))
+                    return false;
+                command = CompareAndSwap(key, hasExpected ? expected : null, newValue);
                 break;
         }
         if (!rest.IsEmpty)
-            throw Invalid($"{rest.Length} bytes follow the command");
-        return command;
+        {
+            command = null;
+            return Invalid($"{rest.Length} bytes follow the command", out error);
+        }
+        error = null;
+        return true;
     }
 
     private static void WriteBlob(ref Span<byte> destination, byte[] blob)
@@ -135,31 +159,40 @@ public sealed record KvCommand(KvOperation Operation, string Key, string? Value 
         destination = destination[(4 + blob.Length)..];
     }
 
-    private static string ReadBlob(ref ReadOnlySpan<byte> source)
+    private static bool TryReadBlob(ref ReadOnlySpan<byte> source, out string text, [NotNullWhen(false)] out string? error)
     {
+        text = "";
         if (source.Length < 4)
-            throw Invalid("a length field is cut off");
+            return Invalid("a length field is cut off", out error);
         var length = BinaryPrimitives.ReadUInt32LittleEndian(source);
         if (length > (uint)(source.Length - 4))
-            throw Invalid($"a field of {length} bytes is longer than what remains ({source.Length - 4})");
-        var text = GetString(source.Slice(4, (int)length));
+            return Invalid($"a field of {length} bytes is longer than what remains ({source.Length - 4})", out error);
+        if (!TryGetString(source.Slice(4, (int)length), out text, out error))
+            return false;
         source = source[(4 + (int)length)..];
-        return text;
+        return true;
     }
 
-    private static string GetString(ReadOnlySpan<byte> utf8)
+    private static bool TryGetString(ReadOnlySpan<byte> utf8, out string text, [NotNullWhen(false)] out string? error)
     {
         try
         {
-            return StrictUtf8.GetString(utf8);
+            text = StrictUtf8.GetString(utf8);
+            error = null;
+            return true;
         }
-        catch (DecoderFallbackException ex)
+        catch (DecoderFallbackException)
         {
-            throw new InvalidDataException("Not a key-value command: a string is not valid UTF-8.", ex);
+            text = "";
+            return Invalid("a string is not valid UTF-8", out error);
         }
     }
 
-    private static InvalidDataException Invalid(string why) => new($"Not a key-value command: {why}.");
+    private static bool Invalid(string why, out string error)
+    {
+        error = $"Not a key-value command: {why}.";
+        return false;
+    }
 }
 
 /// <summary>The result of a compare-and-swap, returned through <see cref="RaftNode.ProposeAsync"/> on the leader.</summary>

@@ -24,8 +24,9 @@ public sealed class KvNode : IAsyncDisposable
     private int _started;
     private int _disposed;
 
-    private KvNode(KvNodeOptions options, WebApplication app, FileLogStore logStore, FileSnapshotStore snapshotStore, TcpTransport transport, RaftNode raft, KeyValueStateMachine stateMachine, ClusterDirectory directory)
+    private KvNode(KvNodeOptions options, WebApplication app, FileLogStore logStore, FileSnapshotStore snapshotStore, TcpTransportOptions transportOptions, TcpTransport transport, RaftNode raft, KeyValueStateMachine stateMachine, ClusterDirectory directory)
     {
+        TransportOptions = transportOptions;
         Options = options;
         Forward = options.Forward;
         _app = app;
@@ -73,6 +74,9 @@ public sealed class KvNode : IAsyncDisposable
 
     internal HttpClient Http { get; }
 
+    /// <summary>What the Raft transport was created with (tests check the secret reached it).</summary>
+    internal TcpTransportOptions TransportOptions { get; }
+
     /// <summary>How this node hands requests to the leader; starts as <see cref="KvNodeOptions.Forward"/> (tests switch it).</summary>
     internal ForwardMode Forward { get; set; }
 
@@ -84,6 +88,10 @@ public sealed class KvNode : IAsyncDisposable
     public static async Task<KvNode> CreateAsync(KvNodeOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.ClusterSecret is null && !options.Insecure)
+            throw new ArgumentException($"Node {options.Id} has no cluster secret: set KvNodeOptions.ClusterSecret (at least {KvNodeOptions.MinClusterSecretBytes} bytes), or Insecure to run the Raft port unauthenticated.", nameof(options));
+        if (options.ClusterSecret is { Length: < KvNodeOptions.MinClusterSecretBytes } shortSecret)
+            throw new ArgumentException($"Node {options.Id}'s cluster secret is {shortSecret.Length} bytes; at least {KvNodeOptions.MinClusterSecretBytes} are needed.", nameof(options));
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions
         {
             Args = [],
@@ -131,13 +139,15 @@ public sealed class KvNode : IAsyncDisposable
             System.IO.Directory.CreateDirectory(options.DataDirectory);
             logStore = await FileLogStore.OpenAsync(Path.Combine(options.DataDirectory, "log"), logger: loggerFactory.CreateLogger<FileLogStore>(), cancellationToken: cancellationToken);
             snapshotStore = FileSnapshotStore.Open(Path.Combine(options.DataDirectory, "snapshots"), loggerFactory.CreateLogger<FileSnapshotStore>());
-            transport = new TcpTransport(new TcpTransportOptions
+            var transportOptions = new TcpTransportOptions
             {
                 ListenEndPoint = options.RaftListen,
                 Peers = options.RaftPeers.Where(peer => peer.Key != options.Id).ToDictionary(),
                 ClusterId = options.ClusterId,
+                ClusterSecret = options.ClusterSecret,
                 LoggerFactory = loggerFactory,
-            });
+            };
+            transport = new TcpTransport(transportOptions);
             var stateMachine = new KeyValueStateMachine();
             var raft = new RaftNode(
                 new RaftNodeOptions
@@ -155,7 +165,7 @@ public sealed class KvNode : IAsyncDisposable
                 stateMachine,
                 snapshotStore);
             var directory = new ClusterDirectory(options.Members, options.HttpPeers);
-            var node = new KvNode(options, app, logStore, snapshotStore, transport, raft, stateMachine, directory);
+            var node = new KvNode(options, app, logStore, snapshotStore, transportOptions, transport, raft, stateMachine, directory);
             KvApi.Map(app, node);
             return node;
         }
@@ -191,6 +201,8 @@ public sealed class KvNode : IAsyncDisposable
             throw new IOException($"Node {Id} cannot listen for Raft peers on {Options.RaftListen}: {ex.Message}", ex);
         }
         Log.NodeStarted(_logger, Id, HttpUrl!, RaftEndPoint);
+        if (Options.ClusterSecret is null)
+            Log.InsecureTransport(_logger, Id, RaftEndPoint, Options.ClusterId);
     }
 
     /// <summary>Tells this node where another member is: its Raft address (the transport connects there) and its HTTP address (requests are forwarded there).</summary>

@@ -52,6 +52,43 @@ public sealed class KvNodeOptions
 
     /// <summary>The least severe log level written to the console. The default is Information.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
+
+    /// <summary>The shortest <see cref="ClusterSecret"/> accepted, in bytes: 16.</summary>
+    public const int MinClusterSecretBytes = 16;
+
+    /// <summary>The length of a generated secret (<see cref="EmbeddedCluster"/>), in bytes: 32.</summary>
+    public const int GeneratedClusterSecretBytes = 32;
+
+    /// <summary>
+    /// The secret every node of the cluster shares; the Raft transport admits only peers that prove
+    /// they hold it (<see cref="TcpTransportOptions.ClusterSecret"/>). At least
+    /// <see cref="MinClusterSecretBytes"/> bytes. Required unless <see cref="Insecure"/>.
+    /// </summary>
+    public byte[]? ClusterSecret { get; init; }
+
+    /// <summary>
+    /// Whether the node may run without <see cref="ClusterSecret"/>: its Raft port then admits anyone
+    /// who can reach it and knows the cluster id (a loud warning is logged). The default is false.
+    /// </summary>
+    public bool Insecure { get; init; }
+
+    /// <summary>
+    /// Host names (the <c>Host</c> header, without the port) the HTTP API answers to besides the
+    /// defaults: the loopback names (<c>localhost</c>, <c>127.0.0.1</c>, <c>[::1]</c>), the host of
+    /// <see cref="HttpListen"/> (unless a wildcard address), and this node's host in
+    /// <see cref="RaftPeers"/> and <see cref="HttpPeers"/> (the addresses the other members use).
+    /// Any other host is refused with 421, which stops DNS-rebinding pages. <c>*</c> allows any host.
+    /// The default is empty.
+    /// </summary>
+    public IReadOnlyList<string> AllowedHosts { get; init; } = [];
+
+    /// <summary>
+    /// Origins (<c>scheme://host[:port]</c>) allowed to send state-changing requests (PUT, POST,
+    /// DELETE...) besides the node's own origin; a request whose <c>Origin</c> header names another
+    /// origin is refused with 403 (cross-site request forgery). Requests without <c>Origin</c> (curl,
+    /// other programs) are not affected. <c>*</c> allows any origin. The default is empty.
+    /// </summary>
+    public IReadOnlyList<string> AllowedOrigins { get; init; } = [];
 }
 
 /// <summary>How a follower hands a request to the leader.</summary>

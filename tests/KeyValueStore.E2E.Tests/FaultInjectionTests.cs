@@ -38,9 +38,11 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         var ports = NodeProcess.FreePorts(2 * NodeCount);
         var peers = string.Join(',', Enumerable.Range(1, NodeCount).Select(i => $"{i}=127.0.0.1:{ports[i - 1]}"));
         var httpPeers = string.Join(',', Enumerable.Range(1, NodeCount).Select(i => $"{i}=127.0.0.1:{ports[NodeCount + i - 1]}"));
+        // The nodes authenticate each other on their Raft ports with a secret made for this run.
+        var secretFile = NodeProcess.WriteSecretFile(Path.Combine(root, "cluster.secret"));
         var nodes = Enumerable.Range(1, NodeCount)
             .Select(i => new NodeProcess(i, executable, prefix, ports[i - 1], ports[NodeCount + i - 1], peers, httpPeers,
-                Path.Combine(root, "data" + i), Path.Combine(root, $"node{i}.log")))
+                Path.Combine(root, "data" + i), Path.Combine(root, $"node{i}.log"), secretFile))
             .ToArray();
 
         var failed = true;

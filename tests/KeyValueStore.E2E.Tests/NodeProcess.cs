@@ -16,8 +16,9 @@ internal sealed class NodeProcess : IDisposable
     private Process? _process;
     private bool _stopped;
 
-    public NodeProcess(int id, string executable, string[] prefixArgs, int raftPort, int httpPort, string peers, string httpPeers, string dataDir, string logFile)
+    public NodeProcess(int id, string executable, string[] prefixArgs, int raftPort, int httpPort, string peers, string httpPeers, string dataDir, string logFile, string secretFile)
     {
+        SecretFile = secretFile;
         Id = id;
         _executable = executable;
         _prefixArgs = prefixArgs;
@@ -43,6 +44,9 @@ internal sealed class NodeProcess : IDisposable
     public string DataDir { get; }
 
     public string LogFile { get; }
+
+    /// <summary>The cluster secret file every node is started with (--secret-file).</summary>
+    public string SecretFile { get; }
 
     public Uri BaseUri => new($"http://127.0.0.1:{HttpPort}/");
 
@@ -83,10 +87,12 @@ internal sealed class NodeProcess : IDisposable
             "--peers", Peers,
             "--http-peers", HttpPeers,
             "--data", DataDir,
+            "--secret-file", SecretFile,
         })
         {
             psi.ArgumentList.Add(a);
         }
+        psi.Environment.Remove(SecretVariable); // the file is the one source of the secret
         psi.Environment["DOTNET_gcServer"] = "0";
         psi.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
@@ -245,6 +251,20 @@ internal sealed class NodeProcess : IDisposable
         }
         lock (_logLock)
             _log.Dispose();
+    }
+
+    /// <summary>The sample's environment variable for the secret (it refuses a file and the variable together).</summary>
+    public const string SecretVariable = "RAFT_CLUSTER_SECRET";
+
+    /// <summary>Writes a new random cluster secret (32 bytes, base64), readable by this user only, to <paramref name="path"/>.</summary>
+    public static string WriteSecretFile(string path)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        using (var file = new StreamWriter(path, options))
+            file.WriteLine(Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
+        return path;
     }
 
     /// <summary>Free loopback TCP ports, all distinct.</summary>

@@ -16,7 +16,14 @@ public sealed class BadInputTests(ClusterFixture fixture)
 
     /// <param name="Body">Null: no body at all (no Content-Length). Otherwise sent with Content-Length, or chunked.</param>
     /// <param name="Message">A part of the expected "error" message; null when the server itself refuses the request before the API sees it.</param>
-    public sealed record Case(string Method, string Target, byte[]? Body, int Status, string? Message, bool Chunked = false);
+    /// <param name="Headers">Extra header lines ("Name: value", CRLF-separated), e.g. Content-Type or Origin.</param>
+    /// <param name="Host">The Host header; null: the node's own address.</param>
+    public sealed record Case(string Method, string Target, byte[]? Body, int Status, string? Message, bool Chunked = false, string? Headers = null, string? Host = null);
+
+    private const string Json = "Content-Type: application/json";
+
+    /// <summary>A compare-and-swap that declares its body as JSON (so what is tested is the body).</summary>
+    private static Case Cas(string target, byte[]? body, int status, string message) => new("POST", target, body, status, message, Headers: Json);
 
     private static readonly Dictionary<string, Case> Cases = new()
     {
@@ -44,22 +51,40 @@ public sealed class BadInputTests(ClusterFixture fixture)
         ["put-key-dot-dot"] = new("PUT", "/kv/..", Utf8("x"), 400, "cannot be used"),
         ["delete-key-encoded-dot"] = new("DELETE", "/kv/%2E", null, 400, "cannot be used"),
         // Compare-and-swap bodies.
-        ["cas-malformed-json"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":"), 400, "not valid JSON"),
-        ["cas-missing-body"] = new("POST", "/kv/guarded/cas", null, 400, "no body"),
-        ["cas-empty-body"] = new("POST", "/kv/guarded/cas", [], 400, "empty"),
-        ["cas-array"] = new("POST", "/kv/guarded/cas", Utf8("[\"original\",\"x\"]"), 400, "array"),
-        ["cas-string"] = new("POST", "/kv/guarded/cas", Utf8("\"x\""), 400, "not an object"),
-        ["cas-missing-expected"] = new("POST", "/kv/guarded/cas", Utf8("{\"value\":\"x\"}"), 400, "\"expected\" is missing"),
-        ["cas-missing-value"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\"}"), 400, "\"value\" is missing"),
-        ["cas-value-number"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":1}"), 400, "must be a string"),
-        ["cas-value-null"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":null}"), 400, "must be a string"),
-        ["cas-expected-object"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":{},\"value\":\"x\"}"), 400, "string or null"),
-        ["cas-unknown-property"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\",\"ttl\":5}"), 400, "Unknown property \"ttl\""),
-        ["cas-duplicate-property"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\",\"value\":\"y\"}"), 400, "appears twice"),
-        ["cas-lone-surrogate"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"\\ud800\"}"), 400, "JSON"),
-        ["cas-not-utf8"] = new("POST", "/kv/guarded/cas", [.. Utf8("{\"expected\":\"original\",\"value\":\""), 0xFF, .. Utf8("\"}")], 400, "not valid JSON"),
-        ["cas-body-over-limit"] = new("POST", "/kv/guarded/cas", new byte[Limit + 1], 413, "larger than the limit"),
-        ["cas-key-too-long"] = new("POST", "/kv/" + new string('k', 300) + "/cas", Utf8("{\"expected\":null,\"value\":\"x\"}"), 400, "300 UTF-8 bytes"),
+        ["cas-malformed-json"] = Cas("/kv/guarded/cas", Utf8("{\"expected\":"), 400, "not valid JSON"),
+        ["cas-missing-body"] = Cas("/kv/guarded/cas", null, 400, "no body"),
+        ["cas-empty-body"] = Cas("/kv/guarded/cas", [], 400, "empty"),
+        ["cas-array"] = Cas("/kv/guarded/cas", Utf8("[\"original\",\"x\"]"), 400, "array"),
+        ["cas-string"] = Cas("/kv/guarded/cas", Utf8("\"x\""), 400, "not an object"),
+        ["cas-missing-expected"] = Cas("/kv/guarded/cas", Utf8("{\"value\":\"x\"}"), 400, "\"expected\" is missing"),
+        ["cas-missing-value"] = Cas("/kv/guarded/cas", Utf8("{\"expected\":\"original\"}"), 400, "\"value\" is missing"),
+        ["cas-value-number"] = Cas("/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":1}"), 400, "must be a string"),
+        ["cas-value-null"] = Cas("/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":null}"), 400, "must be a string"),
+        ["cas-expected-object"] = Cas("/kv/guarded/cas", Utf8("{\"expected\":{},\"value\":\"x\"}"), 400, "string or null"),
+        ["cas-unknown-property"] = Cas("/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\",\"ttl\":5}"), 400, "Unknown property \"ttl\""),
+        ["cas-duplicate-property"] = Cas("/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\",\"value\":\"y\"}"), 400, "appears twice"),
+        ["cas-lone-surrogate"] = Cas("/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"\\ud800\"}"), 400, "JSON"),
+        ["cas-not-utf8"] = Cas("/kv/guarded/cas", [.. Utf8("{\"expected\":\"original\",\"value\":\""), 0xFF, .. Utf8("\"}")], 400, "not valid JSON"),
+        ["cas-body-over-limit"] = Cas("/kv/guarded/cas", new byte[Limit + 1], 413, "larger than the limit"),
+        ["cas-key-too-long"] = Cas("/kv/" + new string('k', 300) + "/cas", Utf8("{\"expected\":null,\"value\":\"x\"}"), 400, "300 UTF-8 bytes"),
+        // Compare-and-swap bodies must be declared as JSON (a cross-site form or text/plain fetch cannot).
+        ["cas-text-plain"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\"}"), 415, "Content-Type is 'text/plain'", Headers: "Content-Type: text/plain"),
+        ["cas-no-content-type"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\"}"), 415, "no Content-Type"),
+        ["cas-form"] = new("POST", "/kv/guarded/cas", Utf8("expected=original&value=x"), 415, "application/x-www-form-urlencoded", Headers: "Content-Type: application/x-www-form-urlencoded"),
+        ["cas-json-latin1"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\"}"), 415, "must be UTF-8", Headers: "Content-Type: application/json; charset=iso-8859-1"),
+        ["cas-json-lookalike"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\"}"), 415, "send Content-Type: application/json", Headers: "Content-Type: application/jsonx"),
+        // Host names other than this node's (DNS rebinding): refused for reads too.
+        ["put-foreign-host"] = new("PUT", "/kv/guarded", Utf8("x"), 421, "does not answer to the host 'attacker.example'", Host: "attacker.example"),
+        ["get-foreign-host"] = new("GET", "/kv/guarded", null, 421, "does not answer to the host", Host: "attacker.example:80"),
+        ["status-foreign-host"] = new("GET", "/status", null, 421, "Allowed hosts: 127.0.0.1, ::1, localhost", Host: "rebind.attacker.example"),
+        ["cas-foreign-host"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\"}"), 421, "does not answer to the host", Headers: Json, Host: "10.9.8.7"),
+        // Cross-origin writes (cross-site request forgery from a page in a browser).
+        ["put-cross-origin"] = new("PUT", "/kv/guarded", Utf8("x"), 403, "Cross-origin PUT from 'http://attacker.example' refused", Headers: "Origin: http://attacker.example"),
+        ["delete-cross-origin"] = new("DELETE", "/kv/guarded", null, 403, "Cross-origin DELETE", Headers: "Origin: https://attacker.example"),
+        ["cas-cross-origin"] = new("POST", "/kv/guarded/cas", Utf8("{\"expected\":\"original\",\"value\":\"x\"}"), 403, "Cross-origin POST", Headers: Json + "\r\nOrigin: http://attacker.example"),
+        ["put-origin-null"] = new("PUT", "/kv/guarded", Utf8("x"), 403, "from 'null'", Headers: "Origin: null"),
+        ["put-origin-other-port"] = new("PUT", "/kv/guarded", Utf8("x"), 403, "Cross-origin", Headers: "Origin: http://127.0.0.1:1"),
+        ["put-origin-https-same-host"] = new("PUT", "/kv/guarded", Utf8("x"), 403, "Cross-origin", Headers: "Origin: https://{host}"),
         // Routes and methods.
         ["unknown-route"] = new("GET", "/nope", null, 404, "no route GET /nope"),
         ["unknown-nested-route"] = new("PUT", "/kv/a/b", Utf8("x"), 404, "no route"),
@@ -93,6 +118,7 @@ public sealed class BadInputTests(ClusterFixture fixture)
             if (c.Message is not null)
             {
                 Assert.StartsWith("application/json", response.Headers.GetValueOrDefault("Content-Type", ""));
+                Assert.Equal("nosniff", response.Headers.GetValueOrDefault("X-Content-Type-Options"));
                 var error = JsonDocument.Parse(response.Body).RootElement.GetProperty("error").GetString();
                 Assert.True(error?.Contains(c.Message, StringComparison.OrdinalIgnoreCase) == true, $"message should contain '{c.Message}': {where}");
             }
@@ -109,10 +135,12 @@ public sealed class BadInputTests(ClusterFixture fixture)
     private static Task<RawHttp.Response> SendAsync(KvNode node, Case c)
     {
         var head = $"{c.Method} {c.Target} HTTP/1.1";
+        if (c.Headers is not null)
+            head += "\r\n" + c.Headers.Replace("{host}", node.HttpUrl!.Authority, StringComparison.Ordinal);
         if (c.Body is null)
-            return RawHttp.SendAsync(node.HttpUrl!, head);
+            return RawHttp.SendAsync(node.HttpUrl!, head, host: c.Host);
         if (!c.Chunked)
-            return RawHttp.SendAsync(node.HttpUrl!, head + $"\r\nContent-Length: {c.Body.Length}", c.Body);
+            return RawHttp.SendAsync(node.HttpUrl!, head + $"\r\nContent-Length: {c.Body.Length}", c.Body, c.Host);
         // Two chunks, then the terminator.
         var half = c.Body.Length / 2;
         var chunked = new MemoryStream();
@@ -123,7 +151,7 @@ public sealed class BadInputTests(ClusterFixture fixture)
             chunked.Write("\r\n"u8);
         }
         chunked.Write("0\r\n\r\n"u8);
-        return RawHttp.SendAsync(node.HttpUrl!, head + "\r\nTransfer-Encoding: chunked", chunked.ToArray());
+        return RawHttp.SendAsync(node.HttpUrl!, head + "\r\nTransfer-Encoding: chunked", chunked.ToArray(), c.Host);
     }
 
     private static byte[] Utf8(string text) => Encoding.UTF8.GetBytes(text);

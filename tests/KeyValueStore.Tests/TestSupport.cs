@@ -67,12 +67,13 @@ internal static class RawHttp
     public sealed record Response(int Status, IReadOnlyDictionary<string, string> Headers, string Body);
 
     /// <param name="head">The request line and headers, without the final blank line; "Host" and "Connection: close" are added.</param>
-    public static async Task<Response> SendAsync(Uri baseUrl, string head, byte[]? body = null)
+    /// <param name="host">The Host header; null: <paramref name="baseUrl"/>'s authority.</param>
+    public static async Task<Response> SendAsync(Uri baseUrl, string head, byte[]? body = null, string? host = null)
     {
         using var client = new TcpClient();
         await client.ConnectAsync(baseUrl.Host, baseUrl.Port);
         await using var stream = client.GetStream();
-        var request = Encoding.ASCII.GetBytes($"{head}\r\nHost: {baseUrl.Authority}\r\nConnection: close\r\n\r\n");
+        var request = Encoding.ASCII.GetBytes($"{head}\r\nHost: {host ?? baseUrl.Authority}\r\nConnection: close\r\n\r\n");
         // Written while the answer is read: a server may answer (413) before it reads a large body.
         var writing = Task.Run(async () =>
         {
