@@ -202,7 +202,7 @@ public sealed class CommandValidatorTests
 /// <summary>The poison pill, end to end: one garbage byte proposed on the leader, or through a follower, is refused and no node stops.</summary>
 public sealed class PoisonPillTests
 {
-    [Fact(Skip = "Needs RaftNode to call ICommandValidator on the leader (own and forwarded proposals): un-skip once that is merged")]
+    [Fact]
     public async Task A_malformed_command_is_refused_on_the_leader_and_through_a_follower_and_no_node_stops()
     {
         // Its own cluster: were the command committed, every node that applies it would stop.
