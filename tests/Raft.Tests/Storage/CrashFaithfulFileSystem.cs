@@ -122,7 +122,7 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             if (!directory.Current.TryGetValue(path, out var node))
             {
                 node = new Node(NextId());
-                directory.Apply(d => d[path] = node);
+                directory.Create(path, node);
             }
             node.SetLength(0);
             node.Write(content, 0);
@@ -195,7 +195,7 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             {
                 Tick();
                 var created = new Node(NextId());
-                directory.Apply(d => d[path] = created);
+                directory.Create(path, created);
                 node = created;
             }
             else if (mode is FileMode.Create or FileMode.Truncate)
@@ -222,11 +222,7 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             if (!directory.Current.TryGetValue(source, out var node))
                 throw new FileNotFoundException($"Could not find file '{source}'.", source);
             Tick();
-            directory.Apply(d =>
-            {
-                d.Remove(source);
-                d[destination] = node;
-            });
+            directory.Rename(source, destination, node);
         }
     }
 
@@ -239,7 +235,7 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             if (!_directories.TryGetValue(Path.GetDirectoryName(path)!, out var directory) || !directory.Current.ContainsKey(path))
                 return; // File.Delete ignores a missing file
             Tick();
-            directory.Apply(d => d.Remove(path));
+            directory.Delete(path);
         }
     }
 
@@ -304,39 +300,70 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
         Operations++;
     }
 
-    // A directory: its durable entries and the states after each later (unsynced) operation.
+    // A directory: its durable entries and the operations since its last fsync.
     private sealed class DirectoryState
     {
         private Dictionary<string, Node> _durable = new(StringComparer.Ordinal);
-        private readonly List<Dictionary<string, Node>> _unsynced = [];
+        private readonly List<(string? Removed, string? Added, Node? Node)> _unsynced = [];
 
         public Dictionary<string, Node> Current { get; private set; } = new(StringComparer.Ordinal);
 
-        public void Apply(Action<Dictionary<string, Node>> change)
-        {
-            var next = new Dictionary<string, Node>(Current, StringComparer.Ordinal);
-            change(next);
-            _unsynced.Add(next);
-            Current = next;
-        }
+        public void Create(string name, Node node) => Apply((null, name, node));
+
+        public void Delete(string name) => Apply((name, null, null));
+
+        public void Rename(string source, string destination, Node node) => Apply((source, destination, node));
 
         public void Sync()
         {
-            _durable = Current;
+            _durable = new Dictionary<string, Node>(Current, StringComparer.Ordinal);
             _unsynced.Clear();
         }
 
         public void Crash(Random random)
         {
-            // None, all, or a prefix of the unsynced operations survives.
-            var kept = _unsynced.Count == 0 ? 0 : random.Next(3) switch
+            // None, all, a prefix, or any subset (applied in order) of the unsynced operations
+            // survives: POSIX promises nothing about directory changes before the directory's fsync.
+            var kept = new bool[_unsynced.Count];
+            var mode = random.Next(4);
+            var prefix = random.Next(_unsynced.Count + 1);
+            for (var i = 0; i < kept.Length; i++)
+                kept[i] = mode switch { 0 => false, 1 => true, 2 => i < prefix, _ => random.Next(2) == 0 };
+            var operations = _unsynced.ToArray();
+            Current = new Dictionary<string, Node>(_durable, StringComparer.Ordinal);
+            for (var i = 0; i < operations.Length; i++)
             {
-                0 => 0,
-                1 => _unsynced.Count,
-                _ => random.Next(_unsynced.Count + 1),
-            };
-            Current = kept == 0 ? _durable : _unsynced[kept - 1];
+                if (kept[i])
+                    Replay(Current, operations[i]);
+            }
             Sync();
+        }
+
+        private void Apply((string? Removed, string? Added, Node? Node) operation)
+        {
+            _unsynced.Add(operation);
+            Replay(Current, operation);
+        }
+
+        // A rename whose source is not there (its creation was lost) does not happen.
+        private static void Replay(Dictionary<string, Node> entries, (string? Removed, string? Added, Node? Node) operation)
+        {
+            var (removed, added, node) = operation;
+            if (removed is not null && added is not null)
+            {
+                if (!entries.TryGetValue(removed, out var present) || present != node)
+                    return;
+                entries.Remove(removed);
+                entries[added] = node;
+            }
+            else if (removed is not null)
+            {
+                entries.Remove(removed);
+            }
+            else
+            {
+                entries[added!] = node!;
+            }
         }
     }
 

@@ -133,6 +133,10 @@ internal static class FileLogStoreCrashSchedule
                 {
                     stats.CrashesDuringRecovery++;
                 }
+                catch (Exception ex) when (ex is LogCorruptionException or IOException or InvalidOperationException)
+                {
+                    throw new CrashViolationException(CrashViolationKind.RecoveryRefused, $"{where}: recovery refused after a crash {Describe(inFlight)}: {ex.Message}", ex);
+                }
                 fileSystem.Disarm();
                 if (fileSystem.HasCrashed)
                     fileSystem.Crash(random);
