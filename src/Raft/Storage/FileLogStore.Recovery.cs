@@ -25,7 +25,8 @@ public sealed partial class FileLogStore
     /// completely written. Records that follow a bad one in the same write batch are cut with it: a
     /// batch that was torn by a crash was never acknowledged.</para>
     /// <para>Recovery reads every segment once; expect it to take about as long as reading the log
-    /// from disk. The in-memory index costs 4 bytes per entry plus one element per term change.</para>
+    /// from disk. Deciding whether a damaged record at the end is followed by a valid record of a
+    /// later write takes one more pass over the damaged tail, whatever its content. The in-memory index costs 4 bytes per entry plus one element per term change.</para>
     /// </remarks>
     /// <exception cref="ArgumentException"><paramref name="directory"/> is null or empty.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is invalid.</exception>
@@ -355,6 +356,8 @@ public sealed partial class FileLogStore
     // forward over the record's length by one modular multiplication per set bit of that length,
     // LogFormat.Crc32CShift) and the register at its end, so each byte costs O(1) and each candidate
     // O(log length). work counts the bytes fed to the CRC plus the candidates (a test bounds it).
+    // Memory: one queued entry per candidate whose trailer is still ahead (none on a merely torn tail;
+    // on a crafted one, at most about one per header-sized stride of the tail).
     internal static long FindLaterBatch(SegmentReader reader, long badOffset, long length, long badIndex, ref long work)
     {
         long best = -1;
