@@ -357,7 +357,7 @@ public sealed partial class FileLogStore
     // LogFormat.Crc32CShift) and the register at its end, so each byte costs O(1) and each candidate
     // O(log length). work counts the bytes fed to the CRC plus the candidates (a test bounds it).
     // Memory: one queued entry per candidate whose trailer is still ahead (none on a merely torn tail;
-    // on a crafted one, at most about one per header-sized stride of the tail).
+    // on a crafted one, at most one per byte of the tail, 24 bytes each).
     internal static long FindLaterBatch(SegmentReader reader, long badOffset, long length, long badIndex, ref long work)
     {
         long best = -1;

@@ -34,6 +34,12 @@ internal interface IStorageFileSystem
 
     /// <summary>Makes the directory's entries (created, renamed, deleted files) durable.</summary>
     void SyncDirectory(string directory);
+
+    /// <summary>Opens a file as a stream, like the <see cref="FileStream"/> constructor.</summary>
+    Stream OpenStream(string path, FileMode mode, FileAccess access, FileShare share, int bufferSize, FileOptions options);
+
+    /// <summary>fsync of a stream from <see cref="OpenStream"/> (flushed first by the caller).</summary>
+    void FlushToDisk(Stream stream);
 }
 
 /// <summary>An open file of an <see cref="IStorageFileSystem"/>.</summary>
@@ -77,6 +83,11 @@ internal sealed class RealStorageFileSystem : IStorageFileSystem
     public IEnumerable<string> EnumerateFiles(string directory, string extension) => Directory.EnumerateFiles(directory, "*" + extension);
 
     public void SyncDirectory(string directory) => DirectorySync.Sync(directory);
+
+    public Stream OpenStream(string path, FileMode mode, FileAccess access, FileShare share, int bufferSize, FileOptions options) =>
+        new FileStream(path, mode, access, share, bufferSize, options);
+
+    public void FlushToDisk(Stream stream) => RandomAccess.FlushToDisk(((FileStream)stream).SafeFileHandle);
 
     private sealed class RealStorageFile(SafeFileHandle handle) : IStorageFile
     {

@@ -262,6 +262,15 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
         }
     }
 
+    public Stream OpenStream(string path, FileMode mode, FileAccess access, FileShare share, int bufferSize, FileOptions options) =>
+        new FileStreamAdapter(OpenFile(path, mode, access, share), access);
+
+    public void FlushToDisk(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ((FileStreamAdapter)stream).File.FlushToDisk();
+    }
+
     private int _nextId;
 
     private int NextId() => _nextId++;
@@ -542,6 +551,65 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             if (generation != fileSystem._generation)
                 throw new SimulatedCrashException("This handle was opened before a simulated crash.");
             fileSystem.ThrowIfCrashed();
+        }
+    }
+
+    // A seekable, unbuffered stream over an open file of this file system.
+    private sealed class FileStreamAdapter(IStorageFile file, FileAccess access) : Stream
+    {
+        private long _position;
+
+        public IStorageFile File => file;
+
+        public override bool CanRead => (access & FileAccess.Read) != 0;
+
+        public override bool CanSeek => true;
+
+        public override bool CanWrite => (access & FileAccess.Write) != 0;
+
+        public override long Length => file.GetLength();
+
+        public override long Position
+        {
+            get => _position;
+            set => _position = value;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            var read = file.Read(buffer, _position);
+            _position += read;
+            return read;
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => _position = origin switch
+        {
+            SeekOrigin.Begin => offset,
+            SeekOrigin.Current => _position + offset,
+            _ => file.GetLength() + offset,
+        };
+
+        public override void SetLength(long value) => file.SetLength(value);
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            file.Write(buffer, _position);
+            _position += buffer.Length;
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+                file.Dispose();
+            base.Dispose(disposing);
         }
     }
 }
