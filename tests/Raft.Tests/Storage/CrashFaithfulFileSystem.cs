@@ -23,9 +23,10 @@ internal sealed class SimulatedCrashException : IOException
 /// An in-memory file system that models what survives a power loss, for <see cref="FileLogStore"/>'s
 /// crash tests. Data written to a file is volatile until that file is fsynced; creating, renaming or
 /// deleting a file is volatile until its directory is fsynced. <see cref="Crash"/> keeps, per file,
-/// the fsynced content plus (seeded) none, all, or a prefix of the later writes, the last one of the
-/// prefix possibly torn part-way; and per directory the fsynced entries plus none, all, or a prefix of
-/// the later operations. A file's content survives independently of its names: a file whose creation
+/// the fsynced content plus (seeded) none, all, or a prefix of the later writes followed by a torn part
+/// of the next one (a prefix of its bytes, or any subset of its 32-byte aligned blocks); and per
+/// directory the fsynced entries plus none, all, a prefix, or any subset (in order) of the later
+/// operations. A file's content survives independently of its names: a file whose creation
 /// is lost is gone with its data, and a rename that survives carries whatever of the file's data survives.
 /// </summary>
 /// <remarks>
@@ -379,6 +380,9 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
     // A file's content (an inode): durable bytes plus the unsynced operations on top of them.
     private sealed class Node(int id)
     {
+        // The unit a torn write keeps or loses whole when its blocks reach the disk out of order.
+        private const int BlockSize = 32;
+
         private byte[] _durable = [];
         private readonly List<(long Offset, byte[]? Data, long NewLength)> _unsynced = [];
 
@@ -421,7 +425,10 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
         {
             var operations = _unsynced.ToArray();
             // None, all, or a prefix of the unsynced operations, the last one of a prefix possibly torn.
-            var mode = operations.Length == 0 ? 1 : random.Next(3);
+            // Modes: none, all, a prefix with the next write torn after a random byte, or a prefix
+            // with a random subset of the next write's aligned blocks (pages written back out of
+            // order; a block, like a disk sector, is written whole or not at all).
+            var mode = operations.Length == 0 ? 1 : random.Next(4);
             var kept = mode switch
             {
                 0 => 0,
@@ -434,7 +441,20 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             for (var i = 0; i < kept; i++)
                 Replay(operations[i]);
             if (mode == 2 && operations[kept].Data is { Length: > 1 } torn)
+            {
                 ApplyWrite(torn.AsSpan(0, random.Next(1, torn.Length)), operations[kept].Offset);
+            }
+            else if (mode == 3 && operations[kept].Data is { } scattered)
+            {
+                var offset = operations[kept].Offset;
+                for (var block = offset - (offset % BlockSize); block < offset + scattered.Length; block += BlockSize)
+                {
+                    var from = Math.Max(block, offset);
+                    var to = Math.Min(block + BlockSize, offset + scattered.Length);
+                    if (random.Next(2) == 0)
+                        ApplyWrite(scattered.AsSpan((int)(from - offset), (int)(to - from)), from);
+                }
+            }
             Sync();
             Open.Clear();
         }
