@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Win32.SafeHandles;
 
 namespace Raft;
 
@@ -26,7 +25,8 @@ public sealed partial class FileLogStore
     /// completely written. Records that follow a bad one in the same write batch are cut with it: a
     /// batch that was torn by a crash was never acknowledged.</para>
     /// <para>Recovery reads every segment once; expect it to take about as long as reading the log
-    /// from disk. The in-memory index costs 4 bytes per entry plus one element per term change.</para>
+    /// from disk. Deciding whether a damaged record at the end is followed by a valid record of a
+    /// later write takes one more pass over the damaged tail, whatever its content. The in-memory index costs 4 bytes per entry plus one element per term change.</para>
     /// </remarks>
     /// <exception cref="ArgumentException"><paramref name="directory"/> is null or empty.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is invalid.</exception>
@@ -59,23 +59,23 @@ public sealed partial class FileLogStore
     private void Recover(CancellationToken cancellationToken)
     {
         var stopwatch = Stopwatch.StartNew();
-        if (!Directory.Exists(_directory))
+        if (!_fs.DirectoryExists(_directory))
         {
-            Directory.CreateDirectory(_directory);
+            _fs.CreateDirectory(_directory);
             var parent = Path.GetDirectoryName(_directory);
             if (_fsync && parent is not null)
-                DirectorySync.Sync(parent);
+                _fs.SyncDirectory(parent);
         }
         var lockPath = Path.Combine(_directory, LogFormat.LockFileName);
         try
         {
-            _lockHandle = File.OpenHandle(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            _lockHandle = _fs.OpenFile(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
         catch (IOException ex)
         {
             throw new IOException($"The log directory '{_directory}' is in use by another FileLogStore (in this or another process).", ex);
         }
-        if (!_fsync)
+        if (_options.Durability != LogDurability.Fsync)
             FileLogStoreLog.UnsafeNoFsync(_logger, _directory);
 
         var directoryChanged = false;
@@ -90,7 +90,7 @@ public sealed partial class FileLogStore
         var start = 0;
         while (start < files.Count - 1 && files[start + 1].FirstIndex <= compactIndex + 1)
         {
-            File.Delete(files[start].Path);
+            _fs.DeleteFile(files[start].Path);
             FileLogStoreLog.LeftoverSegmentDeleted(_logger, files[start].Path, compactIndex);
             directoryChanged = true;
             start++;
@@ -123,14 +123,14 @@ public sealed partial class FileLogStore
             foreach (var segment in _segments)
             {
                 segment.Dispose();
-                File.Delete(segment.Path);
+                _fs.DeleteFile(segment.Path);
                 FileLogStoreLog.SegmentBelowCompactionPointDeleted(_logger, segment.Path, physicalLast, compactIndex);
             }
             _segments.Clear();
             directoryChanged = true;
         }
         if (directoryChanged && _fsync)
-            DirectorySync.Sync(_directory);
+            _fs.SyncDirectory(_directory);
 
         _firstIndex = compactIndex + 1;
         _compactedTerm = compactTerm;
@@ -155,9 +155,9 @@ public sealed partial class FileLogStore
     private bool DeleteTempFile(string fileName)
     {
         var path = Path.Combine(_directory, fileName);
-        if (!File.Exists(path))
+        if (!_fs.FileExists(path))
             return false;
-        File.Delete(path);
+        _fs.DeleteFile(path);
         FileLogStoreLog.TempFileDeleted(_logger, path);
         return true;
     }
@@ -165,7 +165,7 @@ public sealed partial class FileLogStore
     private HardState ReadHardState()
     {
         var path = Path.Combine(_directory, LogFormat.HardStateFileName);
-        if (!File.Exists(path))
+        if (!_fs.FileExists(path))
             return default;
         var error = LogFormat.TryReadHardState(ReadSmallFile(path), out var state);
         if (error is not null)
@@ -176,7 +176,7 @@ public sealed partial class FileLogStore
     private (long Index, long Term) ReadMeta()
     {
         var path = Path.Combine(_directory, LogFormat.MetaFileName);
-        if (!File.Exists(path))
+        if (!_fs.FileExists(path))
             return (0, 0);
         var error = LogFormat.TryReadMeta(ReadSmallFile(path), out var index, out var term);
         if (error is not null)
@@ -184,15 +184,15 @@ public sealed partial class FileLogStore
         return (index, term);
     }
 
-    private static byte[] ReadSmallFile(string path)
+    private byte[] ReadSmallFile(string path)
     {
-        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        var length = RandomAccess.GetLength(handle);
+        using var file = _fs.OpenFile(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        var length = file.GetLength();
         var bytes = new byte[Math.Min(length, 4096)];
         var read = 0;
         while (read < bytes.Length)
         {
-            var n = RandomAccess.Read(handle, bytes.AsSpan(read), read);
+            var n = file.Read(bytes.AsSpan(read), read);
             if (n == 0)
                 break;
             read += n;
@@ -203,7 +203,7 @@ public sealed partial class FileLogStore
     private List<(long FirstIndex, string Path)> ListSegmentFiles()
     {
         var files = new List<(long FirstIndex, string Path)>();
-        foreach (var path in Directory.EnumerateFiles(_directory, "*" + LogFormat.SegmentExtension))
+        foreach (var path in _fs.EnumerateFiles(_directory, LogFormat.SegmentExtension))
         {
             if (LogFormat.TryParseSegmentFileName(Path.GetFileName(path), out var first))
                 files.Add((first, path));
@@ -218,10 +218,10 @@ public sealed partial class FileLogStore
     // torn creation (the last segment, its header incomplete or all zeros) and has been deleted.
     private LogSegment? ScanSegment(string path, long first, bool isLast, long expectedFirst, string? previousPath, long compactIndex, ScanState scan, ref bool directoryChanged)
     {
-        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
+        var handle = _fs.OpenFile(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read);
         try
         {
-            var length = RandomAccess.GetLength(handle);
+            var length = handle.GetLength();
             using var reader = new SegmentReader(handle, length);
 
             // The header.
@@ -231,7 +231,7 @@ public sealed partial class FileLogStore
                     throw new LogCorruptionException(path, 0, $"the segment is {length} bytes long, shorter than its {LogFormat.SegmentHeaderSize}-byte header");
                 // Created by an append that crashed before its fsync: nothing in it was acknowledged.
                 handle.Dispose();
-                File.Delete(path);
+                _fs.DeleteFile(path);
                 FileLogStoreLog.TornSegmentDeleted(_logger, path);
                 directoryChanged = true;
                 return null;
@@ -275,14 +275,14 @@ public sealed partial class FileLogStore
                     throw new LogCorruptionException(path, offset, problem);
                 if (!isLast)
                     throw new LogCorruptionException(path, offset, $"{problem}, in a segment that is not the last one (only the end of the log can be torn by a crash)");
-                var later = FindLaterBatch(reader, offset, length, index);
+                var later = FindLaterBatch(reader, offset, length, index, ref _recoveryWork);
                 if (later >= 0)
                     throw new LogCorruptionException(path, offset, $"{problem}, but a valid record of a later write follows at byte offset {later}, so data that was already acknowledged is damaged");
 
                 // A torn or corrupt tail of the last, unacknowledged write: cut it off.
-                RandomAccess.SetLength(handle, offset);
+                handle.SetLength(offset);
                 if (_fsync)
-                    RandomAccess.FlushToDisk(handle);
+                    handle.FlushToDisk();
                 FileLogStoreLog.TornTailCut(_logger, path, offset, length - offset, problem, index - 1);
                 length = offset;
                 break;
@@ -346,28 +346,81 @@ public sealed partial class FileLogStore
     // Looks for a valid record after a bad one at badOffset (which should have held badIndex) that
     // was written by a later append call than the bad one. Appends are sequential and each waits for
     // its fsync, so such a record proves that the bad one had been acknowledged. Records of the same
-    // batch as the bad one prove nothing: a crash can tear a batch's pages in any order. Returns its
-    // offset, or -1. Only runs on a damaged tail, so a byte-by-byte search is fine.
-    private static long FindLaterBatch(SegmentReader reader, long badOffset, long length, long badIndex)
+    // batch as the bad one prove nothing: a crash can tear a batch's pages in any order. Returns the
+    // offset of the first such record, or -1.
+    //
+    // Every byte offset is a possible record start, and a crafted (or unlucky) tail can make every
+    // one of them look like a record header whose length field reaches far ahead. Checksumming each
+    // such candidate separately costs O(n^2). Instead one forward pass keeps the running CRC register
+    // of the tail; a candidate's checksum is then a combination of the register at its start (moved
+    // forward over the record's length by one modular multiplication per set bit of that length,
+    // LogFormat.Crc32CShift) and the register at its end, so each byte costs O(1) and each candidate
+    // O(log length). work counts the bytes fed to the CRC plus the candidates (a test bounds it).
+    // Memory: one queued entry per candidate whose trailer is still ahead (none on a merely torn tail;
+    // on a crafted one, at most one per byte of the tail, 24 bytes each).
+    internal static long FindLaterBatch(SegmentReader reader, long badOffset, long length, long badIndex, ref long work)
     {
-        for (var p = badOffset + 1; p + LogFormat.RecordOverhead <= length; p++)
+        long best = -1;
+        // Candidates waiting for the register at their trailer's offset, ordered by that offset.
+        // Expected: the register value at the trailer for which the stored checksum matches, before
+        // the stored value is folded in (see below).
+        PriorityQueue<(long Start, uint Expected), long>? pending = null;
+        // The CRC register (no initial value, no final inversion) of the bytes [badOffset + 1, p).
+        uint register = 0;
+        for (var p = badOffset + 1; p < length; p++)
         {
-            reader.TryGet(p, LogFormat.RecordHeaderSize, out var bytes);
-            var header = LogFormat.RecordHeader.Read(bytes);
-            if (!header.ReservedBitsClear || header.Index <= badIndex || header.BatchPosition >= header.Index)
-                continue;
-            // Each record takes at least RecordOverhead bytes, which bounds how far indexes can advance.
-            if (header.Index > badIndex + ((p - badOffset) / LogFormat.RecordOverhead) + 1)
-                continue;
-            if (header.Index - header.BatchPosition <= badIndex)
-                continue; // same batch as the bad record
-            if (header.PayloadLength > length - p - LogFormat.RecordOverhead)
-                continue;
-            reader.TryGet(p, LogFormat.RecordOverhead + (int)header.PayloadLength, out var record);
-            if (LogFormat.ChecksumMatches(record))
-                return p;
+            // Records whose trailer starts here: the checksum stored at p matches the record's bytes
+            // [start, p) iff ~stored == Shift(~0 ^ R(start), p - start) ^ R(p), where R is the
+            // running register (CRC is linear: feeding bytes from register r gives the shift of r
+            // xor the register of the bytes fed from 0).
+            while (pending is not null && pending.TryPeek(out var waiting, out var end) && end == p)
+            {
+                pending.Dequeue();
+                work++;
+                reader.TryGet(p, LogFormat.RecordTrailerSize, out var trailer);
+                var stored = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(trailer);
+                if ((~stored ^ register) == waiting.Expected && (best < 0 || waiting.Start < best))
+                    best = waiting.Start;
+            }
+            if (best >= 0 && (pending is null || pending.Count == 0))
+                return best;
+
+            if (best < 0 && p + LogFormat.RecordOverhead <= length)
+            {
+                reader.TryGet(p, LogFormat.RecordHeaderSize, out var bytes);
+                if (IsLaterBatchCandidate(LogFormat.RecordHeader.Read(bytes), p, badOffset, length, badIndex, out var payloadLength))
+                {
+                    work++;
+                    var trailerAt = p + LogFormat.RecordHeaderSize + payloadLength;
+                    pending ??= new PriorityQueue<(long, uint), long>();
+                    pending.Enqueue((p, LogFormat.Crc32CShift(~0u ^ register, trailerAt - p)), trailerAt);
+                }
+                register = System.Numerics.BitOperations.Crc32C(register, bytes[0]);
+            }
+            else
+            {
+                if (pending is null || pending.Count == 0)
+                    break;
+                reader.TryGet(p, 1, out var one);
+                register = System.Numerics.BitOperations.Crc32C(register, one[0]);
+            }
+            work++;
         }
-        return -1;
+        return best;
+    }
+
+    // The header tests of FindLaterBatch, before the checksum: plausible as a record of a later batch.
+    private static bool IsLaterBatchCandidate(in LogFormat.RecordHeader header, long p, long badOffset, long length, long badIndex, out long payloadLength)
+    {
+        payloadLength = header.PayloadLength;
+        if (!header.ReservedBitsClear || header.Index <= badIndex || header.BatchPosition >= header.Index)
+            return false;
+        // Each record takes at least RecordOverhead bytes, which bounds how far indexes can advance.
+        if (header.Index > badIndex + ((p - badOffset) / LogFormat.RecordOverhead) + 1)
+            return false;
+        if (header.Index - header.BatchPosition <= badIndex)
+            return false; // same batch as the bad record
+        return header.PayloadLength <= length - p - LogFormat.RecordOverhead;
     }
 
     // Offsets and term runs of every record scanned so far, over all segments, in index order.

@@ -175,12 +175,12 @@ public sealed partial class FileLogStore
                 lock (_indexLock)
                     active = CreateSegment(first);
             }
-            RandomAccess.Write(active!.Handle, span, fileOffset);
+            active!.File.Write(span, fileOffset);
             if (_fsync)
             {
-                RandomAccess.FlushToDisk(active.Handle);
+                active.File.FlushToDisk();
                 if (newSegment)
-                    DirectorySync.Sync(_directory);
+                    _fs.SyncDirectory(_directory);
             }
         }
         finally
@@ -216,14 +216,14 @@ public sealed partial class FileLogStore
         {
             DeleteSegment(j);
             if (_fsync)
-                DirectorySync.Sync(_directory);
+                _fs.SyncDirectory(_directory);
             deleted++;
         }
         var holder = _segments[k];
         var cut = OffsetOf(index);
-        RandomAccess.SetLength(holder.Handle, cut);
+        holder.File.SetLength(cut);
         if (_fsync)
-            RandomAccess.FlushToDisk(holder.Handle);
+            holder.File.FlushToDisk();
         holder.Length = cut;
 
         _lastIndex = index - 1;
@@ -249,7 +249,7 @@ public sealed partial class FileLogStore
             deleted++;
         }
         if (deleted > 0 && _fsync)
-            DirectorySync.Sync(_directory);
+            _fs.SyncDirectory(_directory);
 
         _offsetsHead += (int)(newFirst - _firstIndex);
         _firstIndex = newFirst;
@@ -277,7 +277,7 @@ public sealed partial class FileLogStore
         {
             DeleteSegment(j);
             if (_fsync)
-                DirectorySync.Sync(_directory);
+                _fs.SyncDirectory(_directory);
             deleted++;
         }
         // Until this point a crash leaves the old compaction point and a prefix of the old log.
@@ -297,8 +297,8 @@ public sealed partial class FileLogStore
     private LogSegment CreateSegment(long firstIndex)
     {
         var path = Path.Combine(_directory, LogFormat.SegmentFileName(firstIndex));
-        var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read);
-        var segment = new LogSegment(path, firstIndex, handle, 0);
+        var file = _fs.OpenFile(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read);
+        var segment = new LogSegment(path, firstIndex, file, 0);
         _segments.Add(segment);
         FileLogStoreLog.SegmentCreated(_logger, path);
         return segment;
@@ -309,7 +309,7 @@ public sealed partial class FileLogStore
         var segment = _segments[k];
         _segments.RemoveAt(k);
         segment.Dispose();
-        File.Delete(segment.Path);
+        _fs.DeleteFile(segment.Path);
     }
 
     // Atomically replaces a small file: write a temporary file, fsync it, rename it over the
@@ -318,15 +318,15 @@ public sealed partial class FileLogStore
     {
         var path = Path.Combine(_directory, fileName);
         var temp = path + LogFormat.TempSuffix;
-        using (var handle = File.OpenHandle(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        using (var file = _fs.OpenFile(temp, FileMode.Create, FileAccess.Write, FileShare.None))
         {
-            RandomAccess.Write(handle, content, 0);
+            file.Write(content, 0);
             if (_fsync)
-                RandomAccess.FlushToDisk(handle);
+                file.FlushToDisk();
         }
-        File.Move(temp, path, overwrite: true);
+        _fs.MoveFile(temp, path);
         if (_fsync)
-            DirectorySync.Sync(_directory);
+            _fs.SyncDirectory(_directory);
     }
 
     private void AddTerm(long index, long term)

@@ -52,6 +52,7 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly bool _fsync;
     private readonly EntryCache _cache;
+    private readonly IStorageFileSystem _fs;
 
     // Invariant: sorted by FirstIndex and contiguous: _segments[k + 1].FirstIndex is one past the last
     // record of _segments[k]. The last record of the last segment is _lastIndex. The first segment
@@ -79,7 +80,7 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
     private readonly List<TermRun> _terms = [];
 
     private HardState _hardState;
-    private Microsoft.Win32.SafeHandles.SafeFileHandle? _lockHandle;
+    private IStorageFile? _lockHandle;
     private bool _disposed;
     private Exception? _failure;
     private int _writing;
@@ -90,7 +91,13 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
         _options = options;
         _logger = logger;
         _fsync = options.Durability == LogDurability.Fsync;
+#if RAFT_MUTANTS
+        // The mutant claims durability (no warning) but never fsyncs a file or the directory.
+        if ((options.Mutations & Mutation.FileLogNoFsync) != 0)
+            _fsync = false;
+#endif
         _cache = new EntryCache(options.CacheBytes);
+        _fs = options.FileSystem ?? RealStorageFileSystem.Instance;
     }
 
     /// <summary>The full path of the directory that holds the store's files.</summary>
@@ -137,6 +144,12 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
     internal int SegmentCount => _segments.Count;
 
     internal int CachedEntryCount => _cache.Count;
+
+    // Work units (bytes fed to a checksum, candidate records) spent by recovery looking for a valid
+    // record after a damaged one; tests bound it by the tail's length.
+    internal long RecoveryWork => _recoveryWork;
+
+    private long _recoveryWork;
 
     /// <inheritdoc />
     /// <exception cref="ObjectDisposedException">The store was disposed.</exception>
@@ -310,7 +323,7 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
             var read = 0;
             while (read < total)
             {
-                var n = RandomAccess.Read(segment.Handle, span[read..], start + read);
+                var n = segment.File.Read(span[read..], start + read);
                 if (n == 0)
                     throw new LogCorruptionException(segment.Path, start + read, $"the segment ends before the records of indexes [{from}, {to}) are complete; the file was cut short while the store was open");
                 read += n;

@@ -62,6 +62,15 @@ public sealed class FileLogStoreOptions
     /// </summary>
     public LogDurability Durability { get; init; } = LogDurability.Fsync;
 
+    /// <summary>The file system the store works on: null (the default) for the operating system's; tests pass one that simulates crashes.</summary>
+    internal IStorageFileSystem? FileSystem { get; init; }
+
+#if RAFT_MUTANTS
+    /// <summary>Deliberate bugs for the mutant build's tests (only <see cref="Mutation.FileLogNoFsync"/> applies to this store).</summary>
+    public Mutation Mutations { get; init; }
+
+#endif
+
     /// <summary>Checks every option and throws on the first invalid one.</summary>
     /// <exception cref="ArgumentOutOfRangeException">An option is outside its accepted range.</exception>
     public void Validate()

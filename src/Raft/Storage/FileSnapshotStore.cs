@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Win32.SafeHandles;
 
 namespace Raft;
 
@@ -31,6 +30,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
 
     private readonly string _directory;
     private readonly ILogger _logger;
+    private readonly IStorageFileSystem _fs;
     private readonly Lock _gate = new();
     // Serializes whole commits (rename, directory fsync, publication), which the apply loop (own
     // snapshots) and the event loop (snapshots from the leader) may attempt at once. Readers never take it.
@@ -39,10 +39,11 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
     private Snapshot? _previous;
     private bool _disposed;
 
-    private FileSnapshotStore(string directory, ILogger logger)
+    private FileSnapshotStore(string directory, ILogger logger, IStorageFileSystem fileSystem)
     {
         _directory = directory;
         _logger = logger;
+        _fs = fileSystem;
     }
 
     /// <summary>Opens (or creates) the snapshot store in <paramref name="directory"/>, validating the newest snapshot.</summary>
@@ -50,11 +51,16 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
     /// <param name="logger">Where warnings go; the default logs nothing.</param>
     /// <returns>The open store.</returns>
     /// <exception cref="LogCorruptionException">The newest snapshot file is corrupt or of an unknown format version.</exception>
-    public static FileSnapshotStore Open(string directory, ILogger? logger = null)
+    public static FileSnapshotStore Open(string directory, ILogger? logger = null) =>
+        Open(directory, logger, RealStorageFileSystem.Instance);
+
+    // Opens the store over another file system (tests simulate crashes with one).
+    internal static FileSnapshotStore Open(string directory, ILogger? logger, IStorageFileSystem fileSystem)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        Directory.CreateDirectory(directory);
-        var store = new FileSnapshotStore(Path.GetFullPath(directory), logger ?? NullLogger.Instance);
+        directory = Path.GetFullPath(directory);
+        fileSystem.CreateDirectory(directory);
+        var store = new FileSnapshotStore(directory, logger ?? NullLogger.Instance, fileSystem);
         store.Recover();
         return store;
     }
@@ -92,8 +98,9 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             snapshot = _latest?.Metadata.Index == index ? _latest : null;
-            // Keep the handle open while reading, even if commits replace this snapshot meanwhile.
-            snapshot?.Handle.DangerousAddRef(ref referenced);
+            // Keep the file open while reading, even if commits replace this snapshot meanwhile.
+            snapshot?.File.AddReference();
+            referenced = snapshot is not null;
         }
         if (snapshot is null)
             return -1;
@@ -104,7 +111,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             var total = 0;
             while (total < count)
             {
-                var read = RandomAccess.Read(snapshot.Handle, destination[total..count], snapshot.DataOffset + offset + total);
+                var read = snapshot.File.File.Read(destination[total..count], snapshot.DataOffset + offset + total);
                 if (read == 0)
                     throw new LogCorruptionException(snapshot.Path, snapshot.DataOffset + offset + total, "the snapshot file ended early");
                 total += read;
@@ -114,7 +121,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
         finally
         {
             if (referenced)
-                snapshot.Handle.DangerousRelease();
+                snapshot.File.Release();
         }
     }
 
@@ -127,7 +134,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             if (_latest is not { } snapshot)
                 return null;
             // Opened under the lock, so a commit cannot delete the file first; the open stream keeps it readable.
-            var stream = new FileStream(snapshot.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
+            var stream = _fs.OpenStream(snapshot.Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16, FileOptions.None);
             stream.Position = snapshot.DataOffset;
             return new BoundedReadStream(stream, snapshot.DataLength);
         }
@@ -152,8 +159,8 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             if (_disposed)
                 return;
             _disposed = true;
-            _latest?.Handle.Dispose();
-            _previous?.Handle.Dispose();
+            _latest?.File.Release();
+            _previous?.File.Release();
         }
     }
 
@@ -174,29 +181,29 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
 
     private void Recover()
     {
-        foreach (var temp in Directory.EnumerateFiles(_directory, "*" + TempExtension))
+        foreach (var temp in _fs.EnumerateFiles(_directory, TempExtension).ToList())
         {
-            File.Delete(temp);
+            _fs.DeleteFile(temp);
             FileSnapshotStoreLog.TempDeleted(_logger, temp);
         }
-        var files = Directory.EnumerateFiles(_directory, "*" + Extension).Order(StringComparer.Ordinal).ToList();
+        var files = _fs.EnumerateFiles(_directory, Extension).Order(StringComparer.Ordinal).ToList();
         if (files.Count == 0)
             return;
         _latest = Validate(files[^1]);
         for (var i = 0; i < files.Count - 1; i++)
-            File.Delete(files[i]);
+            _fs.DeleteFile(files[i]);
         if (files.Count > 1)
-            DirectorySync.Sync(_directory);
+            _fs.SyncDirectory(_directory);
     }
 
-    private static Snapshot Validate(string path)
+    private Snapshot Validate(string path)
     {
-        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var handle = _fs.OpenFile(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         try
         {
-            var length = RandomAccess.GetLength(handle);
+            var length = handle.GetLength();
             var fixedHeader = new byte[28];
-            if (length < fixedHeader.Length + FooterSize || RandomAccess.Read(handle, fixedHeader, 0) != fixedHeader.Length)
+            if (length < fixedHeader.Length + FooterSize || handle.Read(fixedHeader, 0) != fixedHeader.Length)
                 throw new LogCorruptionException(path, 0, $"the file is {length} bytes, too short for a snapshot");
             if (BinaryPrimitives.ReadUInt32LittleEndian(fixedHeader) != Magic)
                 throw new LogCorruptionException(path, 0, "bad magic: not a snapshot file");
@@ -209,10 +216,10 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             if (index < 0 || term < 0 || count < 0 || count > 100_000 || 28 + 4L * count + FooterSize > length)
                 throw new LogCorruptionException(path, 8, "the header's index, term or member count is impossible");
             var members = new byte[4 * count];
-            RandomAccess.Read(handle, members, 28);
+            ReadFully(handle, members, 28, path);
             var dataOffset = 28 + 4L * count;
             var footer = new byte[FooterSize];
-            RandomAccess.Read(handle, footer, length - FooterSize);
+            ReadFully(handle, footer, length - FooterSize, path);
             var dataLength = BinaryPrimitives.ReadInt64LittleEndian(footer);
             if (dataLength != length - FooterSize - dataOffset)
                 throw new LogCorruptionException(path, length - FooterSize, $"the footer says {dataLength} data bytes but the file holds {length - FooterSize - dataOffset}");
@@ -223,7 +230,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             var end = length - 4;
             while (position < end)
             {
-                var read = RandomAccess.Read(handle, buffer.AsSpan(0, (int)Math.Min(buffer.Length, end - position)), position);
+                var read = handle.Read(buffer.AsSpan(0, (int)Math.Min(buffer.Length, end - position)), position);
                 if (read == 0)
                     throw new LogCorruptionException(path, position, "the file ended early");
                 crc = LogFormat.Crc32CUpdate(crc, buffer.AsSpan(0, read));
@@ -236,7 +243,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             var ids = new int[count];
             for (var i = 0; i < count; i++)
                 ids[i] = BinaryPrimitives.ReadInt32LittleEndian(members.AsSpan(4 * i));
-            return new Snapshot(new SnapshotMetadata(index, term, ids), path, handle, dataOffset, dataLength);
+            return new Snapshot(new SnapshotMetadata(index, term, ids), path, new SharedFile(handle), dataOffset, dataLength);
         }
         catch
         {
@@ -260,12 +267,12 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             if (_latest is { } latest && latest.Metadata.Index >= metadata.Index)
             {
                 // A newer (or equal) snapshot is already in place: this one adds nothing.
-                File.Delete(temp);
+                _fs.DeleteFile(temp);
                 return;
             }
         }
-        File.Move(temp, final, overwrite: true);
-        DirectorySync.Sync(_directory);
+        _fs.MoveFile(temp, final);
+        _fs.SyncDirectory(_directory);
         var snapshot = Validate(final);
         Snapshot? drop;
         lock (_gate)
@@ -276,19 +283,49 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
         }
         if (drop is not null)
         {
-            drop.Handle.Dispose();
-            File.Delete(drop.Path);
+            drop.File.Release();
+            _fs.DeleteFile(drop.Path);
         }
         FileSnapshotStoreLog.Committed(_logger, final, metadata.Index, snapshot.DataLength);
     }
 
-    private sealed record Snapshot(SnapshotMetadata Metadata, string Path, SafeFileHandle Handle, long DataOffset, long DataLength);
+    private static void ReadFully(IStorageFile file, Span<byte> destination, long offset, string path)
+    {
+        var total = 0;
+        while (total < destination.Length)
+        {
+            var read = file.Read(destination[total..], offset + total);
+            if (read == 0)
+                throw new LogCorruptionException(path, offset + total, "the file ended early");
+            total += read;
+        }
+    }
+
+    private sealed record Snapshot(SnapshotMetadata Metadata, string Path, SharedFile File, long DataOffset, long DataLength);
+
+    // An open snapshot file that readers keep open while the store replaces (and releases) it: closed
+    // when the store and every reader have released it. References are only added while the store
+    // still holds its own (under _gate, to the latest snapshot).
+    private sealed class SharedFile(IStorageFile file)
+    {
+        private int _references = 1;
+
+        public IStorageFile File => file;
+
+        public void AddReference() => Interlocked.Increment(ref _references);
+
+        public void Release()
+        {
+            if (Interlocked.Decrement(ref _references) == 0)
+                file.Dispose();
+        }
+    }
 
     private sealed class Writer : ISnapshotWriter
     {
         private readonly FileSnapshotStore _store;
         private readonly string _temp;
-        private readonly FileStream _file;
+        private readonly Stream _file;
         private readonly CrcStream _stream;
         private bool _committed;
         private bool _failed;
@@ -298,7 +335,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             _store = store;
             _temp = temp;
             Metadata = metadata;
-            _file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+            _file = store._fs.OpenStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
             _stream = new CrcStream(_file);
             _stream.Write(EncodeHeader(metadata));
             _stream.ResetDataLength();
@@ -333,7 +370,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             BinaryPrimitives.WriteUInt32LittleEndian(footer.AsSpan(8), _stream.Crc);
             await _file.WriteAsync(footer.AsMemory(8, 4), cancellationToken).ConfigureAwait(false);
             await _file.FlushAsync(cancellationToken).ConfigureAwait(false);
-            RandomAccess.FlushToDisk(_file.SafeFileHandle);
+            _store._fs.FlushToDisk(_file);
             await _file.DisposeAsync().ConfigureAwait(false);
             _store.Install(_temp, Metadata);
             _committed = true;
@@ -342,8 +379,8 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
         public async ValueTask DisposeAsync()
         {
             await _file.DisposeAsync().ConfigureAwait(false);
-            if (!_committed && File.Exists(_temp))
-                File.Delete(_temp);
+            if (!_committed && _store._fs.FileExists(_temp))
+                _store._fs.DeleteFile(_temp);
         }
     }
 

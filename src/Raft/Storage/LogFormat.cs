@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Numerics;
 using System.Runtime.InteropServices;
 
@@ -141,6 +142,52 @@ internal static class LogFormat
         foreach (var b in data[(words.Length * sizeof(ulong))..])
             crc = BitOperations.Crc32C(crc, b);
         return crc;
+    }
+
+    // The CRC-32C polynomial, bit-reflected as the CRC instructions use it: bit 31 is x^0.
+    private const uint Crc32CPolynomial = 0x82F63B78;
+
+    // Crc32CZeroPowers[k] = x^(8 * 2^k) mod P: feeding 2^k zero bytes multiplies a register by it.
+    private static readonly uint[] Crc32CZeroPowers = BuildZeroPowers();
+
+    /// <summary>
+    /// The running (not inverted) CRC-32C register <paramref name="register"/> after feeding
+    /// <paramref name="zeroBytes"/> zero bytes, in O(log <paramref name="zeroBytes"/>) steps.
+    /// </summary>
+    public static uint Crc32CShift(uint register, long zeroBytes)
+    {
+        Debug.Assert(zeroBytes >= 0);
+        for (var k = 0; zeroBytes != 0; k++, zeroBytes >>= 1)
+        {
+            if ((zeroBytes & 1) != 0)
+                register = MultiplyModP(Crc32CZeroPowers[k], register);
+        }
+        return register;
+    }
+
+    // a * b mod P in the reflected representation (bit 31 is x^0).
+    private static uint MultiplyModP(uint a, uint b)
+    {
+        uint product = 0;
+        for (var bit = 1u << 31; a != 0; bit >>= 1)
+        {
+            if ((a & bit) != 0)
+            {
+                product ^= b;
+                a ^= bit;
+            }
+            b = (b & 1) != 0 ? (b >> 1) ^ Crc32CPolynomial : b >> 1;
+        }
+        return product;
+    }
+
+    private static uint[] BuildZeroPowers()
+    {
+        var powers = new uint[64];
+        powers[0] = 1u << (31 - 8); // x^8
+        for (var k = 1; k < powers.Length; k++)
+            powers[k] = MultiplyModP(powers[k - 1], powers[k - 1]);
+        return powers;
     }
 
     public static void WriteHardState(Span<byte> destination, HardState state)

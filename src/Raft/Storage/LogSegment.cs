@@ -1,15 +1,13 @@
-using Microsoft.Win32.SafeHandles;
-
 namespace Raft;
 
 /// <summary>One open segment file of a <see cref="FileLogStore"/>.</summary>
 internal sealed class LogSegment : IDisposable
 {
-    public LogSegment(string path, long firstIndex, SafeFileHandle handle, long length)
+    public LogSegment(string path, long firstIndex, IStorageFile file, long length)
     {
         Path = path;
         FirstIndex = firstIndex;
-        Handle = handle;
+        File = file;
         Length = length;
     }
 
@@ -19,7 +17,7 @@ internal sealed class LogSegment : IDisposable
     public long FirstIndex { get; }
 
     /// <summary>Open for reading and writing while the segment belongs to the store.</summary>
-    public SafeFileHandle Handle { get; }
+    public IStorageFile File { get; }
 
     /// <summary>
     /// The byte length of the valid data: the header plus whole records. Invariant: equals the file
@@ -27,5 +25,5 @@ internal sealed class LogSegment : IDisposable
     /// </summary>
     public long Length { get; set; }
 
-    public void Dispose() => Handle.Dispose();
+    public void Dispose() => File.Dispose();
 }

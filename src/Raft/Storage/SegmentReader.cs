@@ -1,5 +1,4 @@
 using System.Buffers;
-using Microsoft.Win32.SafeHandles;
 
 namespace Raft;
 
@@ -11,16 +10,16 @@ internal sealed class SegmentReader : IDisposable
 {
     private const int ChunkSize = 4 << 20;
 
-    private readonly SafeFileHandle _handle;
+    private readonly IStorageFile _file;
     private readonly long _fileLength;
     private byte[] _buffer;
     // Invariant: _buffer[0, _count) holds the file's bytes [_start, _start + _count).
     private long _start;
     private int _count;
 
-    public SegmentReader(SafeFileHandle handle, long fileLength)
+    public SegmentReader(IStorageFile file, long fileLength)
     {
-        _handle = handle;
+        _file = file;
         _fileLength = fileLength;
         _buffer = ArrayPool<byte>.Shared.Rent((int)Math.Min(ChunkSize, Math.Max(fileLength, 64)));
     }
@@ -57,7 +56,7 @@ internal sealed class SegmentReader : IDisposable
         var wanted = (int)Math.Min(_buffer.Length, _fileLength - offset);
         while (_count < wanted)
         {
-            var n = RandomAccess.Read(_handle, _buffer.AsSpan(_count, wanted - _count), _start + _count);
+            var n = _file.Read(_buffer.AsSpan(_count, wanted - _count), _start + _count);
             if (n == 0)
                 throw new IOException($"The file ended at byte {_start + _count} while {_fileLength} bytes were expected; was it changed during recovery?");
             _count += n;
