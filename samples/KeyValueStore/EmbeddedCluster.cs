@@ -19,11 +19,16 @@ public sealed class EmbeddedClusterOptions
     /// <summary>The least severe log level written to the console. The default is Information.</summary>
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Information;
 
-    /// <summary>How many applied commands between snapshots. The default is 1,000.</summary>
-    public long SnapshotInterval { get; init; } = 1000;
+    /// <summary>How many applied commands between snapshots. The default is the library's, <see cref="Raft.RaftNodeOptions.SnapshotInterval"/> (16,384).</summary>
+    public long SnapshotInterval { get; init; } = 16_384;
 
-    /// <summary>How many entries before a snapshot stay in the log. The default is 100.</summary>
-    public long SnapshotTrailingEntries { get; init; } = 100;
+    /// <summary>
+    /// How many entries before a snapshot stay in the log. The default is the library's,
+    /// <see cref="Raft.RaftNodeOptions.SnapshotTrailingEntries"/> (10,240): a follower that lags under
+    /// load catches up from the log, never through a snapshot (which would leave its forwarded writes
+    /// without results).
+    /// </summary>
+    public long SnapshotTrailingEntries { get; init; } = 10_240;
 
     /// <summary>The longest a request waits on the leader. The default is 5 s.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);

@@ -195,7 +195,13 @@ internal sealed class KvApi
         }
         await OnLeaderAsync(context, isRead: false, body, () => ProposeAsync(context, KvCommand.CompareAndSwap(key, expected, value), async result =>
         {
-            var cas = (CasResult)result!;
+            if (result is not CasResult cas)
+            {
+                // Committed, but applied here only through the leader's snapshot: the swap's outcome
+                // exists on the nodes that applied it, not on this one.
+                await WriteErrorAsync(context, StatusCodes.Status500InternalServerError, $"The compare-and-swap of '{key}' committed, but this node did not apply it itself and cannot tell whether it swapped; read the key.");
+                return;
+            }
             if (cas.Swapped)
             {
                 await NoContent(context);

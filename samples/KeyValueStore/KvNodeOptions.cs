@@ -35,11 +35,16 @@ public sealed class KvNodeOptions
     /// <summary>The name every node of the cluster shares (checked when nodes connect). The default is "raft-kv-sample".</summary>
     public string ClusterId { get; init; } = "raft-kv-sample";
 
-    /// <summary>How many applied commands between snapshots. The default is 1,000.</summary>
-    public long SnapshotInterval { get; init; } = 1000;
+    /// <summary>How many applied commands between snapshots. The default is the library's, <see cref="Raft.RaftNodeOptions.SnapshotInterval"/> (16,384).</summary>
+    public long SnapshotInterval { get; init; } = 16_384;
 
-    /// <summary>How many entries before a snapshot stay in the log. The default is 100.</summary>
-    public long SnapshotTrailingEntries { get; init; } = 100;
+    /// <summary>
+    /// How many entries before a snapshot stay in the log. The default is the library's,
+    /// <see cref="Raft.RaftNodeOptions.SnapshotTrailingEntries"/> (10,240): a follower that lags under
+    /// load catches up from the log, never through a snapshot (which would leave its forwarded writes
+    /// without results).
+    /// </summary>
+    public long SnapshotTrailingEntries { get; init; } = 10_240;
 
     /// <summary>The longest a write waits to be committed and applied (then 504, outcome unknown), or a read waits for its barrier (then 503). The default is 5 s.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);

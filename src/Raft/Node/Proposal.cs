@@ -111,6 +111,25 @@ internal sealed class Proposal : IValueTaskSource<object?>
 }
 
 /// <summary>A bounded pool of <see cref="Proposal"/>s; thread-safe and allocation-free once warm.</summary>
+/// <summary>
+/// The result of <see cref="RaftNode.ProposeAsync"/> for a command that committed but that this node
+/// did not apply itself: a follower that forwarded it received the leader's snapshot covering it (or
+/// had applied its index before it learned it), so the state machine's result for it exists only on
+/// the nodes that applied it. The command took effect exactly once.
+/// </summary>
+public sealed class CommittedWithoutResult
+{
+    private CommittedWithoutResult()
+    {
+    }
+
+    /// <summary>The one instance.</summary>
+    public static CommittedWithoutResult Instance { get; } = new();
+
+    /// <inheritdoc />
+    public override string ToString() => "committed (result not available on this node)";
+}
+
 internal sealed class ProposalPool(int capacity)
 {
     private readonly ConcurrentQueue<Proposal> _free = new();

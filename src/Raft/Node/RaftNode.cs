@@ -337,7 +337,10 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// </remarks>
     /// <param name="command">The command. The node keeps a reference until it is applied: do not modify the buffer afterwards.</param>
     /// <param name="cancellationToken">Stops waiting. The command may still commit: cancellation abandons the result, not the proposal.</param>
-    /// <returns>The result of <see cref="IStateMachine.ApplyAsync"/> for the command.</returns>
+    /// <returns>The result of <see cref="IStateMachine.ApplyAsync"/> for the command; or
+    /// <see cref="CommittedWithoutResult.Instance"/> when the command committed but this node did not
+    /// apply it itself (a follower that forwarded it got the leader's snapshot covering it), so no
+    /// result exists here.</returns>
     /// <exception cref="NotLeaderException">This node is not the leader (and does not forward, or knows no leader: <see cref="RaftNodeOptions.ForwardToLeader"/>); nothing was submitted.</exception>
     /// <exception cref="RaftBusyException">Too many uncommitted entries, or a leadership transfer is under way; nothing was submitted.</exception>
     /// <exception cref="ProposalDroppedException">The command was appended but another entry committed at its index; it did not take effect.</exception>
@@ -1065,8 +1068,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             {
                 // Only a forwarded proposal: the leader's answer came after this node had applied
                 // the index (or a snapshot covered it), so its entry went unseen.
-                proposal.TrySetException(new ProposalOutcomeUnknownException(
-                    $"The outcome of the proposal is unknown: node {Id} had applied index {proposal.Index} before it learned that the leader appended the proposal there."));
+                ResolveCovered(proposal, Interlocked.Read(ref _appliedIndex), _lastAppliedTerm);
                 continue;
             }
             // Another proposal may wait at the same index (this node proposed there before, in an
@@ -1111,12 +1113,34 @@ public sealed partial class RaftNode : IAsyncDisposable
         foreach (var index in waiting.Keys.Where(i => i <= snapshot.Index).ToList())
         {
             waiting.Remove(index, out var proposal);
-            FailChain(proposal!, new ProposalOutcomeUnknownException());
+            for (var p = proposal; p is not null;)
+            {
+                var next = p.NextAtIndex;
+                p.NextAtIndex = null;
+                ResolveCovered(p, snapshot.Index, snapshot.Term);
+                p = next;
+            }
         }
         _lastAppliedTerm = snapshot.Term;
         _lastSnapshotIndex = snapshot.Index;
         Interlocked.Exchange(ref _appliedIndex, snapshot.Index);
         _inbox.Writer.TryWrite(new AppliedSignal(snapshot.Index));
+    }
+
+    // A proposal whose entry this node will never apply itself: the state it has (a snapshot, or
+    // entries applied before it learned the proposal's index) already covers the index. Whether the
+    // proposal committed is known when the covering entry, the last at coveredIndex, has the
+    // proposal's term: the leader of that term appended both, and its log up to coveredIndex is what
+    // committed (log matching), so the proposal is in it. Otherwise the outcome is unknown.
+    private void ResolveCovered(Proposal proposal, long coveredIndex, long coveredTerm)
+    {
+        if (proposal.Term == coveredTerm && proposal.Index <= coveredIndex)
+        {
+            proposal.TrySetResult(CommittedWithoutResult.Instance);
+            return;
+        }
+        proposal.TrySetException(new ProposalOutcomeUnknownException(
+            $"The outcome of the proposal is unknown: node {Id} applied index {proposal.Index} from the leader's snapshot or before it learned the proposal's index, and cannot tell whether the entry there is the proposal (appended in term {proposal.Term}; the state covers index {coveredIndex} of term {coveredTerm})."));
     }
 
     private async Task MaybeTakeSnapshotAsync(CancellationToken token)

@@ -488,7 +488,7 @@ public class ForwardingCodecTests
 
     [Theory]
     [InlineData(0)]
-    [InlineData(5)]
+    [InlineData(6)]
     [InlineData(255)]
     public void An_unknown_forward_status_is_rejected(byte status)
     {
