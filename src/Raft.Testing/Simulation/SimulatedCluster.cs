@@ -135,6 +135,7 @@ public sealed class SimulatedCluster
             MessagesDropped = c.MessagesDropped,
             SnapshotsTaken = c.SnapshotsTaken,
             SnapshotInstalls = c.SnapshotInstalls,
+            CoveredWrites = c.CoveredWrites,
         };
     }
 
@@ -608,7 +609,9 @@ public sealed class SimulatedCluster
             return false;
         try
         {
-            write.GetAwaiter().GetResult();
+            var result = write.GetAwaiter().GetResult();
+            if (result is CommittedWithoutResult)
+                _counters.CoveredWrites++;
             if (op.Garbage)
                 throw Violation("Bad commands are refused", $"node {op.Node.Id} committed and applied a command its state machine's validator refuses.");
             _history.Complete(op.Handle);
@@ -1011,6 +1014,7 @@ public sealed class SimulatedCluster
         public long MessagesDropped;
         public int SnapshotsTaken;
         public int SnapshotInstalls;
+        public int CoveredWrites;
     }
 
     private sealed class SimTransport(SimulatedCluster cluster) : ITransport

@@ -146,6 +146,9 @@ public sealed record SimulationResult(int Seed)
 
     /// <summary>Snapshots installed from a leader (InstallSnapshot), not counting restores at start.</summary>
     public int SnapshotInstalls { get; init; }
+
+    /// <summary>Writes acknowledged as committed without a result (<see cref="CommittedWithoutResult"/>): their proposer's state covered them through a snapshot or an earlier apply.</summary>
+    public int CoveredWrites { get; init; }
 }
 
 /// <summary>A simulation found a broken Raft invariant. The message names the seed and how to replay it.</summary>

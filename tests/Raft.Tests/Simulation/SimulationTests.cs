@@ -95,7 +95,7 @@ public class SimulationTests(ITestOutputHelper output)
             $"{results.Sum(r => r.AcknowledgedWrites):N0} acknowledged writes ({results.Sum(r => r.ForwardedWrites):N0} forwarded), {results.Sum(r => r.Reads):N0} reads ({results.Sum(r => r.FollowerReads):N0} on followers), " +
             $"{results.Sum(r => r.Transfers):N0} transfers, {results.Sum(r => r.RefusedCommands):N0} refused garbage commands, {results.Sum(r => r.Crashes):N0} crashes, {results.Sum(r => r.TornWrites):N0} torn writes, {results.Sum(r => r.Partitions):N0} partitions, " +
             $"{results.Sum(r => r.MessagesDelivered):N0} delivered / {results.Sum(r => r.MessagesDropped):N0} dropped messages, " +
-            $"{results.Sum(r => r.SnapshotsTaken):N0} snapshots taken, {results.Sum(r => r.SnapshotInstalls):N0} installed through InstallSnapshot");
+            $"{results.Sum(r => r.SnapshotsTaken):N0} snapshots taken, {results.Sum(r => r.SnapshotInstalls):N0} installed through InstallSnapshot, {results.Sum(r => r.CoveredWrites):N0} writes acknowledged as committed without a result");
         Assert.Equal(count, results.Count);
         // Coverage: the seeds must have exercised every fault and feature, or a green run proves little.
         // The minimums are about a third of what the CI seeds do (printed above).
