@@ -1266,6 +1266,8 @@ public sealed class RaftCore
         }
         if (response.Success && response.NextOffset <= pr.SnapshotOffset)
             return; // a duplicate or late answer: the transfer is already past it
+        if (!response.Success && pr.SnapshotChunkInFlight && response.NextOffset == pr.SnapshotOffset)
+            return; // asks for the chunk already in flight: a duplicate; a lost chunk is sent again on the timer
         pr.SnapshotChunkInFlight = false;
         pr.SnapshotOffset = response.NextOffset;
         SendSnapshotChunk(pr);

@@ -553,6 +553,24 @@ public sealed class HostileMessageTests
         Assert.Equal(0, leader.Core.RejectedMessages);
     }
 
+    // Each answer may bring the next chunk, but repeating an answer (duplicated by the network, or
+    // by a follower that floods) must not make the leader send the chunk in flight again and again.
+    [Fact]
+    public void RepeatedAnswersAskingForTheChunkInFlight_SendItOnlyOnce()
+    {
+        var leader = new SnapshotLeader();
+        leader.StartTransfer();
+        var restart = new InstallSnapshotResponse(3, 1, 2, 4, 0, Success: false, Done: false);
+        var moveOn = new InstallSnapshotResponse(3, 1, 2, 4, 2048, Success: false, Done: false);
+
+        var sent = Enumerable.Range(0, 50).SelectMany(_ => leader.Step(restart)).ToList();
+        Assert.Empty(sent.OfType<InstallSnapshot>()); // offset 0 is the chunk already in flight
+
+        var resumed = leader.Step(moveOn).Concat(leader.Step(moveOn)).Concat(leader.Step(moveOn)).OfType<InstallSnapshot>().ToList();
+        Assert.Equal(2048L, Assert.Single(resumed).Offset);
+        Assert.Equal(0, leader.Core.RejectedMessages); // a follower may ask to resume anywhere in the snapshot
+    }
+
     [Fact]
     public void ASnapshotResponseAskingForAnOffsetBeyondTheSnapshot_IsRefused()
     {
