@@ -67,6 +67,10 @@ public sealed class RaftCore
     private List<InstallSnapshot> _snapshotChunks = [];
     private SnapshotMetadata? _snapshotToRestore;
 
+    // Messages refused as impossible or hostile (see RejectedMessages).
+    private long _rejectedMessages;
+    private string? _lastRejection;
+
     /// <summary>Creates the core of one node, recovering its term, vote and log from <paramref name="store"/>.</summary>
     /// <param name="options">The settings; validated here.</param>
     /// <param name="store">The node's log store. The core reads it; the host writes it.</param>
@@ -159,6 +163,26 @@ public sealed class RaftCore
 
     /// <summary>The member a leadership transfer is under way to, or 0.</summary>
     public int LeadTransferee => _leadTransferee;
+
+    /// <summary>
+    /// How many messages this core refused since it was created, because no correct member could
+    /// have sent them: a sender that is not a member, a malformed message (negative indexes, entries
+    /// that do not follow <see cref="AppendEntries.PrevLogIndex"/>, terms out of order), a term that
+    /// jumps more than <see cref="RaftOptions.MaxTermJump"/>, a second leader in one term, an
+    /// acknowledgement of entries or reads this leader never sent, a snapshot beyond
+    /// <see cref="RaftOptions.MaxSnapshotBytes"/>, a TimeoutNow from a node that is not the leader.
+    /// A refused message changes nothing (no term, vote, log or commit change) and gets no answer.
+    /// </summary>
+    /// <remarks>
+    /// The core does no logging: a host compares this count before and after <see cref="Step"/>
+    /// and, when it grew, logs <see cref="LastRejection"/> (a warning: it means a buggy or hostile
+    /// peer, or a misconfigured cluster) and counts it in its metrics. Late, duplicated or
+    /// reordered messages, which the protocol expects, are ignored without being counted.
+    /// </remarks>
+    public long RejectedMessages => _rejectedMessages;
+
+    /// <summary>Why the last refused message (see <see cref="RejectedMessages"/>) was refused, naming its type, sender and term; null when none was.</summary>
+    public string? LastRejection => _lastRejection;
 
     /// <summary>A snapshot of the node's state.</summary>
     public RaftStatus Status
@@ -293,8 +317,12 @@ public sealed class RaftCore
     public void ReportApplied(long index) => _log.AppliedTo(index);
 
     /// <summary>Handles a message from another node.</summary>
-    /// <param name="message">The message; <see cref="RaftMessage.To"/> must be this node. Messages from non-members are ignored.</param>
-    /// <exception cref="ArgumentException">The message is addressed to another node.</exception>
+    /// <param name="message">
+    /// The message; <see cref="RaftMessage.To"/> must be this node. Whatever else it holds, it never
+    /// makes the core throw: a message no correct member could send (from a non-member, malformed,
+    /// a second leader in one term...) is refused and counted in <see cref="RejectedMessages"/>.
+    /// </param>
+    /// <exception cref="ArgumentException">The message is addressed to another node (a host bug, not network input).</exception>
     public void Step(RaftMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
@@ -302,7 +330,15 @@ public sealed class RaftCore
         if (message.To != Id)
             throw new ArgumentException($"Message addressed to node {message.To} was stepped into node {Id}.", nameof(message));
         if (message.From == Id || Array.IndexOf(_members, message.From) < 0)
+        {
+            Reject(message, "the sender is not another member of the cluster");
             return;
+        }
+        if (Malformed(message) is { } problem)
+        {
+            Reject(message, problem);
+            return;
+        }
 
         // Raft §5.1: the term rules, in one place.
         if (message.Term > _term)
@@ -355,8 +391,11 @@ public sealed class RaftCore
                     HandleVoteResponse(response);
                 return;
             case AppendEntries append:
-                if (_role == RaftRole.Leader)
-                    throw new UnreachableException($"Two leaders in term {_term}: node {Id} and node {append.From}.");
+                if (SecondLeader(append) is { } twoLeaders)
+                {
+                    Reject(append, twoLeaders);
+                    return;
+                }
                 if (_role != RaftRole.Follower || _leader != append.From)
                     BecomeFollower(_term, append.From);
                 _electionElapsed = 0;
@@ -367,12 +406,21 @@ public sealed class RaftCore
                     HandleAppendResponse(response);
                 return;
             case TimeoutNow:
-                if (_role != RaftRole.Leader)
-                    StartCampaign(CampaignKind.Transfer);
+                // Only the leader of this term may hand leadership over. A pre-candidate has forgotten
+                // who led (its election timer fired), so the leader's TimeoutNow is still welcome there.
+                if (!(_role == RaftRole.Follower && _leader == message.From) && _role != RaftRole.PreCandidate)
+                {
+                    Reject(message, _leader == 0 ? "TimeoutNow, but this node knows no leader in this term" : $"TimeoutNow from a node that is not the leader (node {_leader} is)");
+                    return;
+                }
+                StartCampaign(CampaignKind.Transfer);
                 return;
             case InstallSnapshot chunk:
-                if (_role == RaftRole.Leader)
-                    throw new UnreachableException($"Two leaders in term {_term}: node {Id} and node {chunk.From}.");
+                if (SecondLeader(chunk) is { } secondLeader)
+                {
+                    Reject(chunk, secondLeader);
+                    return;
+                }
                 if (_role != RaftRole.Follower || _leader != chunk.From)
                     BecomeFollower(_term, chunk.From);
                 _electionElapsed = 0;
@@ -383,6 +431,114 @@ public sealed class RaftCore
                     HandleSnapshotResponse(response);
                 return;
         }
+    }
+
+    /// <summary>Why an AppendEntries or InstallSnapshot of the current term cannot come from the leader of that term, or null when it can.</summary>
+    private string? SecondLeader(RaftMessage message)
+    {
+        // Election safety (§5.2): one leader per term. Two of them mean a bug or a forgery, and
+        // following the second would let it overwrite what the first replicated.
+        if (_role == RaftRole.Leader)
+            return $"two leaders in term {_term}: this node leads it";
+        if (_role == RaftRole.Follower && _leader != 0 && _leader != message.From)
+            return $"two leaders in term {_term}: this node follows node {_leader}";
+        return null;
+    }
+
+    /// <summary>Why no correct member could have sent <paramref name="message"/>, or null when one could. Checked before the message changes anything.</summary>
+    private string? Malformed(RaftMessage message)
+    {
+        if (message.Term < 0)
+            return "negative term";
+        // Both are non-negative, so the difference cannot overflow.
+        if (message.Term > _term && message.Term - _term > _options.MaxTermJump)
+            return $"the term jumps by more than MaxTermJump ({_options.MaxTermJump})";
+        switch (message)
+        {
+            case RequestVote vote:
+                if (vote.LastLogIndex < 0 || vote.LastLogTerm < 0)
+                    return "negative last log index or term";
+                if (vote.LastLogTerm > vote.Term)
+                    return "the candidate's last log term is above its term";
+                if ((vote.LastLogIndex == 0) != (vote.LastLogTerm == 0))
+                    return "the candidate's last log index and term disagree (only index 0 has term 0)";
+                return null;
+            case RequestVoteResponse { Granted: true } response:
+                // A vote is granted in the candidate's own term, a pre-vote in the term it would campaign in.
+                if (response.PreVote ? response.Term - 1 > _term : response.Term > _term)
+                    return "a vote granted for a term this node never campaigned in";
+                return null;
+            case AppendEntries append:
+                return MalformedAppend(append);
+            case AppendEntriesResponse response:
+                if (response.MatchIndex < 0 || response.HintIndex < 0 || response.HintTerm < 0 || response.ReadSequence < 0)
+                    return "negative index, term or read sequence";
+                if (!response.Success && response.HintIndex > response.MatchIndex)
+                    return "a rejection hint past the rejected index";
+                return null;
+            case InstallSnapshot chunk:
+                if (chunk.SnapshotIndex <= 0 || chunk.SnapshotTerm <= 0 || chunk.Offset < 0)
+                    return "snapshot index, term or offset not positive";
+                if (chunk.SnapshotTerm > chunk.Term)
+                    return "the snapshot's term is above the leader's term";
+                if (chunk.Members is null || chunk.Members.Count == 0)
+                    return "the snapshot lists no members";
+                if (chunk.Offset > _options.MaxSnapshotBytes - chunk.Data.Length)
+                    return $"the snapshot would grow beyond MaxSnapshotBytes ({_options.MaxSnapshotBytes} bytes)";
+                return null;
+            case InstallSnapshotResponse response:
+                if (response.SnapshotIndex < 0 || response.NextOffset < 0)
+                    return "negative snapshot index or offset";
+                return null;
+            case TimeoutNow:
+                // The leader sends it to a follower that acknowledged everything in the leader's term,
+                // so the follower is already in that term.
+                if (message.Term > _term)
+                    return "TimeoutNow of a term this node has not reached: it comes from no leader it knows";
+                return null;
+            case ForwardRequest or ForwardResponse:
+                return "forwarding messages are for the host (RaftNode), not the consensus core";
+            default:
+                return null;
+        }
+    }
+
+    private static string? MalformedAppend(AppendEntries append)
+    {
+        if (append.PrevLogIndex < 0 || append.PrevLogTerm < 0 || append.LeaderCommit < 0)
+            return "negative previous index, previous term or commit index";
+        if (append.PrevLogTerm > append.Term)
+            return "the previous entry's term is above the leader's term";
+        if ((append.PrevLogIndex == 0) != (append.PrevLogTerm == 0))
+            return "the previous index and term disagree (only index 0 has term 0)";
+        var entries = append.Entries;
+        if (entries is null)
+            return "no entry list";
+        if (entries.Count > long.MaxValue - append.PrevLogIndex)
+            return "the entries would run past the largest index";
+        var term = append.PrevLogTerm;
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var entry = entries[i];
+            if (entry.Index != append.PrevLogIndex + 1 + i)
+                return $"entry {i} has index {entry.Index}, not {append.PrevLogIndex + 1 + i}: entries must follow the previous index contiguously";
+            if (entry.Term <= 0)
+                return $"entry {entry.Index} has term {entry.Term}: entries have positive terms";
+            if (entry.Term < term)
+                return $"entry {entry.Index} has term {entry.Term}, below the term {term} before it: terms never decrease along a log";
+            if (entry.Term > append.Term)
+                return $"entry {entry.Index} has term {entry.Term}, above the leader's term";
+            if (!Enum.IsDefined(entry.Kind))
+                return $"entry {entry.Index} has an unknown kind ({(int)entry.Kind})";
+            term = entry.Term;
+        }
+        return null;
+    }
+
+    private void Reject(RaftMessage message, string reason)
+    {
+        _rejectedMessages++;
+        _lastRejection = $"Node {Id} (term {_term}, {_role}) refused {message.GetType().Name} from node {message.From} at term {message.Term}: {reason}.";
     }
 
     // ------------------------------------------------------------------ Ready
@@ -531,7 +687,7 @@ public sealed class RaftCore
 
     private void BecomeCandidate()
     {
-        _term++;
+        _term = checked(_term + 1); // StartCampaign never gets here at long.MaxValue
         _votedFor = Id;
         _role = RaftRole.Candidate;
         _leader = 0;
@@ -589,6 +745,13 @@ public sealed class RaftCore
 
     private void StartCampaign(CampaignKind kind)
     {
+        if (_term == long.MaxValue)
+        {
+            // No term is left to campaign in (only reachable by raising terms MaxTermJump at a time):
+            // stay a follower rather than wrap around to a negative term.
+            _electionElapsed = 0;
+            return;
+        }
         var transfer = kind == CampaignKind.Transfer;
         if (_options.PreVote && kind == CampaignKind.PreElection)
         {
@@ -599,7 +762,7 @@ public sealed class RaftCore
                 return;
             }
             foreach (var peer in _peers)
-                Send(new RequestVote(Id, peer, _term + 1, _log.LastIndex, _log.LastTerm, PreVote: true), afterPersist: false);
+                Send(new RequestVote(Id, peer, checked(_term + 1), _log.LastIndex, _log.LastTerm, PreVote: true), afterPersist: false);
             return;
         }
 
@@ -648,7 +811,7 @@ public sealed class RaftCore
         {
             if (!response.PreVote)
                 return;
-            if (response.Granted ? response.Term != _term + 1 : response.Term != _term)
+            if (response.Granted ? response.Term - 1 != _term : response.Term != _term)
                 return;
         }
         else if (response.PreVote || response.Term != _term)
@@ -818,6 +981,11 @@ public sealed class RaftCore
                 }
             }
         }
+        foreach (var (_, pr) in _progress)
+        {
+            if (pr.State == ProgressState.Snapshot && pr.SnapshotChunkInFlight && pr.SnapshotSilentTicks < int.MaxValue)
+                pr.SnapshotSilentTicks++;
+        }
         if (_heartbeatElapsed < _options.HeartbeatTicks)
         {
             foreach (var (_, pr) in _progress)
@@ -833,7 +1001,14 @@ public sealed class RaftCore
             {
                 if (pr.State == ProgressState.Snapshot)
                 {
-                    SendSnapshotChunk(pr); // the chunk in flight may have been lost
+                    // Heartbeats keep the follower from campaigning while the snapshot streams. One
+                    // chunk is in flight at a time (a follower that stopped answering must not get
+                    // a fresh chunk every heartbeat): a chunk is sent again only when it went
+                    // unanswered for an election timeout although the follower answered something
+                    // sent after it, so it was probably lost.
+                    SendHeartbeat(pr);
+                    if (!pr.SnapshotChunkInFlight || (pr.HeardSinceChunk && pr.SnapshotSilentTicks >= _options.ElectionTicksMin))
+                        SendSnapshotChunk(pr);
                     continue;
                 }
                 SendHeartbeat(pr);
@@ -939,7 +1114,27 @@ public sealed class RaftCore
     {
         if (!_progress.TryGetValue(response.From, out var pr))
             return;
+        // Checked before anything is counted: a forged acknowledgement must not commit entries a
+        // majority does not hold, nor confirm a read (with 3 members, one liar plus the leader is a majority).
+        if (response.MatchIndex > _log.LastIndex)
+        {
+            Reject(response, response.Success
+                ? $"acknowledges index {response.MatchIndex}, beyond this leader's last index {_log.LastIndex}"
+                : $"rejects index {response.MatchIndex}, beyond this leader's last index {_log.LastIndex}: no AppendEntries went there");
+            return;
+        }
+        if (response.ReadSequence > _readSequence)
+        {
+            Reject(response, $"echoes read round {response.ReadSequence}, but this leader started only {_readSequence}");
+            return;
+        }
+        if (!response.Success && response.HintTerm > _term)
+        {
+            Reject(response, $"the rejection hint names term {response.HintTerm}, above the current term");
+            return;
+        }
         pr.RecentActive = true;
+        pr.HeardSinceChunk = true;
         if (response.ReadSequence > pr.AckedReadSequence)
         {
             pr.AckedReadSequence = response.ReadSequence;
@@ -1034,6 +1229,9 @@ public sealed class RaftCore
             return;
         }
         var done = offset + read >= length;
+        pr.SnapshotChunkInFlight = true;
+        pr.SnapshotSilentTicks = 0;
+        pr.HeardSinceChunk = false;
         Send(new InstallSnapshot(Id, pr.Id, _term, snapshot.Index, snapshot.Term, snapshot.Members, offset, buffer.AsMemory(0, read), done), afterPersist: false);
     }
 
@@ -1041,7 +1239,19 @@ public sealed class RaftCore
     {
         if (!_progress.TryGetValue(response.From, out var pr))
             return;
+        if (response.SnapshotIndex > _log.LastIndex)
+        {
+            Reject(response, $"answers a snapshot at index {response.SnapshotIndex}, beyond this leader's last index {_log.LastIndex}: none was sent");
+            return;
+        }
+        if (pr.State == ProgressState.Snapshot && response.SnapshotIndex == pr.PendingSnapshot
+            && _snapshots?.Latest?.Index == pr.PendingSnapshot && response.NextOffset > _snapshots.LatestLength)
+        {
+            Reject(response, $"asks for offset {response.NextOffset}, beyond the end of the snapshot ({_snapshots.LatestLength} bytes)");
+            return;
+        }
         pr.RecentActive = true;
+        pr.HeardSinceChunk = true;
         if (pr.State != ProgressState.Snapshot || response.SnapshotIndex != pr.PendingSnapshot)
             return; // an answer to an older transfer
         if (response.Done && response.Success)
@@ -1056,6 +1266,9 @@ public sealed class RaftCore
         }
         if (response.Success && response.NextOffset <= pr.SnapshotOffset)
             return; // a duplicate or late answer: the transfer is already past it
+        if (!response.Success && pr.SnapshotChunkInFlight && response.NextOffset == pr.SnapshotOffset)
+            return; // asks for the chunk already in flight: a duplicate; a lost chunk is sent again on the timer
+        pr.SnapshotChunkInFlight = false;
         pr.SnapshotOffset = response.NextOffset;
         SendSnapshotChunk(pr);
     }
@@ -1098,6 +1311,13 @@ public sealed class RaftCore
 
     private void IssueRead(long requestId)
     {
+#if RAFT_MUTANTS
+        if ((_options.Mutations & Mutation.ReadWithoutQuorum) != 0)
+        {
+            _readStates.Add(new ReadState(requestId, _log.Committed));
+            return;
+        }
+#endif
         _pendingReads.Add((requestId, _log.Committed, _readSequence + 1));
         _readBroadcastPending = true;
     }
@@ -1160,6 +1380,10 @@ public sealed class RaftCore
 
     private long DurableCommitHint()
     {
+#if RAFT_MUTANTS
+        if ((_options.Mutations & Mutation.CommitHintNotDurable) != 0)
+            return _log.Committed;
+#endif
         // While a snapshot from the leader waits to be written, the store still holds the old log:
         // keep the hint that was valid for it (found by the simulator: seed 892 with torn writes).
         if (_log.HasPendingSnapshot)

@@ -35,6 +35,32 @@ public sealed class RaftOptions
     public int MaxUncommittedEntries { get; init; } = 1_000_000;
 
     /// <summary>
+    /// The largest step by which a message may raise this node's term. A message whose term exceeds
+    /// the current term by more is dropped (and counted in <see cref="RaftCore.RejectedMessages"/>):
+    /// a buggy or hostile peer cannot push the cluster's terms to the end of the <see cref="long"/>
+    /// range with one message, where no node could campaign again.
+    /// </summary>
+    /// <remarks>
+    /// Honest terms grow by at most one per election timeout (with <see cref="PreVote"/>, a node
+    /// cut off from a majority does not raise its term at all), so the default never refuses an
+    /// honest peer: even without PreVote, a node campaigning every 10 ms alone in a partition needs
+    /// more than a year to get this far ahead. Term arithmetic never overflows whatever the bound:
+    /// a node whose term has reached <see cref="long.MaxValue"/> stays a follower instead of
+    /// campaigning. A peer that can send authenticated messages could still raise terms step by
+    /// step (about 2^31 messages at the default); keeping such peers out is the transport's job.
+    /// The default is 2^32.
+    /// </remarks>
+    public long MaxTermJump { get; init; } = 1L << 32;
+
+    /// <summary>
+    /// The largest snapshot, in bytes, this node accepts from a leader. Chunks that would take the
+    /// snapshot being received beyond it are refused (and counted in
+    /// <see cref="RaftCore.RejectedMessages"/>), so a leader cannot fill this node's disk. Set it
+    /// above the largest state machine snapshot the cluster can produce. The default is 4 GiB.
+    /// </summary>
+    public long MaxSnapshotBytes { get; init; } = 4L << 30;
+
+    /// <summary>
     /// Whether a node first asks a majority whether it could win before it bumps its term
     /// (dissertation §9.6), so a node rejoining after a partition does not depose a working leader.
     /// The default is true.
@@ -99,5 +125,9 @@ public sealed class RaftOptions
             throw new ArgumentOutOfRangeException(nameof(MaxSnapshotChunkBytes), MaxSnapshotChunkBytes, "MaxSnapshotChunkBytes must be positive.");
         if (MaxUncommittedEntries <= 0)
             throw new ArgumentOutOfRangeException(nameof(MaxUncommittedEntries), MaxUncommittedEntries, "MaxUncommittedEntries must be positive.");
+        if (MaxTermJump <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxTermJump), MaxTermJump, "MaxTermJump must be positive.");
+        if (MaxSnapshotBytes <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxSnapshotBytes), MaxSnapshotBytes, "MaxSnapshotBytes must be positive.");
     }
 }

@@ -53,6 +53,16 @@ internal sealed class Progress
 
     public long SnapshotOffset { get; set; }
 
+    // In Snapshot state: a chunk was sent and not answered yet. One chunk at a time: the next goes
+    // out on its answer, or, presumed lost, once it has gone unanswered for SnapshotSilentTicks while
+    // the follower answered something else since it was sent (HeardSinceChunk). A follower that
+    // answers nothing gets nothing more than the one chunk.
+    public bool SnapshotChunkInFlight { get; set; }
+
+    public int SnapshotSilentTicks { get; set; }
+
+    public bool HeardSinceChunk { get; set; }
+
     public Inflights Inflights { get; }
 
     /// <summary>Whether the leader should hold back further appends to this follower.</summary>
@@ -95,6 +105,7 @@ internal sealed class Progress
         State = ProgressState.Snapshot;
         PendingSnapshot = snapshotIndex;
         SnapshotOffset = 0;
+        SnapshotChunkInFlight = false;
         ProbeSent = false;
         Inflights.Reset();
     }
