@@ -28,6 +28,10 @@ public class MutantTests(ITestOutputHelper output)
     [InlineData(Mutation.ReadBarrierAtOnce, 5)]
     [InlineData(Mutation.ReadBeforeApply, 3)]
     [InlineData(Mutation.ReadBeforeApply, 5)]
+    [InlineData(Mutation.ReadWithoutQuorum, 3)]
+    [InlineData(Mutation.ReadWithoutQuorum, 5)]
+    [InlineData(Mutation.CommitHintNotDurable, 3)]
+    [InlineData(Mutation.CommitHintNotDurable, 5)]
     public void Simulator_catches(Mutation mutation, int nodes) => CatchAndReplay(mutation, nodes);
 
     internal void CatchAndReplay(Mutation mutation, int nodes)

@@ -37,4 +37,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1010, Level = LogLevel.Warning, Message = "Node {NodeId} refused a command proposed through node {Origin} before replicating it: {Reason}")]
     public static partial void CommandRefused(ILogger logger, int nodeId, int origin, string reason);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "Node {NodeId} refused a message from node {From} that no correct member sends (a buggy or hostile peer; further ones from it are logged at Debug for a minute): {Reason}")]
+    public static partial void MessageRejected(ILogger logger, int nodeId, int from, string reason);
+
+    [LoggerMessage(EventId = 1012, Level = LogLevel.Debug, Message = "Node {NodeId} refused a message from node {From}: {Reason}")]
+    public static partial void MessageRejectedAgain(ILogger logger, int nodeId, int from, string reason);
 }

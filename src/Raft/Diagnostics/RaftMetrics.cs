@@ -25,6 +25,7 @@ internal sealed class RaftMetrics : IDisposable
         Elections = _meter.CreateCounter<long>("raft.elections", "{election}", "Elections this node started as a candidate.");
         RoleChanges = _meter.CreateCounter<long>("raft.role_changes", "{change}", "Role changes of this node, tagged with the new role.");
         Proposals = _meter.CreateCounter<long>("raft.proposals", "{proposal}", "Proposals accepted by this node as leader.");
+        RejectedMessages = _meter.CreateCounter<long>("raft.messages.rejected", "{message}", "Inbound messages the core refused as impossible from a correct member (a buggy or hostile peer), tagged with the message type.");
         AppendDuration = _meter.CreateHistogram<double>("raft.append.duration", "s", "Time to make a batch of entries durable.");
         ApplyDuration = _meter.CreateHistogram<double>("raft.apply.duration", "s", "Time to apply a batch of committed entries.");
         _meter.CreateObservableGauge("raft.term", () => status().Term, "{term}", "The node's current term.");
@@ -33,6 +34,8 @@ internal sealed class RaftMetrics : IDisposable
     }
 
     public Counter<long> Elections { get; }
+
+    public Counter<long> RejectedMessages { get; }
 
     public Counter<long> RoleChanges { get; }
 

@@ -84,6 +84,12 @@ public sealed partial class RaftNode
             return; // A duplicate: the first copy was handled and answered.
         if (request.IsRead)
         {
+            if (_remoteReads.Count >= MaxRemoteReads)
+            {
+                // A follower (or a forger) asks faster than reads are confirmed: refuse rather than grow.
+                Answer(request.From, request.RequestId, ForwardStatus.Busy, 0, 0);
+                return;
+            }
             var readId = ++_nextReadId;
             if (_core.ReadIndex(readId))
                 _remoteReads[readId] = new RemoteRead(request.From, request.RequestId);
@@ -303,6 +309,10 @@ public sealed partial class RaftNode
     }
 
     private const int RecentIdsPerFollower = 4096;
+
+    // Reads forwarded by followers and waiting for a heartbeat round, at most: the core keeps them
+    // until its leadership is confirmed or lost, which without CheckQuorum may take long.
+    private const int MaxRemoteReads = 16_384;
 
     private sealed record RemoteRead(int From, long RequestId);
 

@@ -572,7 +572,10 @@ public sealed partial class RaftNode : IAsyncDisposable
                 HandleForwardResponse(response);
                 break;
             case RaftMessage message:
+                var rejected = _core.RejectedMessages;
                 _core.Step(message);
+                if (_core.RejectedMessages != rejected)
+                    OnRejected(message);
                 break;
             case TickSignal:
                 var ticks = Interlocked.Exchange(ref _pendingTicks, 0);
@@ -610,6 +613,26 @@ public sealed partial class RaftNode : IAsyncDisposable
             case PersistedSignal persisted:
                 _core.Persisted(persisted.Ready);
                 break;
+        }
+    }
+
+    // The core refused a message no correct member sends. Logged at Warning once per sender per
+    // minute (a flood must not flood the log), at Debug otherwise; always counted.
+    private readonly Dictionary<int, long> _rejectionWarned = [];
+
+    private void OnRejected(RaftMessage message)
+    {
+        _metrics.RejectedMessages.Add(1, new KeyValuePair<string, object?>("raft.message.type", message.GetType().Name));
+        var reason = _core.LastRejection ?? "refused";
+        var now = _time.GetTimestamp();
+        if (!_rejectionWarned.TryGetValue(message.From, out var last) || _time.GetElapsedTime(last, now) >= TimeSpan.FromMinutes(1))
+        {
+            _rejectionWarned[message.From] = now;
+            Log.MessageRejected(_logger, Id, message.From, reason);
+        }
+        else
+        {
+            Log.MessageRejectedAgain(_logger, Id, message.From, reason);
         }
     }
 

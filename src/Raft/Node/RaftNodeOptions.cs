@@ -90,6 +90,21 @@ public sealed class RaftNodeOptions
     /// </summary>
     public TimeSpan ForwardTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// The largest term increase a message may carry; a message whose term is further ahead of this
+    /// node's is refused (logged, counted), so one forged message cannot push the cluster's term to
+    /// the end of the range. The default is the core's, <see cref="RaftOptions.MaxTermJump"/> (2^32),
+    /// which honest clusters never come near.
+    /// </summary>
+    public long MaxTermJump { get; init; } = 1L << 32;
+
+    /// <summary>
+    /// The largest snapshot this node accepts from a leader; chunks beyond it are refused (logged),
+    /// so a hostile or buggy peer cannot fill the disk. The default is the core's,
+    /// <see cref="RaftOptions.MaxSnapshotBytes"/> (4 GiB).
+    /// </summary>
+    public long MaxSnapshotBytes { get; init; } = 4L << 30;
+
     /// <summary>The default of <see cref="MaxInboxBytes"/>: 64 MiB.</summary>
     public const long DefaultMaxInboxBytes = 64L << 20;
 
@@ -210,6 +225,8 @@ public sealed class RaftNodeOptions
             // Forwarded work completes on the follower: it should not wait a tick to learn of a commit.
             EagerCommitPropagation = ForwardToLeader,
             Random = Random,
+            MaxTermJump = MaxTermJump,
+            MaxSnapshotBytes = MaxSnapshotBytes,
 #if RAFT_MUTANTS
             Mutations = Mutations,
 #endif
