@@ -43,4 +43,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1012, Level = LogLevel.Debug, Message = "Node {NodeId} refused a message from node {From}: {Reason}")]
     public static partial void MessageRejectedAgain(ILogger logger, int nodeId, int from, string reason);
+
+    [LoggerMessage(EventId = 1013, Level = LogLevel.Information, Message = "Node {NodeId} handed leadership to node {Target} before stopping")]
+    public static partial void LeadershipHandedOver(ILogger logger, int nodeId, int target);
+
+    [LoggerMessage(EventId = 1014, Level = LogLevel.Warning, Message = "Node {NodeId} could not hand leadership to node {Target} before stopping ({Reason}); the others will elect a leader after an election timeout")]
+    public static partial void LeadershipHandOverFailed(ILogger logger, int nodeId, int target, string reason);
 }

@@ -411,7 +411,52 @@ public sealed partial class RaftNode : IAsyncDisposable
         return waiter.Completion.Task.WaitAsync(cancellationToken);
     }
 
-    /// <summary>Stops the node: the clock, the loops and the transport. Pending operations fail with <see cref="ObjectDisposedException"/>. Idempotent.</summary>
+    /// <summary>
+    /// Stops the node gracefully: a leader first hands leadership to its most caught-up follower (so
+    /// clients see no leaderless gap of an election timeout), then the node is disposed.
+    /// </summary>
+    /// <param name="cancellationToken">Stops waiting for the hand-over; the node is disposed anyway.</param>
+    /// <returns>A task that completes when the node has stopped.</returns>
+    public Task StopAsync(CancellationToken cancellationToken = default) => StopAsync(transferLeadership: true, cancellationToken);
+
+    /// <summary>
+    /// Stops the node: when <paramref name="transferLeadership"/> is set and this node leads, it first
+    /// hands leadership to its most caught-up follower and waits (at most
+    /// <see cref="RaftNodeOptions.ElectionTimeoutMax"/>) until it stepped down; then it is disposed
+    /// (<see cref="DisposeAsync"/>). Idempotent; a faulted node is just disposed.
+    /// </summary>
+    /// <param name="transferLeadership">Whether a leader hands leadership over before it stops.</param>
+    /// <param name="cancellationToken">Stops waiting for the hand-over; the node is disposed anyway.</param>
+    /// <returns>A task that completes when the node has stopped.</returns>
+    public async Task StopAsync(bool transferLeadership, CancellationToken cancellationToken = default)
+    {
+        if (transferLeadership && _disposed == 0 && Volatile.Read(ref _fault) is null && Volatile.Read(ref _started) != 0)
+        {
+            var status = Status;
+            var target = status.Role == RaftRole.Leader
+                ? status.Progress.Where(p => p.Key != Id).OrderByDescending(p => p.Value).ThenBy(p => p.Key).Select(p => p.Key).FirstOrDefault()
+                : 0;
+            if (target != 0)
+            {
+                try
+                {
+                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    timeout.CancelAfter(_options.ElectionTimeoutMax * 2);
+                    await TransferLeadershipAsync(target, timeout.Token).ConfigureAwait(false);
+                    Log.LeadershipHandedOver(_logger, Id, target);
+                }
+                catch (Exception ex) when (ex is RaftException or OperationCanceledException or ArgumentException or ObjectDisposedException)
+                {
+                    // Not the leader any more, the follower did not take over in time, or the caller
+                    // stopped waiting: stop anyway; the others elect a leader.
+                    Log.LeadershipHandOverFailed(_logger, Id, target, ex.Message);
+                }
+            }
+        }
+        await DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Stops the node at once (no leadership hand-over: see <see cref="StopAsync(CancellationToken)"/>): the clock, the loops and the transport. Pending operations fail with <see cref="ObjectDisposedException"/>. Idempotent.</summary>
     /// <returns>A task that completes when the node has stopped.</returns>
     public async ValueTask DisposeAsync()
     {
