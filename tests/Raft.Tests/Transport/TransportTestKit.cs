@@ -238,13 +238,14 @@ public sealed class RawPeer : IAsyncDisposable
         return peer;
     }
 
-    public static byte[] Preface(string clusterId, int from, int to, byte lane = 0, ushort version = 1, string magic = "RAFT")
+    public static byte[] Preface(string clusterId, int from, int to, byte lane = 0, ushort version = ConnectionPreface.CurrentVersion, string magic = "RAFT", byte flags = 0)
     {
         var id = Encoding.UTF8.GetBytes(clusterId);
         var bytes = new byte[18 + id.Length];
         Encoding.ASCII.GetBytes(magic).CopyTo(bytes, 0);
         BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(4), version);
         bytes[6] = lane;
+        bytes[7] = flags;
         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), from);
         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(12), to);
         BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(16), (ushort)id.Length);
