@@ -351,6 +351,7 @@ public sealed class TcpTransportLimitsTests
         FrameTimeout = frameTimeout ?? TimeSpan.FromSeconds(60),
         ReconnectBackoffMin = TimeSpan.FromMilliseconds(20),
         ReconnectBackoffMax = TimeSpan.FromMilliseconds(200),
+        ShutdownTimeout = TimeSpan.FromMilliseconds(500), // Peers that never answer must not slow disposal.
         Random = new Random(7),
         LoggerFactory = log,
     };
