@@ -89,6 +89,19 @@ public sealed class TcpTransportLimitsTests
     }
 
     [Fact]
+    public async Task An_established_connection_leaves_the_handshake_cap()
+    {
+        var (log, sink) = (new CollectingLoggerFactory(), new MessageSink());
+        await using var transport = new TcpTransport(Options(log, maxPendingHandshakes: 1));
+        await transport.StartAsync(Local, sink.Handler);
+        await using var first = await RawPeer.HandshakeAsync(transport.LocalEndPoint!, Cluster, Peer, Local);
+        await using var second = await RawPeer.HandshakeAsync(transport.LocalEndPoint!, Cluster, OtherPeer, Local);
+        await second.SendAsync(RawPeer.Frame(new TimeoutNow(OtherPeer, Local, 8)));
+        Assert.Equal(8, (await sink.NextAsync()).Term);
+        Assert.DoesNotContain(log.Records, r => r.EventId == 3017);
+    }
+
+    [Fact]
     public async Task Connections_beyond_the_inbound_cap_are_closed_at_once()
     {
         var (log, sink) = (new CollectingLoggerFactory(), new MessageSink());
