@@ -8,8 +8,9 @@ namespace Raft;
 
 /// <summary>Settings of a <see cref="TcpTransport"/>.</summary>
 /// <remarks>
-/// Every node of a cluster should use the same <see cref="ClusterId"/>, <see cref="MaxFrameBytes"/>
-/// and TLS choice. The options are read once, when the transport is created; <see cref="Validate"/>
+/// Every node of a cluster should use the same <see cref="ClusterId"/>, <see cref="ClusterSecret"/>,
+/// <see cref="MaxFrameBytes"/> and TLS choice. With neither <see cref="ClusterSecret"/> nor
+/// <see cref="NodeIdFromCertificate"/>, peers are not authenticated (see docs/security.md). The options are read once, when the transport is created; <see cref="Validate"/>
 /// runs then.
 /// </remarks>
 public sealed class TcpTransportOptions
@@ -123,22 +124,30 @@ public sealed class TcpTransportOptions
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// TLS settings for inbound connections, or null (the default) for plain TCP. Set
-    /// <see cref="SslServerAuthenticationOptions.ClientCertificateRequired"/> (and validate the
-    /// certificate in <see cref="SslServerAuthenticationOptions.RemoteCertificateValidationCallback"/>)
-    /// for mutual authentication. Must be set together with <see cref="ClientTls"/>.
+    /// TLS settings for inbound connections, or null (the default) for plain TCP. Must be set
+    /// together with <see cref="ClientTls"/>; <see cref="CreateMutualTlsPinnedToCa"/> makes both.
     /// </summary>
+    /// <remarks>
+    /// For mutual authentication set <see cref="SslServerAuthenticationOptions.ClientCertificateRequired"/>
+    /// and validate peers against the cluster CA only, with
+    /// <see cref="CreatePinnedCaValidationCallback"/>: a callback that accepts
+    /// <see cref="SslPolicyErrors.None"/> trusts every certificate the OS trust store trusts. Add
+    /// <see cref="NodeIdFromCertificate"/> so a certificate can speak only for its own node.
+    /// </remarks>
     public SslServerAuthenticationOptions? ServerTls { get; init; }
 
     /// <summary>
-    /// TLS settings for outbound connections, or null (the default) for plain TCP. The same instance
-    /// is used for every peer: set <see cref="SslClientAuthenticationOptions.TargetHost"/> to a name
-    /// every node's certificate carries, or check names in
-    /// <see cref="SslClientAuthenticationOptions.RemoteCertificateValidationCallback"/>. Add the
-    /// node's certificate to <see cref="SslClientAuthenticationOptions.ClientCertificates"/> (or
-    /// use <see cref="SslClientAuthenticationOptions.ClientCertificateContext"/>) for mutual
-    /// authentication. Must be set together with <see cref="ServerTls"/>.
+    /// TLS settings for outbound connections, or null (the default) for plain TCP. Must be set
+    /// together with <see cref="ServerTls"/>; <see cref="CreateMutualTlsPinnedToCa"/> makes both.
     /// </summary>
+    /// <remarks>
+    /// The same instance is used for every peer: set <see cref="SslClientAuthenticationOptions.TargetHost"/>
+    /// to a name every node's certificate carries. Add the node's certificate to
+    /// <see cref="SslClientAuthenticationOptions.ClientCertificates"/> (or use
+    /// <see cref="SslClientAuthenticationOptions.ClientCertificateContext"/>) for mutual
+    /// authentication, and validate the listener with <see cref="CreatePinnedCaValidationCallback"/>,
+    /// not the OS trust store.
+    /// </remarks>
     public SslClientAuthenticationOptions? ClientTls { get; init; }
 
     /// <summary>
