@@ -322,9 +322,10 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
             return $"it presented no TLS certificate, so it cannot be node {expectedId}";
         int? id;
         string subject;
+        X509Certificate2? copy = null; // Made (and disposed) here only when the stream did not give an X509Certificate2.
         try
         {
-            var certificate2 = certificate as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+            var certificate2 = certificate as X509Certificate2 ?? (copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
             subject = certificate2.Subject;
             id = map(certificate2);
         }
@@ -333,6 +334,10 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
 #pragma warning restore CA1031
         {
             return $"NodeIdFromCertificate threw {ex.GetType().Name}: {ex.Message}";
+        }
+        finally
+        {
+            copy?.Dispose();
         }
         if (id is null)
             return $"its certificate ({subject}) maps to no node id";
