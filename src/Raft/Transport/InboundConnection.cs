@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Security;
@@ -12,8 +13,9 @@ namespace Raft;
 /// parses frames from a PipeReader and hands each message to the node's handler.
 /// </summary>
 /// <remarks>
-/// Any breach (bad preface, bad frame, a frame that stalls longer than
-/// <see cref="TcpTransportOptions.IdleReadTimeout"/>, a message not from the connected peer or not
+/// Any breach (bad preface, a failed proof of the cluster secret, a certificate bound to another
+/// id, bad frame, a frame that stalls longer than <see cref="TcpTransportOptions.IdleReadTimeout"/>
+/// or takes longer than <see cref="TcpTransportOptions.FrameTimeout"/>, a message not from the connected peer or not
 /// for the local node) closes this connection only, with a logged reason; nothing from a frame
 /// that fails to decode is delivered.
 /// </remarks>
@@ -74,6 +76,7 @@ internal sealed class InboundConnection
         Stream stream = new NetworkStream(_socket, ownsSocket: true);
         PipeReader? reader = null;
         bool established = false;
+        bool inHandshake = true; // Counted in the transport's pending handshakes until cleared.
         try
         {
             TcpTransportLog.InboundAccepted(logger, RemoteEndPoint);
@@ -81,7 +84,6 @@ internal sealed class InboundConnection
             using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(_closing.Token))
             {
                 handshake.CancelAfter(options.HandshakeTimeout);
-                ConnectionPreface preface;
                 try
                 {
                     if (options.ServerTls is { } tls)
@@ -91,26 +93,11 @@ internal sealed class InboundConnection
                         await ssl.AuthenticateAsServerAsync(tls, handshake.Token).ConfigureAwait(false);
                     }
                     reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
-                    preface = await ReadPrefaceAsync(reader, handshake.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (handshake.IsCancellationRequested && !_closing.IsCancellationRequested)
-                {
-                    TcpTransportLog.InboundRefused(logger, RemoteEndPoint, $"the handshake did not complete within {options.HandshakeTimeout}");
-                    return;
-                }
-
-                if (_transport.CheckPreface(preface) is { } refusal)
-                {
-                    TcpTransportLog.InboundRefused(logger, RemoteEndPoint, refusal);
-                    return;
-                }
-                PeerId = preface.SenderId;
-                Lane = preface.Lane;
-                var answer = new ConnectionPreface(ConnectionPreface.CurrentVersion, Lane, _transport.LocalId, PeerId, options.ClusterId);
-                try
-                {
-                    await stream.WriteAsync(answer.ToArray(), handshake.Token).ConfigureAwait(false);
-                    await stream.FlushAsync(handshake.Token).ConfigureAwait(false);
+                    if (await HandshakeAsync(stream, reader, handshake.Token).ConfigureAwait(false) is { } refusal)
+                    {
+                        TcpTransportLog.InboundRefused(logger, RemoteEndPoint, refusal);
+                        return;
+                    }
                 }
                 catch (OperationCanceledException) when (handshake.IsCancellationRequested && !_closing.IsCancellationRequested)
                 {
@@ -119,6 +106,8 @@ internal sealed class InboundConnection
                 }
             }
 
+            inHandshake = false;
+            _transport.HandshakeEnded();
             established = true;
             _transport.RegisterInbound(this);
             TcpTransportLog.InboundEstablished(logger, PeerId, Lane, RemoteEndPoint);
@@ -147,6 +136,8 @@ internal sealed class InboundConnection
         }
         finally
         {
+            if (inHandshake)
+                _transport.HandshakeEnded();
             if (established)
                 _transport.UnregisterInbound(this);
             if (reader is not null)
@@ -154,6 +145,74 @@ internal sealed class InboundConnection
             await stream.DisposeAsync().ConfigureAwait(false);
             _transport.Forget(this);
             _closing.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Reads and checks the peer's preface (and, with a cluster secret, runs the challenge-response),
+    /// checks the certificate binding, and answers. Nothing after the handshake is read here.
+    /// </summary>
+    /// <returns>Null when the peer is accepted (<see cref="PeerId"/> and <see cref="Lane"/> are set); otherwise why it is refused.</returns>
+    private async Task<string?> HandshakeAsync(Stream stream, PipeReader reader, CancellationToken cancellationToken)
+    {
+        var secret = _transport.Secret;
+        var preface = await ReadPrefaceAsync(reader, cancellationToken).ConfigureAwait(false);
+        if (_transport.CheckPreface(preface) is { } refusal)
+            return refusal;
+        // Read the connector's nonce even when it will be refused, so closing does not reset the
+        // connection before the peer has read our answer.
+        var theirNonce = preface.Authenticated
+            ? await ReadExactlyAsync(reader, PrefaceAuthentication.NonceSize, "its nonce", cancellationToken).ConfigureAwait(false)
+            : [];
+        if (stream is SslStream ssl && _transport.CheckCertificateBinding(ssl.RemoteCertificate, preface.SenderId) is { } wrongCertificate)
+            return wrongCertificate;
+
+        var answer = new ConnectionPreface(ConnectionPreface.CurrentVersion, preface.Lane, _transport.LocalId, preface.SenderId, _transport.Options.ClusterId, Authenticated: secret is not null);
+        var answerBytes = answer.ToArray();
+        if (preface.Authenticated != secret is not null)
+        {
+            // Tell the peer how this node is configured (the bare answer, no proof), so both logs say why.
+            await stream.WriteAsync(answerBytes, cancellationToken).ConfigureAwait(false);
+            await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+            return PrefaceAuthentication.Mismatch(secret is not null, $"node {preface.SenderId}");
+        }
+        if (secret is null)
+        {
+            await stream.WriteAsync(answerBytes, cancellationToken).ConfigureAwait(false);
+            await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            var prefaceBytes = preface.ToArray();
+            var ourNonce = PrefaceAuthentication.NewNonce();
+            var ourProof = PrefaceAuthentication.ComputeProof(secret, byAcceptor: true, prefaceBytes, theirNonce, answerBytes, ourNonce);
+            await stream.WriteAsync((byte[])[.. answerBytes, .. ourNonce, .. ourProof], cancellationToken).ConfigureAwait(false);
+            await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+            var theirProof = await ReadExactlyAsync(reader, PrefaceAuthentication.MacSize, "its proof of the cluster secret (it may have refused ours: a different ClusterSecret?)", cancellationToken).ConfigureAwait(false);
+            var expected = PrefaceAuthentication.ComputeProof(secret, byAcceptor: false, prefaceBytes, theirNonce, answerBytes, ourNonce);
+            if (!PrefaceAuthentication.Verify(expected, theirProof))
+                return $"it claims to be node {preface.SenderId} but failed to prove it holds the cluster secret (wrong ClusterSecret, or not a cluster member)";
+        }
+        PeerId = preface.SenderId;
+        Lane = preface.Lane;
+        return null;
+    }
+
+    private static async Task<byte[]> ReadExactlyAsync(PipeReader reader, int count, string what, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            if (buffer.Length >= count)
+            {
+                var bytes = buffer.Slice(0, count).ToArray();
+                reader.AdvanceTo(buffer.GetPosition(count));
+                return bytes;
+            }
+            if (result.IsCompleted)
+                throw new RaftProtocolException($"the connection closed before {what}");
+            reader.AdvanceTo(buffer.Start, buffer.End);
         }
     }
 
@@ -184,16 +243,20 @@ internal sealed class InboundConnection
         var delivery = _transport.StoppingToken;
         int maxFrameBytes = options.MaxFrameBytes;
         CancellationTokenSource? stall = null;
-        bool midFrame = false; // Invariant: true iff the bytes left after the last parse are part of an unfinished frame.
+        bool midFrame = false;   // Invariant: true iff the bytes left after the last parse are part of an unfinished frame.
+        long frameStarted = 0;   // Stopwatch timestamp of the read that brought the unfinished frame's first byte.
         try
         {
             while (true)
             {
                 var token = _closing.Token;
+                bool frameDeadline = false; // Whether the stall timer below is the frame's deadline rather than the idle limit.
                 if (midFrame)
                 {
+                    var left = options.FrameTimeout - Stopwatch.GetElapsedTime(frameStarted);
+                    frameDeadline = left < options.IdleReadTimeout;
                     stall ??= CancellationTokenSource.CreateLinkedTokenSource(_closing.Token);
-                    stall.CancelAfter(options.IdleReadTimeout);
+                    stall.CancelAfter(frameDeadline ? (left > TimeSpan.Zero ? left : TimeSpan.Zero) : options.IdleReadTimeout);
                     token = stall.Token;
                 }
 
@@ -204,7 +267,10 @@ internal sealed class InboundConnection
                 }
                 catch (OperationCanceledException) when (stall is { IsCancellationRequested: true } && !_closing.IsCancellationRequested)
                 {
-                    TcpTransportLog.InboundStalled(logger, PeerId, Lane, RemoteEndPoint, options.IdleReadTimeout);
+                    if (frameDeadline)
+                        TcpTransportLog.InboundFrameTooSlow(logger, PeerId, Lane, RemoteEndPoint, options.FrameTimeout);
+                    else
+                        TcpTransportLog.InboundStalled(logger, PeerId, Lane, RemoteEndPoint, options.IdleReadTimeout);
                     return null;
                 }
                 if (midFrame && !stall!.TryReset())
@@ -215,10 +281,12 @@ internal sealed class InboundConnection
                 }
 
                 var buffer = result.Buffer;
+                bool completedFrame = false;
                 try
                 {
                     while (MessageCodec.TryReadFrame(ref buffer, maxFrameBytes, out var message))
                     {
+                        completedFrame = true;
                         if (message.From != PeerId)
                             throw new RaftProtocolException($"a {message.GetType().Name} claims to be from node {message.From} on node {PeerId}'s connection");
                         if (message.To != _transport.LocalId)
@@ -244,7 +312,10 @@ internal sealed class InboundConnection
                             throw new RaftProtocolException($"the connection closed in the middle of a frame ({buffer.Length} bytes of it received)");
                         return "the peer closed the connection";
                     }
-                    midFrame = !buffer.IsEmpty;
+                    bool unfinished = !buffer.IsEmpty;
+                    if (unfinished && (!midFrame || completedFrame))
+                        frameStarted = Stopwatch.GetTimestamp(); // A new frame began in this read.
+                    midFrame = unfinished;
                 }
                 finally
                 {

@@ -6,6 +6,22 @@ using System.Threading.Channels;
 
 namespace Raft;
 
+/// <summary>What <see cref="OutboundLane.TryEnqueue"/> did.</summary>
+internal enum EnqueueResult
+{
+    /// <summary>Queued.</summary>
+    Queued,
+
+    /// <summary>Dropped: the queue holds <see cref="TcpTransportOptions.SendQueueCapacity"/> messages.</summary>
+    FullMessages,
+
+    /// <summary>Dropped: the message would take the queue over <see cref="TcpTransportOptions.SendQueueMaxBytes"/>.</summary>
+    FullBytes,
+
+    /// <summary>Dropped: the lane is closed.</summary>
+    Closed,
+}
+
 /// <summary>
 /// One outbound lane to one peer: a bounded queue that <see cref="TcpTransport.Send"/> fills, and
 /// a writer task (started by the first message) that connects, drains the queue into the
@@ -19,18 +35,21 @@ namespace Raft;
 internal sealed class OutboundLane
 {
     private readonly TcpTransport _transport;
-    private readonly Channel<RaftMessage> _queue;
+    private readonly Channel<Queued> _queue;
+    private readonly long _maxBytes;
     private readonly Lock _gate = new();
+    private long _queuedBytes; // Invariant: the sum of Bytes over the messages in _queue (added under _gate before they become readable).
     private bool _completed; // guarded by _gate
     private Task? _writer;   // guarded by _gate; null until the first message
 
-    public OutboundLane(TcpTransport transport, int peerId, EndPoint endPoint, TransportLane lane, int capacity)
+    public OutboundLane(TcpTransport transport, int peerId, EndPoint endPoint, TransportLane lane, int capacity, long maxBytes)
     {
+        _maxBytes = maxBytes;
         _transport = transport;
         PeerId = peerId;
         EndPoint = endPoint;
         Lane = lane;
-        _queue = Channel.CreateBounded<RaftMessage>(new BoundedChannelOptions(capacity)
+        _queue = Channel.CreateBounded<Queued>(new BoundedChannelOptions(capacity)
         {
             SingleReader = true,
             SingleWriter = false,
@@ -45,18 +64,47 @@ internal sealed class OutboundLane
 
     public TransportLane Lane { get; }
 
+    /// <summary>The encoded size of the messages waiting in the queue.</summary>
+    public long QueuedBytes => Interlocked.Read(ref _queuedBytes);
+
     /// <summary>Queues <paramref name="message"/> without blocking, starting the writer on first use.</summary>
-    /// <returns>False when the queue is full or the lane is closed.</returns>
-    public bool TryEnqueue(RaftMessage message)
+    /// <param name="message">The message.</param>
+    /// <param name="bytes">Its encoded size (frame header included).</param>
+    public EnqueueResult TryEnqueue(RaftMessage message, long bytes)
     {
         lock (_gate)
         {
-            if (_completed || !_queue.Writer.TryWrite(message))
-                return false;
+            if (_completed)
+                return EnqueueResult.Closed;
+            // Dequeues only lower the count, so a check under the lock never lets it exceed the cap.
+            if (Interlocked.Read(ref _queuedBytes) + bytes > _maxBytes)
+                return EnqueueResult.FullBytes;
+            Interlocked.Add(ref _queuedBytes, bytes);
+            if (!_queue.Writer.TryWrite(new Queued(message, bytes)))
+            {
+                Interlocked.Add(ref _queuedBytes, -bytes);
+                return EnqueueResult.FullMessages;
+            }
             _writer ??= Task.Run(RunAsync);
-            return true;
+            return EnqueueResult.Queued;
         }
     }
+
+    /// <summary>Takes the next queued message, if any (writer task only).</summary>
+    public bool TryDequeue(out RaftMessage message)
+    {
+        if (_queue.Reader.TryRead(out var queued))
+        {
+            Interlocked.Add(ref _queuedBytes, -queued.Bytes);
+            message = queued.Message;
+            return true;
+        }
+        message = null!;
+        return false;
+    }
+
+    /// <summary>Waits until a message can be taken; false once the queue is completed and empty.</summary>
+    public ValueTask<bool> WaitToReadAsync(CancellationToken cancellationToken = default) => _queue.Reader.WaitToReadAsync(cancellationToken);
 
     /// <summary>Closes the queue; the writer sends what is queued (if connected) and exits.</summary>
     /// <returns>The writer task, which never faults.</returns>
@@ -77,6 +125,7 @@ internal sealed class OutboundLane
         var logger = _transport.Logger;
         int failures = 0;        // consecutive failures, for the backoff
         int connectFailures = 0; // consecutive failed connects, for the log level
+        string? lastFailure = null; // a new reason is logged at Warning, a repeated one at Debug
         try
         {
             // Connect only when there is something to send (lazily), and again after a loss. A
@@ -104,10 +153,11 @@ internal sealed class OutboundLane
                     failures++;
                     connectFailures++;
                     var delay = _transport.NextBackoff(failures);
-                    if (connectFailures == 1)
+                    if (connectFailures == 1 || !string.Equals(failure, lastFailure, StringComparison.Ordinal))
                         TcpTransportLog.OutboundConnectFailed(logger, PeerId, EndPoint, Lane, failure!, delay);
                     else
                         TcpTransportLog.OutboundConnectFailedAgain(logger, PeerId, EndPoint, Lane, connectFailures, failure!, delay);
+                    lastFailure = failure;
                     DropQueued("the peer is unreachable");
                     if (!await DelayAsync(delay, stopping).ConfigureAwait(false))
                     {
@@ -119,11 +169,12 @@ internal sealed class OutboundLane
 
                 failures = 0;
                 connectFailures = 0;
+                lastFailure = null;
                 TcpTransportLog.OutboundConnected(logger, PeerId, EndPoint, Lane);
                 string? lost;
                 await using (connection.ConfigureAwait(false))
                 {
-                    lost = await connection.PumpAsync(_queue.Reader).ConfigureAwait(false);
+                    lost = await connection.PumpAsync().ConfigureAwait(false);
                 }
                 if (lost is null)
                     return; // The queue was completed and everything in it was flushed.
@@ -159,11 +210,13 @@ internal sealed class OutboundLane
     private void DropQueued(string reason)
     {
         int count = 0;
-        while (_queue.Reader.TryRead(out _))
+        while (TryDequeue(out _))
             count++;
         if (count > 0)
             TcpTransportLog.DroppedQueued(_transport.Logger, count, PeerId, Lane, reason);
     }
+
+    private readonly record struct Queued(RaftMessage Message, long Bytes);
 
     // Returns false when cancelled.
     private static async Task<bool> DelayAsync(TimeSpan delay, CancellationToken cancellationToken = default)
@@ -242,8 +295,14 @@ internal sealed class OutboundConnection : IAsyncDisposable
                     await ssl.AuthenticateAsClientAsync(tls, timeout.Token).ConfigureAwait(false);
                 }
 
-                var preface = new ConnectionPreface(ConnectionPreface.CurrentVersion, lane.Lane, transport.LocalId, lane.PeerId, options.ClusterId);
-                await stream.WriteAsync(preface.ToArray(), timeout.Token).ConfigureAwait(false);
+                if (stream is SslStream tlsStream && transport.CheckCertificateBinding(tlsStream.RemoteCertificate, lane.PeerId) is { } wrongCertificate)
+                    throw new RaftProtocolException($"the listener at {lane.EndPoint} is refused: {wrongCertificate}");
+
+                var secret = transport.Secret;
+                var preface = new ConnectionPreface(ConnectionPreface.CurrentVersion, lane.Lane, transport.LocalId, lane.PeerId, options.ClusterId, Authenticated: secret is not null);
+                var prefaceBytes = preface.ToArray();
+                var nonce = secret is null ? [] : PrefaceAuthentication.NewNonce();
+                await stream.WriteAsync((byte[])[.. prefaceBytes, .. nonce], timeout.Token).ConfigureAwait(false);
                 await stream.FlushAsync(timeout.Token).ConfigureAwait(false);
 
                 var answer = await ReadPrefaceAsync(stream, timeout.Token).ConfigureAwait(false);
@@ -253,6 +312,22 @@ internal sealed class OutboundConnection : IAsyncDisposable
                     throw new RaftProtocolException($"the peer at {lane.EndPoint} is node {answer.SenderId}, not node {lane.PeerId}");
                 if (answer.ReceiverId != transport.LocalId || answer.Lane != lane.Lane)
                     throw new RaftProtocolException($"the peer answered for node {answer.ReceiverId} on the {answer.Lane} lane");
+                if (answer.Authenticated != secret is not null)
+                    throw new RaftProtocolException(PrefaceAuthentication.Mismatch(secret is not null, $"node {lane.PeerId} at {lane.EndPoint}"));
+                if (secret is not null)
+                {
+                    // The listener proves it holds the secret first; only then do we prove it.
+                    var proof = new byte[PrefaceAuthentication.NonceSize + PrefaceAuthentication.MacSize];
+                    await stream.ReadExactlyAsync(proof, timeout.Token).ConfigureAwait(false);
+                    var answerBytes = answer.ToArray();
+                    var theirNonce = proof.AsSpan(0, PrefaceAuthentication.NonceSize);
+                    var expected = PrefaceAuthentication.ComputeProof(secret, byAcceptor: true, prefaceBytes, nonce, answerBytes, theirNonce);
+                    if (!PrefaceAuthentication.Verify(expected, proof.AsSpan(PrefaceAuthentication.NonceSize)))
+                        throw new RaftProtocolException($"the listener at {lane.EndPoint} failed to prove it holds the cluster secret (an impostor, or a different ClusterSecret)");
+                    var ours = PrefaceAuthentication.ComputeProof(secret, byAcceptor: false, prefaceBytes, nonce, answerBytes, theirNonce);
+                    await stream.WriteAsync(ours, timeout.Token).ConfigureAwait(false);
+                    await stream.FlushAsync(timeout.Token).ConfigureAwait(false);
+                }
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -280,12 +355,13 @@ internal sealed class OutboundConnection : IAsyncDisposable
     };
 
     /// <summary>
-    /// Drains <paramref name="queue"/> into the connection: everything readable is encoded, then
+    /// Drains the lane's queue into the connection: everything readable is encoded, then
     /// flushed once (a batch), until the queue completes or the connection fails.
     /// </summary>
     /// <returns>Null when the queue completed and everything was flushed; otherwise why the connection was lost.</returns>
-    public async Task<string?> PumpAsync(ChannelReader<RaftMessage> queue)
+    public async Task<string?> PumpAsync()
     {
+        var queue = _lane;
         var logger = _transport.Logger;
         var token = _broken.Token;
         var writer = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
@@ -293,7 +369,7 @@ internal sealed class OutboundConnection : IAsyncDisposable
         {
             while (await queue.WaitToReadAsync(token).ConfigureAwait(false))
             {
-                while (queue.TryRead(out var message))
+                while (queue.TryDequeue(out var message))
                 {
                     try
                     {
@@ -306,16 +382,11 @@ internal sealed class OutboundConnection : IAsyncDisposable
                         continue;
                     }
                     TcpTransportLog.MessageSent(logger, message.GetType().Name, _lane.PeerId, message.Term);
-                    if (writer.UnflushedBytes >= FlushThreshold)
-                    {
-                        var partial = await writer.FlushAsync(token).ConfigureAwait(false);
-                        if (partial.IsCompleted)
-                            return "the connection stopped accepting data";
-                    }
+                    if (writer.UnflushedBytes >= FlushThreshold && await FlushAsync(writer, token).ConfigureAwait(false) is { } partialFailure)
+                        return partialFailure;
                 }
-                var flushed = await writer.FlushAsync(token).ConfigureAwait(false);
-                if (flushed.IsCompleted)
-                    return "the connection stopped accepting data";
+                if (await FlushAsync(writer, token).ConfigureAwait(false) is { } failure)
+                    return failure;
             }
 
             // Completed and drained: flush, then close our side so the peer reads everything and EOF.
@@ -340,6 +411,39 @@ internal sealed class OutboundConnection : IAsyncDisposable
             // No-op after a graceful completion; otherwise release the buffers without writing them.
             await writer.CompleteAsync(new IOException("The connection is closed.")).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// Flushes within <see cref="TcpTransportOptions.WriteTimeout"/>. A peer that stopped reading
+    /// gets its connection reset, so the bytes stuck in this node's socket buffer are released.
+    /// </summary>
+    /// <returns>Null when flushed; otherwise why the connection is lost.</returns>
+    private async ValueTask<string?> FlushAsync(PipeWriter writer, CancellationToken token)
+    {
+        var timeout = _transport.Options.WriteTimeout;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(token);
+        deadline.CancelAfter(timeout);
+        FlushResult result = default;
+        bool timedOut;
+        try
+        {
+            result = await writer.FlushAsync(deadline.Token).ConfigureAwait(false);
+            timedOut = result.IsCanceled && deadline.IsCancellationRequested && !token.IsCancellationRequested;
+        }
+        catch (Exception ex) when (deadline.IsCancellationRequested && !token.IsCancellationRequested
+            && ex is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+        {
+            timedOut = true;
+        }
+        if (timedOut)
+        {
+            string reason = $"the peer took no data for WriteTimeout ({timeout}): it stopped reading; the connection is reset";
+            _brokenReason ??= reason;
+            TcpTransportLog.OutboundReset(_transport.Logger, _lane.PeerId, _lane.EndPoint, _lane.Lane, reason);
+            TcpTransport.Reset(_socket);
+            return reason;
+        }
+        return result.IsCompleted ? "the connection stopped accepting data" : null;
     }
 
     public async ValueTask DisposeAsync()
@@ -384,7 +488,7 @@ internal sealed class OutboundConnection : IAsyncDisposable
         }
     }
 
-    private static async Task<ConnectionPreface> ReadPrefaceAsync(Stream stream, CancellationToken cancellationToken = default)
+    internal static async Task<ConnectionPreface> ReadPrefaceAsync(Stream stream, CancellationToken cancellationToken = default)
     {
         var head = new byte[ConnectionPreface.FixedSize];
         await stream.ReadExactlyAsync(head, cancellationToken).ConfigureAwait(false);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -33,6 +34,17 @@ namespace Raft;
 /// <see cref="DisposeAsync"/> stop accepting, flush what is queued (within the token and
 /// <see cref="TcpTransportOptions.ShutdownTimeout"/>), and close every socket. Both are idempotent;
 /// a stopped transport cannot be restarted.</para>
+/// <para><b>Authentication.</b> With <see cref="TcpTransportOptions.ClusterSecret"/>, both ends of
+/// every connection prove they hold the secret before any frame is read; with
+/// <see cref="TcpTransportOptions.NodeIdFromCertificate"/>, the id each end claims must be the one
+/// its TLS certificate maps to. With neither, a transport listening on a non-loopback address logs
+/// a warning at start. See docs/security.md.</para>
+/// <para><b>Bounded memory.</b> Connections in the handshake
+/// (<see cref="TcpTransportOptions.MaxPendingHandshakes"/>) and inbound connections
+/// (<see cref="TcpTransportOptions.MaxInboundConnections"/>) are capped; send queues are capped in
+/// messages and bytes (<see cref="TcpTransportOptions.SendQueueMaxBytes"/>); a flush that takes
+/// longer than <see cref="TcpTransportOptions.WriteTimeout"/> resets the connection; a frame must
+/// arrive whole within <see cref="TcpTransportOptions.FrameTimeout"/>.</para>
 /// <para>Wire format: see docs/custom-transport.md.</para>
 /// </remarks>
 public sealed class TcpTransport : ITransport, IAsyncDisposable
@@ -56,6 +68,9 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
     private Task _acceptLoop = Task.CompletedTask;
     private Task? _stopTask; // guarded by _gate
     private RaftMessageHandler _handler = static (_, _) => ValueTask.CompletedTask;
+    private int _pendingHandshakes; // Invariant: the number of started inbound connections that have not left the handshake.
+    private long _queueFullDrops;
+    private readonly RefusalThrottle _refusals;
 
     /// <summary>Creates a transport; nothing is bound or connected until <see cref="StartAsync"/>.</summary>
     /// <param name="options">The settings; validated here.</param>
@@ -68,6 +83,8 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
         Options = options;
         Logger = options.LoggerFactory?.CreateLogger<TcpTransport>() ?? NullLogger<TcpTransport>.Instance;
         _random = options.Random ?? Random.Shared;
+        Secret = options.ClusterSecret?.ToArray(); // A copy: later changes to the caller's array do not apply.
+        _refusals = new RefusalThrottle(this);
         foreach (var (id, endPoint) in options.Peers)
             _peers[id] = new PeerLanes(this, id, endPoint);
     }
@@ -75,7 +92,17 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
     /// <summary>The address and port the transport accepts peers on, once started (the actual port when <see cref="TcpTransportOptions.ListenEndPoint"/> asked for port 0); null before.</summary>
     public IPEndPoint? LocalEndPoint { get; private set; }
 
+    /// <summary>
+    /// How many messages <see cref="Send"/> dropped because the peer's queue was full, in messages
+    /// (<see cref="TcpTransportOptions.SendQueueCapacity"/>) or bytes
+    /// (<see cref="TcpTransportOptions.SendQueueMaxBytes"/>), since the transport was created.
+    /// </summary>
+    public long QueueFullDropCount => Interlocked.Read(ref _queueFullDrops);
+
     internal TcpTransportOptions Options { get; }
+
+    /// <summary>The cluster secret (a private copy), or null.</summary>
+    internal byte[]? Secret { get; }
 
     internal ILogger Logger { get; }
 
@@ -128,6 +155,8 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
             _acceptLoop = Task.Run(AcceptLoopAsync, CancellationToken.None);
         }
         TcpTransportLog.Listening(Logger, localId, LocalEndPoint);
+        if (Secret is null && Options.NodeIdFromCertificate is null && !IPAddress.IsLoopback(Options.ListenEndPoint.Address))
+            TcpTransportLog.Unauthenticated(Logger, localId, LocalEndPoint);
         return ValueTask.CompletedTask;
     }
 
@@ -172,8 +201,20 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
             return;
         }
         var lane = message is InstallSnapshot ? peer.Snapshots : peer.Messages;
-        if (!lane.TryEnqueue(message))
-            TcpTransportLog.DroppedQueueFull(Logger, message.GetType().Name, message.To);
+        switch (lane.TryEnqueue(message, length + MessageCodec.HeaderSize))
+        {
+            case EnqueueResult.FullMessages:
+                Interlocked.Increment(ref _queueFullDrops);
+                TcpTransportLog.DroppedQueueFull(Logger, message.GetType().Name, message.To, Options.SendQueueCapacity, "messages (SendQueueCapacity)");
+                break;
+            case EnqueueResult.FullBytes:
+                Interlocked.Increment(ref _queueFullDrops);
+                TcpTransportLog.DroppedQueueFull(Logger, message.GetType().Name, message.To, Options.SendQueueMaxBytes, "bytes (SendQueueMaxBytes)");
+                break;
+            case EnqueueResult.Closed:
+                TcpTransportLog.DroppedNotRunning(Logger, message.GetType().Name, message.To);
+                break;
+        }
     }
 
     /// <summary>
@@ -266,6 +307,51 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
             return $"it claims to be node {preface.SenderId}, which is not a configured peer";
         return null;
     }
+
+    /// <summary>
+    /// Checks the peer's TLS certificate against the id it claims (or the id this node meant to
+    /// reach) when <see cref="TcpTransportOptions.NodeIdFromCertificate"/> is set.
+    /// </summary>
+    /// <returns>Null when it is acceptable (or no binding is configured); otherwise why it is refused.</returns>
+    internal string? CheckCertificateBinding(X509Certificate? certificate, int expectedId)
+    {
+        var map = Options.NodeIdFromCertificate;
+        if (map is null)
+            return null;
+        if (certificate is null)
+            return $"it presented no TLS certificate, so it cannot be node {expectedId}";
+        int? id;
+        string subject;
+        X509Certificate2? copy = null; // Made (and disposed) here only when the stream did not give an X509Certificate2.
+        try
+        {
+            var certificate2 = certificate as X509Certificate2 ?? (copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
+            subject = certificate2.Subject;
+            id = map(certificate2);
+        }
+#pragma warning disable CA1031 // The host's callback failing refuses the connection; it must not kill the connection task.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            return $"NodeIdFromCertificate threw {ex.GetType().Name}: {ex.Message}";
+        }
+        finally
+        {
+            copy?.Dispose();
+        }
+        if (id is null)
+            return $"its certificate ({subject}) maps to no node id";
+        if (id != expectedId)
+            return $"its certificate ({subject}) is node {id}'s, but it claims to be node {expectedId}";
+        return null;
+    }
+
+    /// <summary>The bytes queued for <paramref name="peerId"/> on <paramref name="lane"/> (tests).</summary>
+    internal long GetQueuedBytes(int peerId, TransportLane lane) =>
+        _peers.TryGetValue(peerId, out var peer) ? (lane == TransportLane.Snapshots ? peer.Snapshots : peer.Messages).QueuedBytes : 0;
+
+    /// <summary>Marks one inbound connection as out of the handshake (established or closed).</summary>
+    internal void HandshakeEnded() => Interlocked.Decrement(ref _pendingHandshakes);
 
     internal void RegisterInbound(InboundConnection connection)
     {
@@ -361,10 +447,37 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
                 continue;
             }
 
+            // Caps first, before anything is read or allocated for the connection.
+            if (_inbound.Count >= Options.MaxInboundConnections)
+            {
+                Reset(socket);
+                _refusals.Refused($"{Options.MaxInboundConnections} inbound connections are open (MaxInboundConnections)");
+                continue;
+            }
+            if (Volatile.Read(ref _pendingHandshakes) >= Options.MaxPendingHandshakes)
+            {
+                Reset(socket);
+                _refusals.Refused($"{Options.MaxPendingHandshakes} connections are in the handshake (MaxPendingHandshakes)");
+                continue;
+            }
+            Interlocked.Increment(ref _pendingHandshakes);
             var connection = new InboundConnection(this, socket);
             _inbound.TryAdd(connection, 0);
             connection.Start();
         }
+    }
+
+    /// <summary>Closes <paramref name="socket"/> with a reset: no graceful close, no lingering buffers.</summary>
+    internal static void Reset(Socket socket)
+    {
+        try
+        {
+            socket.LingerState = new LingerOption(enable: true, seconds: 0);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+        }
+        socket.Dispose();
     }
 
     private async Task StopCoreAsync()
@@ -397,12 +510,38 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
         TcpTransportLog.Stopped(Logger, LocalId);
     }
 
+    /// <summary>Logs connections refused by a cap at most once per <see cref="Interval"/>, with a count.</summary>
+    private sealed class RefusalThrottle(TcpTransport transport)
+    {
+        public static readonly TimeSpan Interval = TimeSpan.FromSeconds(10);
+
+        private readonly Lock _gate = new();
+        private long _lastLogged = long.MinValue; // Environment.TickCount64 of the last log line.
+        private int _unlogged;                    // Refusals since then.
+
+        public void Refused(string reason)
+        {
+            int count;
+            lock (_gate)
+            {
+                _unlogged++;
+                long now = Environment.TickCount64;
+                if (_lastLogged != long.MinValue && now - _lastLogged < (long)Interval.TotalMilliseconds)
+                    return;
+                _lastLogged = now;
+                count = _unlogged;
+                _unlogged = 0;
+            }
+            TcpTransportLog.InboundOverCapacity(transport.Logger, count, reason, Interval);
+        }
+    }
+
     private sealed class PeerLanes(TcpTransport transport, int id, EndPoint endPoint)
     {
         public EndPoint EndPoint { get; } = endPoint;
 
-        public OutboundLane Messages { get; } = new(transport, id, endPoint, TransportLane.Messages, transport.Options.SendQueueCapacity);
+        public OutboundLane Messages { get; } = new(transport, id, endPoint, TransportLane.Messages, transport.Options.SendQueueCapacity, transport.Options.SendQueueMaxBytes);
 
-        public OutboundLane Snapshots { get; } = new(transport, id, endPoint, TransportLane.Snapshots, transport.Options.SendQueueCapacity);
+        public OutboundLane Snapshots { get; } = new(transport, id, endPoint, TransportLane.Snapshots, transport.Options.SendQueueCapacity, transport.Options.SendQueueMaxBytes);
     }
 }

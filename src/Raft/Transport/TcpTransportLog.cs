@@ -61,8 +61,8 @@ internal static partial class TcpTransportLog
     [LoggerMessage(EventId = 3021, Level = LogLevel.Debug, Message = "Received {MessageType} from node {PeerId} in term {Term}")]
     public static partial void MessageReceived(ILogger logger, string messageType, int peerId, long term);
 
-    [LoggerMessage(EventId = 3022, Level = LogLevel.Debug, Message = "Dropped {MessageType} for node {PeerId}: its send queue is full")]
-    public static partial void DroppedQueueFull(ILogger logger, string messageType, int peerId);
+    [LoggerMessage(EventId = 3022, Level = LogLevel.Debug, Message = "Dropped {MessageType} for node {PeerId}: its send queue is full ({Limit} {Unit})")]
+    public static partial void DroppedQueueFull(ILogger logger, string messageType, int peerId, long limit, string unit);
 
     [LoggerMessage(EventId = 3023, Level = LogLevel.Warning, Message = "Dropped {MessageType} for node {PeerId}: it encodes to {Bytes} bytes, more than MaxFrameBytes ({MaxFrameBytes})")]
     public static partial void DroppedTooLarge(ILogger logger, string messageType, int peerId, long bytes, int maxFrameBytes);
@@ -87,6 +87,18 @@ internal static partial class TcpTransportLog
 
     [LoggerMessage(EventId = 3031, Level = LogLevel.Error, Message = "Sending to node {PeerId} ({Lane} lane) failed unexpectedly")]
     public static partial void SendLoopFailed(ILogger logger, Exception exception, int peerId, TransportLane lane);
+
+    [LoggerMessage(EventId = 3015, Level = LogLevel.Warning, Message = "Closing the connection to node {PeerId} at {EndPoint} ({Lane} lane): {Reason}")]
+    public static partial void OutboundReset(ILogger logger, int peerId, EndPoint endPoint, TransportLane lane, string reason);
+
+    [LoggerMessage(EventId = 3016, Level = LogLevel.Warning, Message = "Closing the connection from node {PeerId} ({Lane} lane, {RemoteEndPoint}): a frame did not complete within FrameTimeout ({Timeout}) of its first byte")]
+    public static partial void InboundFrameTooSlow(ILogger logger, int peerId, TransportLane lane, EndPoint? remoteEndPoint, TimeSpan timeout);
+
+    [LoggerMessage(EventId = 3017, Level = LogLevel.Warning, Message = "Refused {Count} inbound connection(s) at once: {Reason}. Logged at most once per {Interval}")]
+    public static partial void InboundOverCapacity(ILogger logger, int count, string reason, TimeSpan interval);
+
+    [LoggerMessage(EventId = 3018, Level = LogLevel.Warning, Message = "Node {NodeId} accepts Raft peers on {EndPoint} without peer authentication: anyone who can reach this port and knows the cluster id (sent in clear) can send votes, appends and commands as any member. Set TcpTransportOptions.ClusterSecret (and TLS on untrusted networks), or mutual TLS with NodeIdFromCertificate, or listen on a loopback address only. See docs/security.md")]
+    public static partial void Unauthenticated(ILogger logger, int nodeId, EndPoint? endPoint);
 
     [LoggerMessage(EventId = 3032, Level = LogLevel.Information, Message = "Peer {PeerId} is now at {EndPoint}")]
     public static partial void PeerSet(ILogger logger, int peerId, EndPoint endPoint);

@@ -1,14 +1,16 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 
 namespace Raft;
 
 /// <summary>Settings of a <see cref="TcpTransport"/>.</summary>
 /// <remarks>
-/// Every node of a cluster should use the same <see cref="ClusterId"/>, <see cref="MaxFrameBytes"/>
-/// and TLS choice. The options are read once, when the transport is created; <see cref="Validate"/>
+/// Every node of a cluster should use the same <see cref="ClusterId"/>, <see cref="ClusterSecret"/>,
+/// <see cref="MaxFrameBytes"/> and TLS choice. With neither <see cref="ClusterSecret"/> nor
+/// <see cref="NodeIdFromCertificate"/>, peers are not authenticated (see docs/security.md). The options are read once, when the transport is created; <see cref="Validate"/>
 /// runs then.
 /// </remarks>
 public sealed class TcpTransportOptions
@@ -44,14 +46,24 @@ public sealed class TcpTransportOptions
     public required string ClusterId { get; init; }
 
     /// <summary>
-    /// A secret shared by every node of the cluster (at least 16 bytes; 32 random bytes are
-    /// recommended). When set, both ends of every connection prove that they hold it with an
-    /// HMAC-SHA256 challenge-response bound to the preface (cluster id and both node ids), so a
-    /// peer without the secret cannot connect, nor claim another node's id. The secret itself never
-    /// crosses the wire. The default (null) authenticates nothing: anyone who can reach the port and
-    /// knows the cluster id can speak for any member. Use this, mutual TLS with
-    /// the node id bound to the peer certificate, or both.
+    /// A secret shared by every node of the cluster: at least 16 bytes, 32 random bytes recommended
+    /// (<c>RandomNumberGenerator.GetBytes(32)</c>, kept like a password). When set, both ends of
+    /// every connection prove that they hold it with an HMAC-SHA256 challenge-response over the
+    /// prefaces (cluster id, both node ids, the lane) and a fresh random nonce from each side, so a
+    /// peer without the secret cannot connect and a listener without it cannot pose as a peer. The
+    /// secret never crosses the wire; the transport copies it when it is created.
     /// </summary>
+    /// <remarks>
+    /// <para>Every node must be configured alike: a node with a secret refuses a node without one
+    /// (and the other way round), and both log why. The default (null) authenticates nothing:
+    /// anyone who can reach the port and knows the cluster id (sent in clear) can speak for any
+    /// member.</para>
+    /// <para>What it does not do: the secret is shared, so a member can still claim another member's
+    /// id (bind ids to certificates with <see cref="NodeIdFromCertificate"/> for that), and it
+    /// authenticates the handshake only: without TLS, frames after it are neither encrypted nor
+    /// integrity-protected, so an attacker on the network path who can inject into an established
+    /// TCP stream can still forge them. Use TLS on networks you do not control (see docs/security.md).</para>
+    /// </remarks>
     public byte[]? ClusterSecret { get; init; }
 
     /// <summary>
@@ -112,23 +124,92 @@ public sealed class TcpTransportOptions
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// TLS settings for inbound connections, or null (the default) for plain TCP. Set
-    /// <see cref="SslServerAuthenticationOptions.ClientCertificateRequired"/> (and validate the
-    /// certificate in <see cref="SslServerAuthenticationOptions.RemoteCertificateValidationCallback"/>)
-    /// for mutual authentication. Must be set together with <see cref="ClientTls"/>.
+    /// TLS settings for inbound connections, or null (the default) for plain TCP. Must be set
+    /// together with <see cref="ClientTls"/>; <see cref="CreateMutualTlsPinnedToCa"/> makes both.
     /// </summary>
+    /// <remarks>
+    /// For mutual authentication set <see cref="SslServerAuthenticationOptions.ClientCertificateRequired"/>
+    /// and validate peers against the cluster CA only, with
+    /// <see cref="CreatePinnedCaValidationCallback"/>: a callback that accepts
+    /// <see cref="SslPolicyErrors.None"/> trusts every certificate the OS trust store trusts. Add
+    /// <see cref="NodeIdFromCertificate"/> so a certificate can speak only for its own node.
+    /// </remarks>
     public SslServerAuthenticationOptions? ServerTls { get; init; }
 
     /// <summary>
-    /// TLS settings for outbound connections, or null (the default) for plain TCP. The same instance
-    /// is used for every peer: set <see cref="SslClientAuthenticationOptions.TargetHost"/> to a name
-    /// every node's certificate carries, or check names in
-    /// <see cref="SslClientAuthenticationOptions.RemoteCertificateValidationCallback"/>. Add the
-    /// node's certificate to <see cref="SslClientAuthenticationOptions.ClientCertificates"/> (or
-    /// use <see cref="SslClientAuthenticationOptions.ClientCertificateContext"/>) for mutual
-    /// authentication. Must be set together with <see cref="ServerTls"/>.
+    /// TLS settings for outbound connections, or null (the default) for plain TCP. Must be set
+    /// together with <see cref="ServerTls"/>; <see cref="CreateMutualTlsPinnedToCa"/> makes both.
     /// </summary>
+    /// <remarks>
+    /// The same instance is used for every peer: set <see cref="SslClientAuthenticationOptions.TargetHost"/>
+    /// to a name every node's certificate carries. Add the node's certificate to
+    /// <see cref="SslClientAuthenticationOptions.ClientCertificates"/> (or use
+    /// <see cref="SslClientAuthenticationOptions.ClientCertificateContext"/>) for mutual
+    /// authentication, and validate the listener with <see cref="CreatePinnedCaValidationCallback"/>,
+    /// not the OS trust store.
+    /// </remarks>
     public SslClientAuthenticationOptions? ClientTls { get; init; }
+
+    /// <summary>
+    /// Maps a peer's TLS certificate to the node id it may speak for, or null when it names no
+    /// node; requires mutual TLS (<see cref="ServerTls"/> with
+    /// <see cref="SslServerAuthenticationOptions.ClientCertificateRequired"/>). The default (null)
+    /// binds nothing: any certificate the TLS validation accepts may claim any id.
+    /// </summary>
+    /// <remarks>
+    /// <para>When set, the accepting node checks, after TLS and before it answers the preface, that
+    /// the id the connecting node claims is the one its certificate maps to; the connecting node
+    /// checks that the listener's certificate maps to the peer it meant to reach. A mismatch (or
+    /// null) closes the connection with a logged reason before any frame is read.</para>
+    /// <para>A function rather than a thumbprint map, so certificates can be renewed without
+    /// reconfiguring every node: derive the id from a name your CA signs, such as
+    /// <see cref="NodeIdFromCommonName"/> (CN=node-3 is node 3). The certificate has already passed
+    /// TLS validation when this runs; validate against your cluster CA, not the OS trust store
+    /// (<see cref="CreatePinnedCaValidationCallback"/>), or anyone with a public certificate named
+    /// node-3 could claim node 3. Called on transport threads; it must be thread-safe and must not
+    /// throw (an exception refuses the connection).</para>
+    /// </remarks>
+    public Func<X509Certificate2, int?>? NodeIdFromCertificate { get; init; }
+
+    /// <summary>
+    /// The most inbound connections that may be in the handshake (TCP accepted, TLS, prefaces and
+    /// proofs not yet complete) at once. Further connections are closed at once, without reading
+    /// from them; refusals are logged at most once per 10 seconds. The default is 64.
+    /// </summary>
+    public int MaxPendingHandshakes { get; init; } = 64;
+
+    /// <summary>
+    /// The most inbound connections open at once, in the handshake or established. Further
+    /// connections are closed at once (logged at most once per 10 seconds). Each peer keeps at most
+    /// one established connection per lane (a newer one replaces it), so a cluster of n nodes needs
+    /// 2(n-1). The default is 256.
+    /// </summary>
+    public int MaxInboundConnections { get; init; } = 256;
+
+    /// <summary>
+    /// The most bytes (encoded frame sizes) that may wait per peer and lane for its connection, in
+    /// addition to <see cref="SendQueueCapacity"/>: <see cref="TcpTransport.Send"/> drops (and
+    /// counts in <see cref="TcpTransport.QueueFullDropCount"/>) a message that would go over it.
+    /// At least <see cref="MaxFrameBytes"/> + 8, so any message fits in an empty queue. The default
+    /// is 32 MiB.
+    /// </summary>
+    public long SendQueueMaxBytes { get; init; } = 32L * 1024 * 1024;
+
+    /// <summary>
+    /// The longest one flush to a peer may take. A peer that stops reading fills its socket
+    /// buffers; after this time the connection is reset (its buffered bytes are discarded), what
+    /// was queued is dropped, and the lane reconnects. Allow for a whole <see cref="MaxFrameBytes"/>
+    /// frame at the slowest link speed you support. The default is 10 seconds.
+    /// </summary>
+    public TimeSpan WriteTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The longest an inbound frame may take from its first byte to its last, however steadily the
+    /// bytes trickle in (<see cref="IdleReadTimeout"/> only bounds each pause). A frame that takes
+    /// longer closes the connection. Allow for a whole <see cref="MaxFrameBytes"/> frame at the
+    /// slowest link speed you support. The default is 60 seconds.
+    /// </summary>
+    public TimeSpan FrameTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Where the transport logs (event ids 3000-3099). The default (null) logs nothing.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }
@@ -166,6 +247,16 @@ public sealed class TcpTransportOptions
         RequirePositive(HandshakeTimeout, nameof(HandshakeTimeout));
         RequirePositive(IdleReadTimeout, nameof(IdleReadTimeout));
         RequirePositive(ShutdownTimeout, nameof(ShutdownTimeout));
+        RequirePositive(WriteTimeout, nameof(WriteTimeout));
+        RequirePositive(FrameTimeout, nameof(FrameTimeout));
+        if (ClusterSecret is { Length: < PrefaceAuthentication.MinSecretBytes })
+            throw new ArgumentException($"ClusterSecret is {ClusterSecret.Length} bytes; at least {PrefaceAuthentication.MinSecretBytes} are required (32 random bytes are recommended).", nameof(ClusterSecret));
+        if (MaxPendingHandshakes <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxPendingHandshakes), MaxPendingHandshakes, $"MaxPendingHandshakes ({MaxPendingHandshakes}) must be positive.");
+        if (MaxInboundConnections <= 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxInboundConnections), MaxInboundConnections, $"MaxInboundConnections ({MaxInboundConnections}) must be positive.");
+        if (SendQueueMaxBytes < (long)MaxFrameBytes + MessageCodec.HeaderSize)
+            throw new ArgumentOutOfRangeException(nameof(SendQueueMaxBytes), SendQueueMaxBytes, $"SendQueueMaxBytes ({SendQueueMaxBytes}) must be at least MaxFrameBytes ({MaxFrameBytes}) + {MessageCodec.HeaderSize}, so any message fits in an empty queue.");
         if ((ServerTls is null) != (ClientTls is null))
         {
             throw new ArgumentException(
@@ -174,6 +265,111 @@ public sealed class TcpTransportOptions
         }
         if (ServerTls is not null && ServerTls.ServerCertificate is null && ServerTls.ServerCertificateContext is null && ServerTls.ServerCertificateSelectionCallback is null)
             throw new ArgumentException("ServerTls has no server certificate: set ServerCertificate, ServerCertificateContext or ServerCertificateSelectionCallback.", nameof(ServerTls));
+        if (NodeIdFromCertificate is not null && ServerTls is not { ClientCertificateRequired: true })
+            throw new ArgumentException("NodeIdFromCertificate needs mutual TLS: set ServerTls and ClientTls, with ServerTls.ClientCertificateRequired = true.", nameof(NodeIdFromCertificate));
+    }
+
+    /// <summary>
+    /// A <see cref="NodeIdFromCertificate"/> that reads the id from the certificate's subject common
+    /// name: "CN=" + <paramref name="prefix"/> + a positive decimal id (with the default prefix,
+    /// CN=node-3 is node 3). Any other name maps to no node.
+    /// </summary>
+    /// <param name="prefix">The text before the id; compared ordinally.</param>
+    /// <returns>The mapping function.</returns>
+    public static Func<X509Certificate2, int?> NodeIdFromCommonName(string prefix = "node-")
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        return certificate =>
+        {
+            string name = certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
+            return name.StartsWith(prefix, StringComparison.Ordinal)
+                && name.Length > prefix.Length
+                && name.AsSpan(prefix.Length).IndexOfAnyExceptInRange('0', '9') < 0
+                && int.TryParse(name.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int id)
+                && id > 0
+                    ? id
+                    : null;
+        };
+    }
+
+    /// <summary>
+    /// A certificate validation callback that accepts only a certificate chaining to
+    /// <paramref name="clusterCa"/>: the OS trust store is ignored (a certificate from a public or
+    /// corporate CA is refused), and so is any host name or chain error other than those the custom
+    /// chain build reports. Use it for both <see cref="ServerTls"/> and <see cref="ClientTls"/>.
+    /// </summary>
+    /// <remarks>
+    /// The chain is built with <see cref="X509ChainTrustMode.CustomRootTrust"/> and
+    /// <paramref name="clusterCa"/> as the only root; intermediates the peer sent are used to build
+    /// it. Revocation is not checked (a private cluster CA rarely publishes revocation lists);
+    /// to retire a node certificate, issue short-lived ones or rotate the CA. On the connecting side,
+    /// a certificate that does not carry <see cref="SslClientAuthenticationOptions.TargetHost"/> is
+    /// refused too.
+    /// </remarks>
+    /// <param name="clusterCa">The cluster's CA certificate (its public part is enough).</param>
+    /// <returns>The callback.</returns>
+    public static RemoteCertificateValidationCallback CreatePinnedCaValidationCallback(X509Certificate2 clusterCa)
+    {
+        ArgumentNullException.ThrowIfNull(clusterCa);
+        var root = X509CertificateLoader.LoadCertificate(clusterCa.RawData); // Our own copy, public part only.
+        return (_, certificate, presented, errors) =>
+        {
+            if (certificate is null || (errors & (SslPolicyErrors.RemoteCertificateNotAvailable | SslPolicyErrors.RemoteCertificateNameMismatch)) != 0)
+                return false;
+            using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.Add(root);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            if (presented is not null)
+            {
+                foreach (var element in presented.ChainElements)
+                    chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+            try
+            {
+                return chain.Build(leaf);
+            }
+            finally
+            {
+                foreach (var element in chain.ChainElements)
+                    element.Certificate.Dispose();
+            }
+        };
+    }
+
+    /// <summary>
+    /// Mutual-TLS settings for <see cref="ServerTls"/> and <see cref="ClientTls"/> that present
+    /// <paramref name="nodeCertificate"/> in both roles, require the peer's certificate, and trust
+    /// only certificates issued by <paramref name="clusterCa"/> (see <see cref="CreatePinnedCaValidationCallback"/>).
+    /// Combine with <see cref="NodeIdFromCertificate"/> so a certificate can speak only for its own node.
+    /// </summary>
+    /// <param name="clusterCa">The cluster's CA certificate.</param>
+    /// <param name="nodeCertificate">This node's certificate, with its private key, issued by the CA for both server and client authentication.</param>
+    /// <param name="targetHost">A DNS name every node's certificate carries (checked on the connecting side).</param>
+    /// <returns>The server and client settings.</returns>
+    public static (SslServerAuthenticationOptions Server, SslClientAuthenticationOptions Client) CreateMutualTlsPinnedToCa(
+        X509Certificate2 clusterCa, X509Certificate2 nodeCertificate, string targetHost)
+    {
+        ArgumentNullException.ThrowIfNull(clusterCa);
+        ArgumentNullException.ThrowIfNull(nodeCertificate);
+        ArgumentException.ThrowIfNullOrWhiteSpace(targetHost);
+        if (!nodeCertificate.HasPrivateKey)
+            throw new ArgumentException("The node certificate has no private key; load it from a PFX (or with its key) so it can be presented.", nameof(nodeCertificate));
+        var validate = CreatePinnedCaValidationCallback(clusterCa);
+        return (
+            new SslServerAuthenticationOptions
+            {
+                ServerCertificate = nodeCertificate,
+                ClientCertificateRequired = true,
+                RemoteCertificateValidationCallback = validate,
+            },
+            new SslClientAuthenticationOptions
+            {
+                TargetHost = targetHost,
+                ClientCertificates = new X509CertificateCollection { nodeCertificate },
+                RemoteCertificateValidationCallback = validate,
+            });
     }
 
     /// <summary>

@@ -13,8 +13,12 @@ public class TcpTransportLoopbackTests
         int queue = 1024,
         SslServerAuthenticationOptions? serverTls = null,
         SslClientAuthenticationOptions? clientTls = null,
-        string cluster = Cluster) => new()
+        string cluster = Cluster,
+        byte[]? secret = null,
+        Func<System.Security.Cryptography.X509Certificates.X509Certificate2, int?>? nodeIdFromCertificate = null) => new()
     {
+        ClusterSecret = secret,
+        NodeIdFromCertificate = nodeIdFromCertificate,
         ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
         ClusterId = cluster,
         SendQueueCapacity = queue,

@@ -29,6 +29,27 @@ public class TcpTransportOptionsTests
         Assert.Equal(TimeSpan.FromSeconds(5), options.ShutdownTimeout);
         Assert.Null(options.ServerTls);
         Assert.Null(options.ClientTls);
+        Assert.Null(options.ClusterSecret);
+        Assert.Null(options.NodeIdFromCertificate);
+        Assert.Equal(64, options.MaxPendingHandshakes);
+        Assert.Equal(256, options.MaxInboundConnections);
+        Assert.Equal(32L * 1024 * 1024, options.SendQueueMaxBytes);
+        Assert.Equal(TimeSpan.FromSeconds(10), options.WriteTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(60), options.FrameTimeout);
+    }
+
+    [Fact]
+    public void Invalid_limits_are_rejected_with_messages_that_name_the_values()
+    {
+        AssertInvalid(new TcpTransportOptions { ListenEndPoint = new(IPAddress.Loopback, 0), ClusterId = "c", MaxPendingHandshakes = 0 }, "MaxPendingHandshakes (0)");
+        AssertInvalid(new TcpTransportOptions { ListenEndPoint = new(IPAddress.Loopback, 0), ClusterId = "c", MaxInboundConnections = -1 }, "MaxInboundConnections (-1)");
+        AssertInvalid(new TcpTransportOptions { ListenEndPoint = new(IPAddress.Loopback, 0), ClusterId = "c", WriteTimeout = TimeSpan.Zero }, "WriteTimeout");
+        AssertInvalid(new TcpTransportOptions { ListenEndPoint = new(IPAddress.Loopback, 0), ClusterId = "c", FrameTimeout = TimeSpan.Zero }, "FrameTimeout");
+        AssertInvalid(
+            new TcpTransportOptions { ListenEndPoint = new(IPAddress.Loopback, 0), ClusterId = "c", MaxFrameBytes = 8192, SendQueueMaxBytes = 8199 },
+            "SendQueueMaxBytes (8199) must be at least MaxFrameBytes (8192) + 8");
+        new TcpTransportOptions { ListenEndPoint = new(IPAddress.Loopback, 0), ClusterId = "c", MaxFrameBytes = 8192, SendQueueMaxBytes = 8200 }.Validate();
+        AssertInvalid(new TcpTransportOptions { ListenEndPoint = new(IPAddress.Loopback, 0), ClusterId = "c", ClusterSecret = new byte[8] }, "ClusterSecret is 8 bytes");
     }
 
     [Fact]

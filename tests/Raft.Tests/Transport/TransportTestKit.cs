@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using System.Text;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -238,13 +239,48 @@ public sealed class RawPeer : IAsyncDisposable
         return peer;
     }
 
-    public static byte[] Preface(string clusterId, int from, int to, byte lane = 0, ushort version = 1, string magic = "RAFT")
+    /// <summary>
+    /// Connects and runs the shared-secret handshake by hand: preface + nonce, reads the acceptor's
+    /// preface, nonce and proof (and checks that proof), then sends <paramref name="proofToSend"/>
+    /// applied to (our correct proof, the acceptor's proof), or our correct proof.
+    /// </summary>
+    public static async Task<RawPeer> AuthenticatedHandshakeAsync(
+        IPEndPoint endPoint, string clusterId, int from, int to, byte[] secret, Func<byte[], byte[], byte[]>? proofToSend = null)
+    {
+        var peer = await ConnectAsync(endPoint);
+        var preface = Preface(clusterId, from, to, flags: ConnectionPreface.AuthenticatedFlag);
+        var nonce = RandomNumberGenerator.GetBytes(PrefaceAuthentication.NonceSize);
+        await peer.SendAsync((byte[])[.. preface, .. nonce]);
+        var answer = await peer.ReadAnswerAsync();
+        Assert.Equal(ConnectionPreface.AuthenticatedFlag, answer[7]);
+        var rest = new byte[PrefaceAuthentication.NonceSize + PrefaceAuthentication.MacSize];
+        await peer.Stream.ReadExactlyAsync(rest).AsTask().WaitAsync(MessageSink.Patience);
+        var theirNonce = rest[..PrefaceAuthentication.NonceSize];
+        var theirProof = rest[PrefaceAuthentication.NonceSize..];
+        Assert.Equal(PrefaceAuthentication.ComputeProof(secret, byAcceptor: true, preface, nonce, answer, theirNonce), theirProof);
+        var ours = PrefaceAuthentication.ComputeProof(secret, byAcceptor: false, preface, nonce, answer, theirNonce);
+        await peer.SendAsync(proofToSend is null ? ours : proofToSend(ours, theirProof));
+        return peer;
+    }
+
+    /// <summary>Reads a preface (fixed part and cluster id) and returns its bytes.</summary>
+    public async Task<byte[]> ReadAnswerAsync()
+    {
+        var head = new byte[ConnectionPreface.FixedSize];
+        await Stream.ReadExactlyAsync(head).AsTask().WaitAsync(MessageSink.Patience);
+        var id = new byte[BinaryPrimitives.ReadUInt16LittleEndian(head.AsSpan(16))];
+        await Stream.ReadExactlyAsync(id).AsTask().WaitAsync(MessageSink.Patience);
+        return [.. head, .. id];
+    }
+
+    public static byte[] Preface(string clusterId, int from, int to, byte lane = 0, ushort version = ConnectionPreface.CurrentVersion, string magic = "RAFT", byte flags = 0)
     {
         var id = Encoding.UTF8.GetBytes(clusterId);
         var bytes = new byte[18 + id.Length];
         Encoding.ASCII.GetBytes(magic).CopyTo(bytes, 0);
         BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(4), version);
         bytes[6] = lane;
+        bytes[7] = flags;
         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), from);
         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(12), to);
         BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(16), (ushort)id.Length);
@@ -314,7 +350,7 @@ internal sealed class RawServer : IAsyncDisposable
     }
 
     /// <summary>Accepts one connection, reads its preface and answers it as node <paramref name="localId"/>.</summary>
-    public async Task<(NetworkStream Stream, ConnectionPreface Preface)> AcceptAsync(string clusterId, int localId)
+    public async Task<(NetworkStream Stream, ConnectionPreface Preface)> AcceptAsync(string clusterId, int localId, byte answerFlags = 0)
     {
         var socket = await _listener.AcceptAsync().WaitAsync(MessageSink.Patience);
         var stream = new NetworkStream(socket, ownsSocket: true);
@@ -325,7 +361,7 @@ internal sealed class RawServer : IAsyncDisposable
         await stream.ReadExactlyAsync(id).AsTask().WaitAsync(MessageSink.Patience);
         var sequence = new ReadOnlySequence<byte>([.. head, .. id]);
         Assert.True(ConnectionPreface.TryParse(ref sequence, out var preface));
-        await stream.WriteAsync(RawPeer.Preface(clusterId, localId, preface.SenderId, (byte)preface.Lane));
+        await stream.WriteAsync(RawPeer.Preface(clusterId, localId, preface.SenderId, (byte)preface.Lane, flags: answerFlags));
         return (stream, preface);
     }
 
