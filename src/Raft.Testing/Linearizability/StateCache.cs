@@ -35,13 +35,20 @@ internal sealed class StateCache
     private int _memberCount;
     private int _free = -1;
 
+    // The most memory one key's search may take for its cache: 1 GiB.
+    private const long MaxBytes = 1L << 30;
+
     public StateCache(int kWords, int uWords)
     {
         _kWords = Math.Max(1, kWords);
         _uWords = uWords;
         // Powers of two, so that the slot table (twice the groups) stays a power of two.
-        _maxGroups = FloorPowerOfTwo(Math.Min(Array.MaxLength / 4, Array.MaxLength / _kWords));
-        _maxMembers = _uWords == 0 ? 0 : Math.Min(Array.MaxLength / 2, Array.MaxLength / _uWords);
+        // Bounded in bytes too (MaxBytes, half for groups and half for members): a pathological
+        // history gives up (the search reports a timeout) instead of exhausting the machine's memory.
+        var groupBytes = (_kWords * 8L) + 8 + 4 + 4 + 8; // bits, hash, value, first member, two slots
+        var memberBytes = (_uWords * 8L) + 4;
+        _maxGroups = FloorPowerOfTwo((int)Math.Min(Math.Min(Array.MaxLength / 4, Array.MaxLength / _kWords), MaxBytes / 2 / groupBytes));
+        _maxMembers = _uWords == 0 ? 0 : (int)Math.Min(Math.Min(Array.MaxLength / 2, Array.MaxLength / _uWords), MaxBytes / 2 / memberBytes);
         var groups = Math.Min(1024, _maxGroups);
         _groupBits = new ulong[groups * _kWords];
         _groupHashes = new ulong[groups];

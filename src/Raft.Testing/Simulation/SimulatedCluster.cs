@@ -184,7 +184,23 @@ public sealed class SimulatedCluster
         Pump(node);
     }
 
+    // RaftNode swallows (and logs) what a StateChanged handler throws, so that a host's handler cannot
+    // stop consensus: a violation found here is kept and thrown once the node's round returns.
+    private InvariantViolationException? _deferredViolation;
+
     private void OnStateChanged(SimNode node, int epoch, RaftStateChange change)
+    {
+        try
+        {
+            CheckStateChange(node, epoch, change);
+        }
+        catch (InvariantViolationException violation)
+        {
+            _deferredViolation ??= violation;
+        }
+    }
+
+    private void CheckStateChange(SimNode node, int epoch, RaftStateChange change)
     {
         if (epoch != node.Epoch)
             return;
@@ -234,8 +250,12 @@ public sealed class SimulatedCluster
 
     private void RunSync(SimNode node, Task round, string what)
     {
+        if (_deferredViolation is { } deferred)
+            throw deferred;
         if (!round.IsCompleted)
             throw Violation("Determinism", $"node {node.Id}'s {what} did not complete synchronously: something in it waited for another thread or a timer.");
+        if (_deferredViolation is { } found)
+            throw found;
         if (round.Exception?.InnerException is { } error)
         {
             if (error is SimulatedCrashException)
@@ -682,10 +702,17 @@ public sealed class SimulatedCluster
         {
             case 7:
             {
-                // The next write of a node (often the leader's) is torn by a power failure.
+                // The next write of a node is torn by a power failure; or the power fails right
+                // after its next hard state is durable, before the entries of the same Ready.
                 var alive = _nodes.Where(n => n.Alive).ToArray();
                 if (alive.Length > 0)
-                    alive[_random.Next(alive.Length)].Store.ArmTear(_tearRandom);
+                {
+                    var victim = alive[_random.Next(alive.Length)];
+                    if (_random.Next(2) == 0)
+                        victim.Store.ArmTear(_tearRandom);
+                    else
+                        victim.Store.ArmCrashAfterHardState();
+                }
                 break;
             }
             case 0:
@@ -893,7 +920,7 @@ public sealed class SimulatedCluster
         _pending.Clear();
         var result = LinearizabilityChecker.Check(_history.Operations, TimeSpan.FromSeconds(30));
         if (result.TimedOut)
-            throw Violation("Linearizability", $"the checker timed out on {result.OperationCount} operations.");
+            throw Violation("Linearizability check inconclusive", $"the checker gave up (time or memory) on {result.OperationCount} operations.");
         if (!result.IsLinearizable)
             throw Violation("Linearizability", result.Failure?.Description ?? result.ToString());
     }

@@ -616,6 +616,13 @@ public sealed partial class RaftNode : IAsyncDisposable
             case ForwardResponse response:
                 HandleForwardResponse(response);
                 break;
+            case AppendEntries append when _validator is not null && FindInvalidEntry(append) is { } invalid:
+                // A command the state machine cannot apply would stop this node once committed: an
+                // honest leader validated it before appending, so this is a forged or buggy leader (or
+                // validators that disagree between versions). Refused whole; the leader retries.
+                _metrics.RejectedMessages.Add(1, new KeyValuePair<string, object?>("raft.message.type", nameof(AppendEntries)));
+                Log.CommandRefused(_logger, Id, append.From, $"an AppendEntries at term {append.Term} carries a command at index {invalid.Index} that the state machine refuses ({invalid.Reason}); the whole message was refused");
+                break;
             case RaftMessage message:
                 var rejected = _core.RejectedMessages;
                 _core.Step(message);
@@ -659,6 +666,18 @@ public sealed partial class RaftNode : IAsyncDisposable
                 _core.Persisted(persisted.Ready);
                 break;
         }
+    }
+
+    private (long Index, string Reason)? FindInvalidEntry(AppendEntries append)
+    {
+        var entries = append.Entries;
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var entry = entries[i];
+            if (entry.Kind == EntryKind.Command && !_validator!.TryValidate(entry.Data.Span, out var reason))
+                return (entry.Index, reason);
+        }
+        return null;
     }
 
     // The core refused a message no correct member sends. Logged at Warning once per sender per
