@@ -165,6 +165,34 @@ public sealed class OptionsTests
         Directory.Delete(dir, recursive: true);
     }
 
+    private sealed class StartRecorder : IHostedService
+    {
+        public bool Started { get; private set; }
+
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            Started = true;
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task Bad_settings_stop_the_host_before_any_hosted_service_starts()
+    {
+        var values = Valid();
+        values["Raft:NodeId"] = "9";
+        var recorder = new StartRecorder();
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(values);
+        builder.Services.AddHostedService(_ => recorder); // registered first: it would start first
+        builder.Services.AddRaftNode<RecordingStateMachine>(builder.Configuration.GetSection("Raft"));
+        using var host = builder.Build();
+        await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+        Assert.False(recorder.Started);
+    }
+
     [Fact]
     public void AddRaftNode_twice_is_refused()
     {
