@@ -928,6 +928,9 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <summary>Whether pipelined writes wait for the writer (the simulator runs a round when they do).</summary>
     internal bool HasWriterWork => _writes.Reader.TryPeek(out _);
 
+    /// <summary>Bytes of entries handed to the pipelined writer and not yet durable (tests).</summary>
+    internal long UnpersistedBytes => Interlocked.Read(ref _unpersistedBytes);
+
     private readonly List<Ready> _writeBatch = [];
     private readonly List<LogEntry> _writeEntries = [];
 

@@ -205,6 +205,76 @@ public sealed class NodeHardeningTests
 
     private static void Discard(Task task) => _ = task;
 
+    [Fact]
+    public async Task Pipelined_writes_stop_at_the_unpersisted_byte_budget_when_the_disk_stalls()
+    {
+        // A single-node leader whose disk stops completing writes: proposals keep coming, but what
+        // waits for the disk stays near MaxUnpersistedBytes instead of growing with them.
+        var time = NewTime();
+        var store = new StallingLogStore();
+        await using var node = new RaftNode(new RaftNodeOptions
+        {
+            NodeId = 1,
+            Members = [1],
+            TimeProvider = time,
+            Random = new Random(3),
+            MaxUnpersistedBytes = 64 * 1024,
+        }, new InMemoryNetwork(1, time).CreateTransport(1), store, new ListStateMachine());
+        await node.StartAsync();
+        await RunUntilAsync(time, () => node.Status.Role == RaftRole.Leader, "the single node to lead");
+        store.Stall();
+
+        var proposals = new List<Task<object?>>();
+        for (var i = 0; i < 100; i++)
+        {
+            proposals.Add(node.ProposeAsync(new byte[10 * 1024]).AsTask());
+            time.Advance(TimeSpan.FromMilliseconds(10));
+            await Task.Delay(2);
+        }
+        await Task.Delay(200);
+
+        // 1 MB proposed; at most the budget plus one round's batch is handed to the writer.
+        Assert.InRange(node.UnpersistedBytes, 1, (64 * 1024) + (20 * 1024));
+        store.Resume();
+        await RunUntilAsync(time, () => proposals.All(p => p.IsCompleted), "the proposals to commit once the disk is back");
+        Assert.All(proposals, p => Assert.True(p.IsCompletedSuccessfully));
+    }
+
+    private sealed class StallingLogStore : ILogStore
+    {
+        private readonly InMemoryLogStore _inner = new();
+        private TaskCompletionSource? _stall;
+
+        public void Stall() => Volatile.Write(ref _stall, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+
+        public void Resume() => Volatile.Read(ref _stall)?.TrySetResult();
+
+        public HardState HardState => _inner.HardState;
+
+        public long FirstIndex => _inner.FirstIndex;
+
+        public long LastIndex => _inner.LastIndex;
+
+        public bool SupportsReadsDuringAppend => true;
+
+        public long GetTerm(long index) => _inner.GetTerm(index);
+
+        public void ReadEntries(long startIndex, long endIndex, long maxBytes, List<LogEntry> destination) => _inner.ReadEntries(startIndex, endIndex, maxBytes, destination);
+
+        public async ValueTask AppendAsync(IReadOnlyList<LogEntry> entries, CancellationToken cancellationToken = default)
+        {
+            if (Volatile.Read(ref _stall) is { } stall)
+                await stall.Task.WaitAsync(cancellationToken);
+            await _inner.AppendAsync(entries, cancellationToken);
+        }
+
+        public ValueTask SaveHardStateAsync(HardState state, CancellationToken cancellationToken = default) => _inner.SaveHardStateAsync(state, cancellationToken);
+
+        public ValueTask CompactAsync(long index, CancellationToken cancellationToken = default) => _inner.CompactAsync(index, cancellationToken);
+
+        public ValueTask ResetAsync(long index, long term, CancellationToken cancellationToken = default) => _inner.ResetAsync(index, term, cancellationToken);
+    }
+
     private sealed class ThrowingStateMachine : IStateMachine
     {
         public ValueTask<object?> ApplyAsync(LogEntry entry, CancellationToken cancellationToken = default) =>
