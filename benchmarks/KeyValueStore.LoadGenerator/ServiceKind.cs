@@ -12,7 +12,7 @@ internal sealed record ServiceKind(string Name, string Folder, string Dll, strin
 
     /// <summary>benchmarks/DotNextKeyValueService: DotNext.Net.Cluster's Raft and WriteAheadLog.</summary>
     public static readonly ServiceKind DotNext = new("dotnext", "benchmarks/DotNextKeyValueService", "DotNextKeyValueService.dll",
-        "benchmarks/DotNextKeyValueService: DotNext.Net.Cluster 6.12 Raft (TCP), WriteAheadLog, read barrier, followers relay writes over HTTP");
+        "benchmarks/DotNextKeyValueService: DotNext.Net.Cluster 6.12.2 Raft (TCP), WriteAheadLog, read barrier, followers relay writes over HTTP");
 
     /// <summary>benchmarks/KeyValueFloorService: one dictionary per process, no consensus.</summary>
     public static readonly ServiceKind Floor = new("floor", "benchmarks/KeyValueFloorService", "KeyValueFloorService.dll",
