@@ -61,17 +61,28 @@ internal sealed class LoadOptions
     /// <summary>The started nodes' <c>--forward</c> mode (raft or http); null: the sample's default.</summary>
     public string? Forward { get; private set; }
 
+    /// <summary>The services to start and load, one after another (<c>--services</c>; default ours, dotnext, floor).</summary>
+    public IReadOnlyList<ServiceKind> Services { get; private set; } = ServiceKind.All;
+
+    /// <summary>Whether any 5xx answer from the sample ("ours") during a workload makes the run fail (<c>--fail-on-5xx</c>).</summary>
+    public bool FailOn5xx { get; private set; }
+
     public bool ShowHelp { get; private set; }
 
     public const string Usage = """
-        KeyValueStore.LoadGenerator: drives the sample key-value service's HTTP API over all nodes
+        KeyValueStore.LoadGenerator: drives key-value services of the sample's HTTP API over all nodes
         with closed-loop clients (PUT and linearizable GET) and prints ops/s and p50/p99/p99.9 latency.
 
         Usage: dotnet run -c Release --project benchmarks/KeyValueStore.LoadGenerator [-- options]
 
-        With no options it starts three sample nodes (separate processes, fsync on, free loopback
-        ports, data in a fresh temp folder), runs 16x50 then 64x100, checks that every node applied
-        the same log and every key holds its last acknowledged value, and stops the nodes.
+        With no options, for each service in turn (ours, dotnext, floor) it starts three nodes
+        (separate processes, free loopback ports, data in a fresh temp folder), runs 16x50 then
+        64x100, checks that every node applied the same log and every key holds its last
+        acknowledged value (not for floor: its nodes are independent), and stops the nodes.
+
+          --services LIST     Comma-separated: ours (the sample), dotnext (DotNext.Net.Cluster-based
+                              service), floor (a dictionary per process, no consensus). Default: all three.
+          --fail-on-5xx       Exit 1 if the sample (ours) answered any 5xx during a workload.
 
           --workload LIST     Comma-separated CLIENTSxWRITEPERCENT (default: 16x50,64x100).
           --duration SEC      Measured seconds per workload (default 15).
@@ -171,6 +182,19 @@ internal sealed class LoadOptions
                         var other => throw new FormatException($"--client '{other}': use raw or httpclient."),
                     };
                     break;
+                case "--services":
+                    var services = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(ServiceKind.Parse).ToList();
+                    if (services.Count == 0)
+                        throw new FormatException("--services lists no service.");
+                    if (services.Distinct().Count() != services.Count)
+                        throw new FormatException("--services lists a service twice.");
+                    options.Services = services;
+                    break;
+                case "--fail-on-5xx":
+                    if (inline is not null)
+                        throw new FormatException("--fail-on-5xx takes no value.");
+                    options.FailOn5xx = true;
+                    break;
                 case "--forward":
                     options.Forward = Value() switch
                     {
@@ -183,6 +207,15 @@ internal sealed class LoadOptions
                     throw new FormatException($"unknown option {name}.");
             }
         }
+        if (options.Urls is not null)
+        {
+            if (seen.Contains("--services") && options.Services.Count != 1)
+                throw new FormatException("with --urls, --services names the one service running there.");
+            if (!seen.Contains("--services"))
+                options.Services = [ServiceKind.Ours];
+        }
+        if (options.Forward is not null && !options.Services.Contains(ServiceKind.Ours))
+            throw new FormatException("--forward applies to the sample (ours), which --services leaves out.");
         if (options.Forward is not null && options.Urls is not null)
             throw new FormatException("--forward applies to nodes the load generator starts; it cannot be used with --urls.");
         if (options.KeepData && options.Urls is not null)

@@ -30,42 +30,77 @@ internal static class LoadRun
                 + ", DEBUG BUILD of the load generator (use -c Release)"
 #endif
                 ,
+            $"Load: {options.Keys} keys, {options.ValueBytes} B values, {options.Warmup.TotalSeconds:0.#} s warm-up and {options.Duration.TotalSeconds:0.#} s measured per workload, "
+                + $"{options.Rounds} round(s), seed {options.Seed}, clients pinned to node (client % {(options.Urls?.Count ?? NodeCount)}), {(options.RawClient ? "one minimal HTTP/1.1 keep-alive connection per client (--client raw)" : "one shared HttpClient (--client httpclient)")}; "
+                + $"services one after another: {string.Join(", ", options.Services.Select(s => s.Name))}",
+            string.Create(CultureInfo.InvariantCulture, $"Load average (1 min) at start: {CpuSample.LoadAverage()?.ToString("0.00", CultureInfo.InvariantCulture) ?? "unknown"}"),
         };
         foreach (var line in header)
             Console.WriteLine(line);
 
+        var runs = new List<ServiceRun>();
+        foreach (var service in options.Services)
+        {
+            var run = await RunServiceAsync(service, options);
+            runs.Add(run);
+            // Garbage of one service's run must not be collected inside the next one's window.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        var failures = new List<string>();
+        foreach (var run in runs)
+        {
+            failures.AddRange(run.Problems.Select(p => $"{run.Service.Name}: {p}"));
+            if (run.Service.Replicated && run.Verification is not { Passed: true })
+                failures.Add($"{run.Service.Name}: the final state was not verified or did not match the acknowledged writes");
+        }
+        if (options.FailOn5xx && runs.FirstOrDefault(r => r.Service == ServiceKind.Ours) is { } ours
+            && ours.Results.Sum(r => r.Stats.ServerErrorsWholeRun) is > 0 and var fiveXx)
+        {
+            failures.Add($"ours answered {fiveXx} 5xx during the workloads (--fail-on-5xx)");
+        }
+        Console.WriteLine();
+        Console.WriteLine(Report.Markdown(header, options, runs, failures));
+        return failures.Count == 0 ? 0 : 1;
+    }
+
+    /// <summary>
+    /// One service: start its nodes (or use <c>--urls</c>), wait for a leader, write every key once, run the workloads,
+    /// check convergence and the final values (replicated services only), stop the nodes.
+    /// </summary>
+    private static async Task<ServiceRun> RunServiceAsync(ServiceKind service, LoadOptions options)
+    {
         LocalCluster? local = null;
         var results = new List<WorkloadResult>();
         var problems = new List<string>();
         Verification? verification = null;
-        IReadOnlyList<string> stopLines = [];
+        string clusterLine;
+        Console.WriteLine($"=== Service {service.Name}: {service.Description}");
         try
         {
             IReadOnlyList<Uri> urls;
             if (options.Urls is null)
             {
-                if (!TryLocateSample(out var dll, out var why))
+                if (!TryLocateService(service, out var dll, out var why))
                 {
                     Console.Error.WriteLine($"error: {why}");
-                    return 1;
+                    return new ServiceRun(service, why, results, null, [why]);
                 }
                 var host = DotnetHost();
-                var root = Path.Combine(Path.GetTempPath(), "raft-kv-load-" + Guid.NewGuid().ToString("N")[..8]);
-                local = LocalCluster.Start(host, dll, NodeCount, root, options.Forward);
+                var root = Path.Combine(Path.GetTempPath(), $"raft-kv-load-{service.Name}-" + Guid.NewGuid().ToString("N")[..8]);
+                local = LocalCluster.Start(service, host, dll, NodeCount, root, service == ServiceKind.Ours ? options.Forward : null);
                 urls = local.Urls;
-                header.Add($"Cluster: {NodeCount} sample nodes, one process each (`{host} {dll} --id N ...{(options.Forward is null ? "" : " --forward " + options.Forward)}`, fsync on, loopback), "
+                clusterLine = $"{NodeCount} nodes, one process each (`{host} {dll} --id N ...{(service == ServiceKind.Ours && options.Forward is not null ? " --forward " + options.Forward : "")}`, loopback), "
                     + $"HTTP {string.Join(", ", urls)}; data and logs in {root}{(options.KeepData ? " (kept)" : " (deleted at the end)")}"
-                    + (dll.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "; DEBUG BUILD of the sample" : ""));
+                    + (dll.Contains($"{Path.DirectorySeparatorChar}Debug{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "; DEBUG BUILD" : "");
             }
             else
             {
                 urls = options.Urls;
-                header.Add($"Cluster: already running, HTTP {string.Join(", ", urls)}");
+                clusterLine = $"already running, HTTP {string.Join(", ", urls)}";
             }
-            header.Add($"Load: {options.Keys} keys, {options.ValueBytes} B values, {options.Warmup.TotalSeconds:0.#} s warm-up and {options.Duration.TotalSeconds:0.#} s measured per workload, "
-                + $"{options.Rounds} round(s), seed {options.Seed}, clients pinned to node (client % {urls.Count}), {(options.RawClient ? "one minimal HTTP/1.1 keep-alive connection per client (--client raw)" : "one shared HttpClient (--client httpclient)")}");
-            Console.WriteLine(header[^2]);
-            Console.WriteLine(header[^1]);
+            Console.WriteLine($"Cluster: {clusterLine}");
 
             using var cluster = new ClusterStatus(urls);
             var (leader, noLeader) = await WaitForLeaderAsync(cluster, local, checkReachable: options.Urls is not null);
@@ -74,7 +109,8 @@ internal static class LoadRun
                 Console.Error.WriteLine($"error: {noLeader}");
                 if (local is not null)
                     Console.Error.WriteLine(local.Tails(TailLines));
-                return 1;
+                problems.Add(noLeader!);
+                return new ServiceRun(service, clusterLine, results, null, problems);
             }
 
             using var target = new LoadTarget(urls, options.Keys, new ValueFactory(options.ValueBytes, options.Seed));
@@ -89,9 +125,10 @@ internal static class LoadRun
             {
                 foreach (var spec in options.Workloads)
                 {
-                    Console.WriteLine($"Workload {spec.Name}, round {round}: {spec.Clients} clients, {spec.WritePercent} % writes, "
+                    Console.WriteLine($"Workload {spec.Name}, round {round}, service {service.Name}: {spec.Clients} clients, {spec.WritePercent} % writes, "
                         + $"{options.Warmup.TotalSeconds:0.#} s warm-up + {options.Duration.TotalSeconds:0.#} s measured...");
                     var result = await WorkloadRunner.RunAsync(target, spec, round, options.Warmup, options.Duration, seeds.Next(), monitor, local, options.RawClient);
+                    result = result with { Service = service.Name };
                     results.Add(result);
                     Console.WriteLine(Report.WorkloadLine(result));
                     if (CheckExited(local, problems))
@@ -104,11 +141,15 @@ internal static class LoadRun
             foreach (var change in monitor.Describe())
                 Console.WriteLine($"  leader change seen: {change}");
 
-            if (problems.Count == 0)
+            if (problems.Count == 0 && service.Replicated)
             {
                 Console.WriteLine("Checking convergence and the final value of every key...");
                 verification = await Verifier.RunAsync(cluster, target);
                 CheckExited(local, problems);
+            }
+            else if (!service.Replicated)
+            {
+                Console.WriteLine("Not checking convergence: the floor's nodes are independent dictionaries.");
             }
         }
         finally
@@ -116,18 +157,14 @@ internal static class LoadRun
             if (local is not null)
             {
                 Console.WriteLine("Stopping the nodes (SIGTERM)...");
-                stopLines = local.Stop(StopTimeout);
-                foreach (var line in stopLines)
+                foreach (var line in local.Stop(StopTimeout))
                     Console.WriteLine($"  {line}");
                 local.Dispose();
                 if (!options.KeepData)
                     TryDelete(local.Root);
             }
         }
-
-        Console.WriteLine();
-        Console.WriteLine(Report.Markdown(header, options, results, verification, problems));
-        return problems.Count == 0 && verification is { Passed: true } ? 0 : 1;
+        return new ServiceRun(service, clusterLine, results, verification, problems);
     }
 
     /// <summary>Records and prints the nodes that exited on their own; true when there is one.</summary>
@@ -193,11 +230,11 @@ internal static class LoadRun
     }
 
     /// <summary>
-    /// The sample's built <c>KeyValueStore.dll</c>: <c>samples/KeyValueStore/bin/CONFIG/TFM/</c> under
+    /// The service's built assembly, such as the sample's <c>samples/KeyValueStore/bin/CONFIG/TFM/KeyValueStore.dll</c>, under
     /// the repository root (the folder with Raft.sln above this program), preferring this program's
     /// own configuration.
     /// </summary>
-    private static bool TryLocateSample(out string dll, out string error)
+    private static bool TryLocateService(ServiceKind service, out string dll, out string error)
     {
         dll = "";
         var baseDirectory = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar);
@@ -213,12 +250,12 @@ internal static class LoadRun
         }
         var candidates = new[] { configuration, "Release", "Debug" }
             .Distinct(StringComparer.Ordinal)
-            .Select(c => Path.Combine(root.FullName, "samples", "KeyValueStore", "bin", c, tfm, "KeyValueStore.dll"))
+            .Select(c => Path.Combine(root.FullName, service.Folder, "bin", c, tfm, service.Dll))
             .ToList();
         var found = candidates.FirstOrDefault(File.Exists);
         if (found is null)
         {
-            error = $"the sample is not built (looked for {string.Join(", ", candidates)}); run: dotnet build -c Release benchmarks/KeyValueStore.LoadGenerator";
+            error = $"{service.Name} is not built (looked for {string.Join(", ", candidates)}); run: dotnet build -c Release benchmarks/KeyValueStore.LoadGenerator";
             return false;
         }
         dll = found;
@@ -251,3 +288,6 @@ internal static class LoadRun
         }
     }
 }
+
+/// <summary>What one service's run produced: its cluster, the workloads' results, the final check (null: not run), and what went wrong.</summary>
+internal sealed record ServiceRun(ServiceKind Service, string Cluster, IReadOnlyList<WorkloadResult> Results, Verification? Verification, IReadOnlyList<string> Problems);

@@ -27,8 +27,12 @@ internal sealed class LocalCluster : IDisposable
 
     public IReadOnlyList<Uri> Urls => [.. _nodes.Select(n => n.Url)];
 
-    /// <summary>Starts the nodes: <c>host sampleDll --id N --listen ... --http ... --peers ... --http-peers ... --data ...</c>.</summary>
-    public static LocalCluster Start(string host, string sampleDll, int nodeCount, string root, string? forward = null)
+    /// <summary>
+    /// Starts the nodes of <paramref name="kind"/>: the sample as <c>host dll --id N --listen ... --http ... --peers ...
+    /// --http-peers ... --data ... --secret-file ...</c>; the DotNext service with the same options but the secret; the
+    /// floor with <c>--id N --http ...</c> only.
+    /// </summary>
+    public static LocalCluster Start(ServiceKind kind, string host, string sampleDll, int nodeCount, string root, string? forward = null)
     {
         Directory.CreateDirectory(root);
         var ports = FreePorts(2 * nodeCount);
@@ -45,6 +49,25 @@ internal sealed class LocalCluster : IDisposable
             {
                 var node = new NodeProcess(id, ports[nodeCount + id - 1], Path.Combine(root, $"node{id}.log"));
                 nodes.Add(node);
+                if (kind == ServiceKind.Floor)
+                {
+                    node.Start(host, [sampleDll, "--id", id.ToString(CultureInfo.InvariantCulture), "--http", string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{ports[nodeCount + id - 1]}")]);
+                    continue;
+                }
+                if (kind == ServiceKind.DotNext)
+                {
+                    node.Start(host,
+                    [
+                        sampleDll,
+                        "--id", id.ToString(CultureInfo.InvariantCulture),
+                        "--listen", string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{ports[id - 1]}"),
+                        "--http", string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{ports[nodeCount + id - 1]}"),
+                        "--peers", peers,
+                        "--http-peers", httpPeers,
+                        "--data", Path.Combine(root, $"node{id}"),
+                    ]);
+                    continue;
+                }
                 node.Start(host,
                 [
                     sampleDll,
@@ -172,6 +195,21 @@ internal sealed class NodeProcess : IDisposable
             {
                 return null;
             }
+        }
+    }
+
+    /// <summary>
+    /// The CPU time (user + system) the process has used so far, from <c>/proc/PID/stat</c> (utime + stime, in
+    /// USER_HZ ticks of 10 ms) on Linux, else <see cref="Process.TotalProcessorTime"/>; null when it is not running.
+    /// </summary>
+    public TimeSpan? ProcStatCpuTime
+    {
+        get
+        {
+            var process = _process;
+            if (process is null || !OperatingSystem.IsLinux())
+                return CpuTime;
+            return CpuSample.ProcStatCpuTime(process.Id) ?? CpuTime;
         }
     }
 

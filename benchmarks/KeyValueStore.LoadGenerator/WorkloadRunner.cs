@@ -18,6 +18,18 @@ internal sealed class OperationStats
 
     public long ErrorCount => Errors.Values.Sum();
 
+    /// <summary>Failed requests by kind during the whole workload: warm-up, measured window, and the requests in flight at its end.</summary>
+    public SortedDictionary<string, long> ErrorsWholeRun { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>5xx answers, warm-up and measured window both (the window's are also in <see cref="Errors"/>).</summary>
+    public long ServerErrorsWholeRun => ErrorsWholeRun.Where(e => IsServerError(e.Key)).Sum(e => e.Value);
+
+    /// <summary>Whether an error kind is a 5xx status code.</summary>
+    public static bool IsServerError(string kind) => kind.Length == 3 && kind[0] == '5';
+
+    /// <summary>5xx answers inside the measured window.</summary>
+    public long ServerErrors => Errors.Where(e => IsServerError(e.Key)).Sum(e => e.Value);
+
     public void AddError(string kind) => Errors[kind] = Errors.GetValueOrDefault(kind) + 1;
 
     public void Add(OperationStats other)
@@ -25,6 +37,8 @@ internal sealed class OperationStats
         Put.Add(other.Put);
         Get.Add(other.Get);
         GetNotFound += other.GetNotFound;
+        foreach (var (kind, count) in other.ErrorsWholeRun)
+            ErrorsWholeRun[kind] = ErrorsWholeRun.GetValueOrDefault(kind) + count;
         foreach (var (kind, count) in other.Errors)
             Errors[kind] = Errors.GetValueOrDefault(kind) + count;
     }
@@ -33,6 +47,9 @@ internal sealed class OperationStats
 /// <summary>The result of one workload run.</summary>
 internal sealed record WorkloadResult(WorkloadSpec Spec, int Round, TimeSpan Measured, OperationStats Stats, int LeaderChanges, CpuUsage Cpu)
 {
+    /// <summary>The service the workload ran against (<c>--services</c>).</summary>
+    public string Service { get; init; } = ServiceKind.Ours.Name;
+
     public double PutPerSecond => Stats.Put.Count / Measured.TotalSeconds;
 
     public double GetPerSecond => Stats.Get.Count / Measured.TotalSeconds;
@@ -89,6 +106,8 @@ internal static class WorkloadRunner
             var key = random.Next(target.KeyCount);
             var write = random.Next(100) < writePercent;
             var (outcome, error, start, end) = write ? await target.PutAsync(node, key, connection) : await target.GetAsync(node, key, connection);
+            if (outcome is not (Outcome.Ok or Outcome.NotFound))
+                stats.ErrorsWholeRun[error ?? "error"] = stats.ErrorsWholeRun.GetValueOrDefault(error ?? "error") + 1;
             if (end < windowStart || end >= windowEnd)
                 continue;
             switch (outcome)
