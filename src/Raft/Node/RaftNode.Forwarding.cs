@@ -161,7 +161,7 @@ public sealed partial class RaftNode
         if (pending.Reads is { } reads)
         {
             if (response.Status == ForwardStatus.Accepted)
-                _applyQueue.Writer.TryWrite(new ForwardedReadRelease(response.Index, reads));
+                _applyQueue.Writer.TryWrite(new ReadRelease(response.Index, reads));
             else
                 FailAll(reads, new NotLeaderException(response.LeaderId));
             return;
@@ -291,23 +291,6 @@ public sealed partial class RaftNode
         }
     }
 
-    private void ReleaseForwardedReads(List<ForwardedReadRelease> waitingReads)
-    {
-        if (waitingReads.Count == 0)
-            return;
-        var applied = Interlocked.Read(ref _appliedIndex);
-        var kept = 0;
-        for (var i = 0; i < waitingReads.Count; i++)
-        {
-            var read = waitingReads[i];
-            if (read.Index <= applied)
-                read.Complete();
-            else
-                waitingReads[kept++] = read;
-        }
-        waitingReads.RemoveRange(kept, waitingReads.Count - kept);
-    }
-
     private const int RecentIdsPerFollower = 4096;
 
     // Reads forwarded by followers and waiting for a heartbeat round, at most: the core keeps them
@@ -355,8 +338,8 @@ public sealed partial class RaftNode
         }
     }
 
-    // A forwarded read with its read index: released once this node has applied that far.
-    private sealed class ForwardedReadRelease(long index, List<TaskCompletionSource> completions)
+    // Reads (forwarded, or this leader's own) with their read index: released once this node has applied that far.
+    private sealed class ReadRelease(long index, List<TaskCompletionSource> completions)
     {
         public long Index { get; } = index;
 

@@ -819,7 +819,7 @@ public sealed partial class RaftNode : IAsyncDisposable
                     continue;
                 }
 #endif
-                _applyQueue.Writer.TryWrite(new ReadRelease(read.Index, completion));
+                _applyQueue.Writer.TryWrite(new ReadRelease(read.Index, [completion]));
             }
             else if (_remoteReads.Remove(read.RequestId, out var remote))
                 AnswerRemoteRead(remote, read.Index);
@@ -1042,7 +1042,6 @@ public sealed partial class RaftNode : IAsyncDisposable
     // forwarded) waiting for this node to apply their read index; transfers waiting for a step-down.
     private readonly Dictionary<long, Proposal> _waiting = [];
     private readonly List<ReadRelease> _waitingReads = [];
-    private readonly List<ForwardedReadRelease> _waitingForwardedReads = [];
     private readonly List<TransferRequest> _transfers = [];
 
     private async Task RunApplyLoopAsync()
@@ -1073,11 +1072,8 @@ public sealed partial class RaftNode : IAsyncDisposable
             FailChain(proposal, error);
         _waiting.Clear();
         foreach (var read in _waitingReads)
-            read.Completion.TrySetException(error);
-        _waitingReads.Clear();
-        foreach (var read in _waitingForwardedReads)
             read.Fail(error);
-        _waitingForwardedReads.Clear();
+        _waitingReads.Clear();
         foreach (var transfer in _transfers)
             transfer.Completion.TrySetException(error);
         _transfers.Clear();
@@ -1095,11 +1091,12 @@ public sealed partial class RaftNode : IAsyncDisposable
         {
             switch (item)
             {
-                case ForwardedReadRelease forwardedRead:
-                    if (Interlocked.Read(ref _appliedIndex) >= forwardedRead.Index)
-                        forwardedRead.Complete();
+                case ReadRelease read:
+                    // Safe once everything committed before the read was requested is applied.
+                    if (Interlocked.Read(ref _appliedIndex) >= read.Index)
+                        read.Complete();
                     else
-                        _waitingForwardedReads.Add(forwardedRead);
+                        _waitingReads.Add(read);
                     break;
                 case ApplyBatch batch:
                     TakeRegistrations(_waiting);
@@ -1111,13 +1108,6 @@ public sealed partial class RaftNode : IAsyncDisposable
                     TakeRegistrations(_waiting);
                     await RestoreAsync(restore.Snapshot, _waiting, token).ConfigureAwait(false);
                     ReleaseReads();
-                    break;
-                case ReadRelease read:
-                    // Safe once everything committed before the read was requested is applied.
-                    if (Interlocked.Read(ref _appliedIndex) >= read.Index)
-                        read.Completion.TrySetResult();
-                    else
-                        _waitingReads.Add(read);
                     break;
                 case TransferRequest transfer:
                     _transfers.Add(transfer);
@@ -1131,9 +1121,9 @@ public sealed partial class RaftNode : IAsyncDisposable
         }
     }
 
+    // Releases the waiting reads (local and forwarded) whose index is applied.
     private void ReleaseReads()
     {
-        ReleaseForwardedReads(_waitingForwardedReads);
         if (_waitingReads.Count == 0)
             return;
         var applied = Interlocked.Read(ref _appliedIndex);
@@ -1142,7 +1132,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         {
             var read = _waitingReads[i];
             if (read.Index <= applied)
-                read.Completion.TrySetResult();
+                read.Complete();
             else
                 _waitingReads[kept++] = read;
         }
@@ -1370,7 +1360,6 @@ public sealed partial class RaftNode : IAsyncDisposable
         public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
-    private sealed record ReadRelease(long Index, TaskCompletionSource Completion);
 
     private sealed class TransferRequest(int transferee)
     {
