@@ -97,7 +97,7 @@ public sealed partial class RaftNode
                 Answer(request.From, request.RequestId, ForwardStatus.NotLeader, 0, 0);
             return;
         }
-        var commands = request.Commands;
+        var commands = request.Commands ?? []; // null only from a custom transport's malformed message
         long first = 0;
         var appended = 0;
         var status = ForwardStatus.Accepted;

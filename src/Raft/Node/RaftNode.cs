@@ -306,19 +306,19 @@ public sealed partial class RaftNode : IAsyncDisposable
             case AppendEntries append:
             {
                 long bytes = Overhead;
-                var entries = append.Entries;
-                for (var i = 0; i < entries.Count; i++)
-                    bytes += entries[i].Data.Length + 32;
+                var entries = append.Entries; // null only from a custom transport's malformed message: the core refuses it
+                for (var i = 0; i < (entries?.Count ?? 0); i++)
+                    bytes += entries![i].Data.Length + 32;
                 return bytes;
             }
             case InstallSnapshot chunk:
-                return Overhead + chunk.Data.Length + (4L * chunk.Members.Count);
+                return Overhead + chunk.Data.Length + (4L * (chunk.Members?.Count ?? 0));
             case ForwardRequest forward:
             {
                 long bytes = Overhead;
                 var commands = forward.Commands;
-                for (var i = 0; i < commands.Count; i++)
-                    bytes += commands[i].Length + 8;
+                for (var i = 0; i < (commands?.Count ?? 0); i++)
+                    bytes += commands![i].Length + 8;
                 return bytes;
             }
             default:
@@ -671,9 +671,9 @@ public sealed partial class RaftNode : IAsyncDisposable
     private (long Index, string Reason)? FindInvalidEntry(AppendEntries append)
     {
         var entries = append.Entries;
-        for (var i = 0; i < entries.Count; i++)
+        for (var i = 0; i < (entries?.Count ?? 0); i++)
         {
-            var entry = entries[i];
+            var entry = entries![i];
             if (entry.Kind == EntryKind.Command && !_validator!.TryValidate(entry.Data.Span, out var reason))
                 return (entry.Index, reason);
         }
