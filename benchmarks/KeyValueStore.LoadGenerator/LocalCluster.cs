@@ -49,36 +49,27 @@ internal sealed class LocalCluster : IDisposable
             {
                 var node = new NodeProcess(id, ports[nodeCount + id - 1], Path.Combine(root, $"node{id}.log"));
                 nodes.Add(node);
+                var http = string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{ports[nodeCount + id - 1]}");
                 if (kind == ServiceKind.Floor)
                 {
-                    node.Start(host, [sampleDll, "--id", id.ToString(CultureInfo.InvariantCulture), "--http", string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{ports[nodeCount + id - 1]}")]);
+                    node.Start(host, [sampleDll, "--id", id.ToString(CultureInfo.InvariantCulture), "--http", http]);
                     continue;
                 }
-                if (kind == ServiceKind.DotNext)
-                {
-                    node.Start(host,
-                    [
-                        sampleDll,
-                        "--id", id.ToString(CultureInfo.InvariantCulture),
-                        "--listen", string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{ports[id - 1]}"),
-                        "--http", string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{ports[nodeCount + id - 1]}"),
-                        "--peers", peers,
-                        "--http-peers", httpPeers,
-                        "--data", Path.Combine(root, $"node{id}"),
-                    ]);
-                    continue;
-                }
+                // Ours and the DotNext-based service share this command line; ours also takes the
+                // cluster secret and the forwarding mode.
+                string[] extra = kind == ServiceKind.DotNext
+                    ? []
+                    : ["--secret-file", secretFile, .. (forward is null ? Array.Empty<string>() : ["--forward", forward])];
                 node.Start(host,
                 [
                     sampleDll,
                     "--id", id.ToString(CultureInfo.InvariantCulture),
                     "--listen", string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{ports[id - 1]}"),
-                    "--http", string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{ports[nodeCount + id - 1]}"),
+                    "--http", http,
                     "--peers", peers,
                     "--http-peers", httpPeers,
                     "--data", Path.Combine(root, $"node{id}"),
-                    "--secret-file", secretFile,
-                    .. (forward is null ? Array.Empty<string>() : ["--forward", forward]),
+                    .. extra,
                 ]);
             }
             return cluster;
