@@ -304,13 +304,8 @@ public sealed partial class RaftNode : IAsyncDisposable
         switch (message)
         {
             case AppendEntries append:
-            {
-                long bytes = Overhead;
-                var entries = append.Entries; // null only from a custom transport's malformed message: the core refuses it
-                for (var i = 0; i < (entries?.Count ?? 0); i++)
-                    bytes += entries![i].Data.Length + 32;
-                return bytes;
-            }
+                // Entries null only from a custom transport's malformed message: the core refuses it.
+                return Overhead + (append.Entries is { } entries ? EntryBytes(entries) : 0);
             case InstallSnapshot chunk:
                 return Overhead + chunk.Data.Length + (4L * (chunk.Members?.Count ?? 0));
             case ForwardRequest forward:
