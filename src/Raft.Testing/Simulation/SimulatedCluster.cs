@@ -23,7 +23,7 @@ namespace Raft.Testing.Simulation;
 /// write, linearizability of the clients' history (the testing package's checker), and liveness
 /// after the faults heal.
 /// </remarks>
-public sealed class SimulatedCluster
+public sealed partial class SimulatedCluster
 {
     private const int KeyCount = 3;
     private const byte PutTag = 1;
