@@ -40,4 +40,24 @@ public interface ITransport
     /// <param name="cancellationToken">Cancels a graceful stop; the transport then stops at once.</param>
     /// <returns>A task that completes when no more messages will be delivered.</returns>
     ValueTask StopAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Tells the transport which nodes the cluster configuration in force lists, and the address the
+    /// configuration records for each, so that a transport can reach members added while it runs.
+    /// </summary>
+    /// <param name="peers">
+    /// Every other member of the configuration (voters and learners, and during a joint change the
+    /// members of both halves), by id, with the address the configuration records for it ("host:port"
+    /// for the TCP transport), or null when it records none; the local node is not in the map.
+    /// </param>
+    /// <remarks>
+    /// The node calls this from its event loop, so an implementation must not block: once after it
+    /// has read its log at start, and again each time the configuration in force changes (a
+    /// configuration entry is appended, rolled back by a conflicting leader, or replaced by a
+    /// snapshot). The default implementation ignores it, which suits transports that reach every node
+    /// by id (such as the in-memory network) or whose peers the host configures itself.
+    /// </remarks>
+    void UpdatePeers(IReadOnlyDictionary<int, string?> peers)
+    {
+    }
 }

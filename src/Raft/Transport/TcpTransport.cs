@@ -57,6 +57,9 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
     private readonly Lock _randomGate = new();
     private readonly Random _random;
     private readonly ConcurrentDictionary<int, PeerLanes> _peers = new();
+
+    /// <summary>The peers <see cref="UpdatePeers"/> added (not given in the options), which a later call may remove.</summary>
+    private readonly ConcurrentDictionary<int, byte> _learnedPeers = new();
     private readonly ConcurrentDictionary<int, byte> _warnedUnknownPeers = new();
     private readonly ConcurrentDictionary<InboundConnection, byte> _inbound = new();
     private readonly ConcurrentDictionary<(int PeerId, TransportLane Lane), InboundConnection> _inboundByPeer = new();
@@ -258,6 +261,52 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
         }
         TcpTransportLog.PeerRemoved(Logger, nodeId);
         return true;
+    }
+
+    /// <summary>
+    /// Follows the cluster configuration (see <see cref="ITransport.UpdatePeers"/>): a member whose
+    /// address the configuration records is set with <see cref="SetPeer"/> (so a node added while the
+    /// cluster runs becomes reachable), and a peer an earlier call added that the configuration no
+    /// longer lists is removed. Peers given in <see cref="TcpTransportOptions.Peers"/> are the
+    /// bootstrap addresses and are never removed by this method; a configuration address for one of
+    /// them replaces the configured address.
+    /// </summary>
+    /// <param name="peers">The configuration's other members, by id, with their "host:port" addresses or null.</param>
+    public void UpdatePeers(IReadOnlyDictionary<int, string?> peers)
+    {
+        ArgumentNullException.ThrowIfNull(peers);
+        foreach (var (id, address) in peers)
+        {
+            if (id == LocalId || id <= 0)
+                continue;
+            if (address is null)
+            {
+                if (!_peers.ContainsKey(id))
+                    TcpTransportLog.PeerWithoutAddress(Logger, id);
+                continue;
+            }
+            EndPoint endPoint;
+            try
+            {
+                endPoint = TcpTransportOptions.ParseEndPoint(address);
+            }
+            catch (FormatException ex)
+            {
+                TcpTransportLog.PeerAddressInvalid(Logger, id, address, ex.Message);
+                continue;
+            }
+            SetPeer(id, endPoint);
+            if (!Options.Peers.ContainsKey(id))
+                _learnedPeers[id] = 0;
+        }
+        foreach (var id in _learnedPeers.Keys)
+        {
+            if (!peers.ContainsKey(id))
+            {
+                _learnedPeers.TryRemove(id, out _);
+                RemovePeer(id);
+            }
+        }
     }
 
     /// <summary>
