@@ -102,15 +102,17 @@ internal sealed class SpanRecorder : IDisposable
     {
         _listener = new ActivityListener
         {
-            ShouldListenTo = source => source.Name == RaftTelemetry.ActivitySourceName || source.Name == TestSource.Name,
+            ShouldListenTo = source => source.Name is RaftTelemetry.ActivitySourceName or TestSourceName,
             Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
             ActivityStopped = activity => _stopped.Enqueue(activity),
         };
         ActivitySource.AddActivityListener(_listener);
     }
 
+    private const string TestSourceName = "Raft.Tests.Telemetry";
+
     /// <summary>A source for the test's own parent spans.</summary>
-    public static ActivitySource TestSource { get; } = new("Raft.Tests.Telemetry");
+    public static ActivitySource TestSource { get; } = new(TestSourceName);
 
     public IReadOnlyList<Activity> Stopped(string name) => [.. _stopped.Where(a => a.OperationName == name)];
 
