@@ -64,6 +64,24 @@ public sealed class MetricsTests
     }
 
     [Fact]
+    public void The_observability_guide_documents_every_instrument_with_its_unit()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "Raft.sln")))
+            root = Path.GetDirectoryName(root) ?? throw new InvalidOperationException("Raft.sln not found above the test binaries.");
+        var rows = File.ReadAllLines(Path.Combine(root, "docs", "observability.md"))
+            .Where(l => l.StartsWith("| `raft.", StringComparison.Ordinal) && (l.Contains("| Counter |", StringComparison.Ordinal) || l.Contains("| Histogram |", StringComparison.Ordinal) || l.Contains("| ObservableGauge |", StringComparison.Ordinal)))
+            .ToArray();
+
+        foreach (var (name, unit) in NodeInstruments)
+        {
+            var row = Assert.Single(rows, r => r.StartsWith($"| `{name}` |", StringComparison.Ordinal));
+            Assert.Contains($"| `{unit}` |", row, StringComparison.Ordinal);
+        }
+        Assert.Equal(NodeInstruments.Length, rows.Length);
+    }
+
+    [Fact]
     public async Task Role_changes_and_elections_are_counted_with_the_raft_role_tag()
     {
         await using var cluster = await TelemetryCluster.StartAsync();
