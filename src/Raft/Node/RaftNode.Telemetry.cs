@@ -120,6 +120,23 @@ public sealed partial class RaftNode
         return activity;
     }
 
+    // Queues a caller's proposal or read, wrapped with the span started for it when someone listens.
+    private Activity? EnqueueTraced(object item, string spanName)
+    {
+        var span = StartSpan(spanName);
+        try
+        {
+            Enqueue(span is null ? item : new TracedItem(item, span.Context));
+        }
+        catch (Exception ex) when (span is not null)
+        {
+            span.SetStatus(ActivityStatusCode.Error, ex.GetType().Name + ": " + ex.Message);
+            span.Dispose();
+            throw;
+        }
+        return span;
+    }
+
     private static async ValueTask<object?> TraceProposeAsync(ValueTask<object?> result, Activity activity)
     {
         try

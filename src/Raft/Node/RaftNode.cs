@@ -352,8 +352,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             return ValueTask.FromCanceled<object?>(cancellationToken);
         var proposal = _proposals.Rent(command);
         var result = proposal.Task;
-        var span = StartSpan(ProposeSpan);
-        Enqueue(span is null ? proposal : new TracedItem(proposal, span.Context));
+        var span = EnqueueTraced(proposal, ProposeSpan);
         if (cancellationToken.CanBeCanceled)
             result = new ValueTask<object?>(result.AsTask().WaitAsync(cancellationToken));
         return span is null ? result : TraceProposeAsync(result, span);
@@ -377,8 +376,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         if (cancellationToken.IsCancellationRequested)
             return Task.FromCanceled(cancellationToken);
         var read = new ReadRequest();
-        var span = StartSpan(ReadBarrierSpan);
-        Enqueue(span is null ? read : new TracedItem(read, span.Context));
+        var span = EnqueueTraced(read, ReadBarrierSpan);
         var result = cancellationToken.CanBeCanceled ? read.Completion.Task.WaitAsync(cancellationToken) : read.Completion.Task;
         return span is null ? result : TraceAsync(result, span);
     }
