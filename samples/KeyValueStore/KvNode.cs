@@ -157,6 +157,7 @@ public sealed class KvNode : IAsyncDisposable
                     SnapshotInterval = options.SnapshotInterval,
                     SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                     LoggerFactory = loggerFactory,
+                    MeterFactory = app.Services.GetService<System.Diagnostics.Metrics.IMeterFactory>(), // the host's: docs/observability.md
                     // Always on: with ForwardMode.Http the API forwards before it would ask a follower's node.
                     ForwardToLeader = true,
                 },

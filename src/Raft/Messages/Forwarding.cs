@@ -14,7 +14,17 @@ namespace Raft;
 /// <param name="IsRead">True to ask for a read index (then <paramref name="Commands"/> is empty); false to append <paramref name="Commands"/>.</param>
 /// <param name="Commands">The commands, in order; the leader appends them at consecutive indexes.</param>
 public sealed record ForwardRequest(int From, int To, long Term, long RequestId, bool IsRead, IReadOnlyList<ReadOnlyMemory<byte>> Commands)
-    : RaftMessage(From, To, Term);
+    : RaftMessage(From, To, Term)
+{
+    /// <summary>
+    /// The W3C trace context (a <c>traceparent</c> value: <c>00-{trace id}-{span id}-{flags}</c>) of the
+    /// follower's forward span, or null when the follower does not trace. The leader's span for the
+    /// request becomes its child, so one trace covers a forwarded proposal or read end to end.
+    /// </summary>
+    /// <remarks>Set by the node only while a listener samples <see cref="RaftTelemetry.ActivitySourceName"/>;
+    /// a serializer rejects a value that is not a valid version-00 <c>traceparent</c>.</remarks>
+    public string? TraceParent { get; init; }
+}
 
 /// <summary>The leader's answer to a <see cref="ForwardRequest"/>.</summary>
 /// <param name="From">The node that answers (the leader, or a node that is no longer one).</param>

@@ -29,6 +29,8 @@ public sealed partial class RaftNode
         var reads = _forwardReads;
         _forwardProposals = [];
         _forwardReads = [];
+        var trace = _forwardTrace;
+        _forwardTrace = default;
         if (!CanForward())
         {
             // The leader changed during the round: this node may lead now, or know no leader.
@@ -38,11 +40,15 @@ public sealed partial class RaftNode
                 HandleRead(read);
             return; // CanForward() is still false: nothing was queued for forwarding again.
         }
+        _forwardTrace = trace; // the parent of this round's forward spans (StartForwardSpan)
         var leader = _core.LeaderId;
         if (reads.Count > 0)
             Forward(leader, new PendingForward(leader, _time.GetTimestamp(), null, reads), isRead: true, []);
         if (proposals.Count == 0)
+        {
+            _forwardTrace = default;
             return;
+        }
 
         // One request per MaxAppendBytes of commands, so a request fits in a transport frame as an AppendEntries does.
         var start = 0;
@@ -61,13 +67,15 @@ public sealed partial class RaftNode
                 bytes = 0;
             }
         }
+        _forwardTrace = default;
     }
 
     private void Forward(int leader, PendingForward pending, bool isRead, ReadOnlyMemory<byte>[] commands)
     {
         var id = ++_nextForwardId;
         _forwarded[id] = pending;
-        _transport.Send(new ForwardRequest(Id, leader, _core.Term, id, isRead, commands));
+        pending.Span = StartForwardSpan(leader, isRead, commands.Length);
+        _transport.Send(new ForwardRequest(Id, leader, _core.Term, id, isRead, commands) { TraceParent = pending.Span?.Id });
     }
 
     // Leader side: append the commands as proposals, or queue a read index for the follower.
@@ -82,6 +90,7 @@ public sealed partial class RaftNode
             _recentForwards[request.From] = recent = new RecentIds(RecentIdsPerFollower);
         if (!recent.Add(request.RequestId))
             return; // A duplicate: the first copy was handled and answered.
+        using var span = StartForwardHandleSpan(request);
         if (request.IsRead)
         {
             if (_remoteReads.Count >= MaxRemoteReads)
@@ -132,7 +141,9 @@ public sealed partial class RaftNode
             if (status != ForwardStatus.Invalid)
                 status = ForwardStatus.Accepted;
             _metrics.Proposals.Add(appended);
+            MarkProposed(first);
         }
+        span?.SetTag("raft.forward.status", status.ToString());
         // Sent now, ahead of the AppendEntries that will carry the entries: the follower learns the
         // indexes before it can apply them.
         Answer(request.From, request.RequestId, status, first, appended);
@@ -158,6 +169,7 @@ public sealed partial class RaftNode
         if (!_forwarded.TryGetValue(response.RequestId, out var pending) || pending.Leader != response.From)
             return; // Late (abandoned or expired) or not from the node asked: nothing waits for it.
         _forwarded.Remove(response.RequestId);
+        EndForwardSpan(pending.Span, response.Status);
         if (pending.Reads is { } reads)
         {
             if (response.Status == ForwardStatus.Accepted)
@@ -326,8 +338,12 @@ public sealed partial class RaftNode
 
         public List<TaskCompletionSource>? Reads { get; } = reads;
 
+        /// <summary>The forward span, ended by the answer or the failure; null when not traced.</summary>
+        public System.Diagnostics.Activity? Span { get; set; }
+
         public void Fail(Exception error)
         {
+            EndForwardSpan(Span, status: null, error);
             if (Proposals is not null)
             {
                 foreach (var proposal in Proposals)

@@ -140,6 +140,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         _lastAppliedTerm = snapshotStore?.Latest?.Term ?? 0;
         _status = new StatusHolder(_core.Status);
         _metrics = new RaftMetrics(options.MeterFactory, options.NodeId, () => Status);
+        AttachTelemetry(transport, logStore);
         _nextForwardId = (options.Random ?? Random.Shared).NextInt64(1, 1L << 62);
     }
 
@@ -351,8 +352,10 @@ public sealed partial class RaftNode : IAsyncDisposable
             return ValueTask.FromCanceled<object?>(cancellationToken);
         var proposal = _proposals.Rent(command);
         var result = proposal.Task;
-        Enqueue(proposal);
-        return cancellationToken.CanBeCanceled ? new ValueTask<object?>(result.AsTask().WaitAsync(cancellationToken)) : result;
+        var span = EnqueueTraced(proposal, ProposeSpan);
+        if (cancellationToken.CanBeCanceled)
+            result = new ValueTask<object?>(result.AsTask().WaitAsync(cancellationToken));
+        return span is null ? result : TraceProposeAsync(result, span);
     }
 
     /// <summary>
@@ -373,8 +376,9 @@ public sealed partial class RaftNode : IAsyncDisposable
         if (cancellationToken.IsCancellationRequested)
             return Task.FromCanceled(cancellationToken);
         var read = new ReadRequest();
-        Enqueue(read);
-        return cancellationToken.CanBeCanceled ? read.Completion.Task.WaitAsync(cancellationToken) : read.Completion.Task;
+        var span = EnqueueTraced(read, ReadBarrierSpan);
+        var result = cancellationToken.CanBeCanceled ? read.Completion.Task.WaitAsync(cancellationToken) : read.Completion.Task;
+        return span is null ? result : TraceAsync(result, span);
     }
 
     /// <summary>Asks the leader (this node) to hand leadership to <paramref name="transferee"/>.</summary>
@@ -615,7 +619,7 @@ public sealed partial class RaftNode : IAsyncDisposable
                 // A command the state machine cannot apply would stop this node once committed: an
                 // honest leader validated it before appending, so this is a forged or buggy leader (or
                 // validators that disagree between versions). Refused whole; the leader retries.
-                _metrics.RejectedMessages.Add(1, new KeyValuePair<string, object?>("raft.message.type", nameof(AppendEntries)));
+                _metrics.RejectedMessages.Add(1, new KeyValuePair<string, object?>(RaftTelemetry.MessageTypeTag, nameof(AppendEntries)));
                 Log.CommandRefused(_logger, Id, append.From, $"an AppendEntries at term {append.Term} carries a command at index {invalid.Index} that the state machine refuses ({invalid.Reason}); the whole message was refused");
                 break;
             case RaftMessage message:
@@ -636,6 +640,9 @@ public sealed partial class RaftNode : IAsyncDisposable
                 break;
             case ReadRequest read:
                 HandleRead(read.Completion);
+                break;
+            case TracedItem traced:
+                HandleTraced(traced);
                 break;
             case TransferRequest transfer:
                 if (_core.Role != RaftRole.Leader)
@@ -681,7 +688,7 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     private void OnRejected(RaftMessage message)
     {
-        _metrics.RejectedMessages.Add(1, new KeyValuePair<string, object?>("raft.message.type", message.GetType().Name));
+        _metrics.RejectedMessages.Add(1, new KeyValuePair<string, object?>(RaftTelemetry.MessageTypeTag, message.GetType().Name));
         var reason = _core.LastRejection ?? "refused";
         var now = _time.GetTimestamp();
         if (!_rejectionWarned.TryGetValue(message.From, out var last) || _time.GetElapsedTime(last, now) >= TimeSpan.FromMinutes(1))
@@ -730,6 +737,7 @@ public sealed partial class RaftNode : IAsyncDisposable
                 proposal.Index = index;
                 proposal.Term = _core.Term;
                 _metrics.Proposals.Add(1);
+                MarkProposed(index);
                 // Registered with the apply loop before any Ready can hand out the entry as committed.
                 _registrations.Enqueue(proposal);
                 break;
@@ -774,6 +782,7 @@ public sealed partial class RaftNode : IAsyncDisposable
                 await ReceiveSnapshotAsync(ready, token).ConfigureAwait(false);
             if (ready.Entries.Count > 0)
             {
+                using var span = StartAppendSpan(ready.Entries);
                 await _store.AppendAsync(ready.Entries, token).ConfigureAwait(false);
                 Log.Persisted(_logger, Id, ready.Entries.Count, ready.Entries[^1].Index);
             }
@@ -791,7 +800,10 @@ public sealed partial class RaftNode : IAsyncDisposable
     private void SendAll(IReadOnlyList<RaftMessage> messages)
     {
         for (var i = 0; i < messages.Count; i++)
+        {
+            CountSend(messages[i]);
             _transport.Send(messages[i]);
+        }
     }
 
     // What follows persistence on either path: role change, committed entries and released reads.
@@ -800,7 +812,10 @@ public sealed partial class RaftNode : IAsyncDisposable
         if (ready.SoftState is { } soft)
             OnSoftStateChanged(soft);
         if (ready.CommittedEntries.Count > 0)
+        {
+            MarkCommitted(ready.CommittedEntries[^1].Index); // before the batch is queued: the apply loop finds the marks
             _applyQueue.Writer.TryWrite(new ApplyBatch(ready.CommittedEntries));
+        }
         var reads = ready.ReadStates;
         for (var i = 0; i < reads.Count; i++)
         {
@@ -845,6 +860,7 @@ public sealed partial class RaftNode : IAsyncDisposable
                 await writer.CommitAsync(token).ConfigureAwait(false);
             // The log now starts after the snapshot; the state machine is restored in order on the apply loop.
             await _store.ResetAsync(restore.Index, restore.Term, token).ConfigureAwait(false);
+            _metrics.SnapshotInstalls.Add(1);
             _applyQueue.Writer.TryWrite(new RestoreRequest(restore));
         }
         else if (ready.SnapshotChunks.Count > 0 && ready.SnapshotChunks[^1].Done && _incomingSnapshot is not null)
@@ -951,7 +967,8 @@ public sealed partial class RaftNode : IAsyncDisposable
 #else
         const bool ackedEarly = false;
 #endif
-        await _store.AppendAsync(entries, token).ConfigureAwait(false);
+        using (StartAppendSpan(entries))
+            await _store.AppendAsync(entries, token).ConfigureAwait(false);
         Log.Persisted(_logger, Id, entries.Count, entries[^1].Index);
         _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
         Interlocked.Add(ref _unpersistedBytes, -EntryBytes(entries));
@@ -989,9 +1006,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     private void OnSoftStateChanged(SoftState soft)
     {
         Log.RoleChanged(_logger, Id, soft.Role, soft.Term, soft.LeaderId);
-        _metrics.RoleChanges.Add(1, new KeyValuePair<string, object?>("role", soft.Role.ToString()));
-        if (soft.Role == RaftRole.Candidate)
-            _metrics.Elections.Add(1);
+        OnRoleChangedForTelemetry(soft);
         if (soft.Role != RaftRole.Leader && _pendingReads.Count > 0)
         {
             // The core dropped its pending reads with its leadership.
@@ -1231,6 +1246,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             await writer.CommitAsync(token).ConfigureAwait(false);
         }
         _lastSnapshotIndex = applied;
+        _metrics.SnapshotsCreated.Add(1);
         Log.SnapshotTaken(_logger, Id, applied);
         _inbox.Writer.TryWrite(new CompactRequest(applied - _options.SnapshotTrailingEntries));
     }
@@ -1263,6 +1279,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             Interlocked.Exchange(ref _appliedIndex, entry.Index);
         }
         _metrics.ApplyDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
+        MarkApplied(entries[^1].Index);
         _inbox.Writer.TryWrite(new AppliedSignal(entries[^1].Index));
     }
 
@@ -1320,6 +1337,9 @@ public sealed partial class RaftNode : IAsyncDisposable
                     break;
                 case ReadRequest read:
                     read.Completion.TrySetException(error);
+                    break;
+                case TracedItem traced:
+                    FailTraced(traced, error);
                     break;
                 case TransferRequest transfer:
                     transfer.Completion.TrySetException(error);

@@ -151,7 +151,7 @@ public sealed class RaftNodeOptions
     /// <summary>Where the node logs. The default logs nothing.</summary>
     public ILoggerFactory? LoggerFactory { get; init; }
 
-    /// <summary>Creates the node's <see cref="Meter"/> (named "Raft"). The default creates an unshared meter.</summary>
+    /// <summary>Creates the node's <see cref="Meter"/> (named <see cref="RaftTelemetry.MeterName"/>, tagged with the node id). The default creates an unshared meter.</summary>
     public IMeterFactory? MeterFactory { get; init; }
 
     /// <summary>Checks the settings and throws, naming the values, when they cannot work.</summary>

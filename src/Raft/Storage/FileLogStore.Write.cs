@@ -5,6 +5,9 @@ namespace Raft;
 
 public sealed partial class FileLogStore
 {
+    /// <summary>Told the seconds each fsync took (from the write thread); the node given this store sets it to its fsync histogram.</summary>
+    internal Action<double>? FsyncObserved { get; set; }
+
     /// <inheritdoc />
     /// <remarks>
     /// <para>The whole batch is encoded into one pooled buffer and written with one write call,
@@ -178,9 +181,11 @@ public sealed partial class FileLogStore
             active!.File.Write(span, fileOffset);
             if (_fsync)
             {
+                var syncStarted = Stopwatch.GetTimestamp();
                 active.File.FlushToDisk();
                 if (newSegment)
                     _fs.SyncDirectory(_directory);
+                FsyncObserved?.Invoke(Stopwatch.GetElapsedTime(syncStarted).TotalSeconds);
             }
         }
         finally
@@ -322,11 +327,19 @@ public sealed partial class FileLogStore
         {
             file.Write(content, 0);
             if (_fsync)
+            {
+                var syncStarted = Stopwatch.GetTimestamp();
                 file.FlushToDisk();
+                FsyncObserved?.Invoke(Stopwatch.GetElapsedTime(syncStarted).TotalSeconds);
+            }
         }
         _fs.MoveFile(temp, path);
         if (_fsync)
+        {
+            var syncStarted = Stopwatch.GetTimestamp();
             _fs.SyncDirectory(_directory);
+            FsyncObserved?.Invoke(Stopwatch.GetElapsedTime(syncStarted).TotalSeconds);
+        }
     }
 
     private void AddTerm(long index, long term)

@@ -242,6 +242,8 @@ internal sealed class InboundConnection
         var handler = _transport.Handler;
         var delivery = _transport.StoppingToken;
         int maxFrameBytes = options.MaxFrameBytes;
+        var metrics = _transport.Metrics;
+        var peerTag = metrics?.PeerTag(PeerId) ?? default;
         CancellationTokenSource? stall = null;
         bool midFrame = false;   // Invariant: true iff the bytes left after the last parse are part of an unfinished frame.
         long frameStarted = 0;   // Stopwatch timestamp of the read that brought the unfinished frame's first byte.
@@ -284,9 +286,12 @@ internal sealed class InboundConnection
                 bool completedFrame = false;
                 try
                 {
+                    long unread = buffer.Length;
                     while (MessageCodec.TryReadFrame(ref buffer, maxFrameBytes, out var message))
                     {
                         completedFrame = true;
+                        metrics?.Received(peerTag, unread - buffer.Length);
+                        unread = buffer.Length;
                         if (message.From != PeerId)
                             throw new RaftProtocolException($"a {message.GetType().Name} claims to be from node {message.From} on node {PeerId}'s connection");
                         if (message.To != _transport.LocalId)

@@ -55,7 +55,9 @@ internal enum MessageType : byte
 ///                          flags: 0x01 Success, 0x02 Done
 /// 8 ForwardRequest         from i32, to i32, term i64, requestId i64, commandCount i32     (28 bytes)
 ///                          then commandCount times: dataLength i32, data         (4 bytes + data)
-///                          flags: 0x01 IsRead (then commandCount is 0)
+///                          then, with flag 0x02 only, the trace context: traceId 16 bytes,
+///                          spanId 8 bytes, traceFlags u8 (W3C traceparent, binary)     (25 bytes)
+///                          flags: 0x01 IsRead (then commandCount is 0), 0x02 TraceContext
 /// 9 ForwardResponse        from i32, to i32, term i64, requestId i64, index i64, count i32,
 ///                          leaderId i32, status u8 (ForwardStatus)                        (41 bytes)
 /// </code>
@@ -84,6 +86,9 @@ internal static class MessageCodec
 
     /// <summary>The per-command overhead inside a ForwardRequest payload (its length), before the command's data.</summary>
     public const int CommandHeaderSize = 4;
+
+    /// <summary>The trace context at the end of a ForwardRequest with flag 0x02: trace id, span id, trace flags.</summary>
+    public const int TraceContextSize = 25;
 
     private const int RequestVoteSize = 32;
     private const int RequestVoteResponseSize = 16;
@@ -164,6 +169,11 @@ internal static class MessageCodec
                     long length = ForwardRequestFixedSize + ((long)commands.Count * CommandHeaderSize);
                     for (int i = 0; i < commands.Count; i++)
                         length += commands[i].Length;
+                    if (fr.TraceParent is not null)
+                    {
+                        _ = ParseTraceParent(fr.TraceParent);
+                        length += TraceContextSize;
+                    }
                     payloadLength = length;
                     return true;
                 }
@@ -285,7 +295,7 @@ internal static class MessageCodec
                 {
                     var commands = m.Commands;
                     var w = new FieldWriter(writer, HeaderSize + ForwardRequestFixedSize);
-                    w.Header(length, type, m.IsRead ? Flag1 : (byte)0);
+                    w.Header(length, type, (byte)((m.IsRead ? Flag1 : 0) | (m.TraceParent is null ? 0 : Flag2)));
                     w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
                     w.Int64(m.RequestId);
                     w.Int32(commands.Count);
@@ -299,6 +309,8 @@ internal static class MessageCodec
                         if (!command.IsEmpty)
                             writer.Write(command.Span);
                     }
+                    if (m.TraceParent is not null)
+                        WriteTraceContext(writer, ParseTraceParent(m.TraceParent));
                     break;
                 }
             case ForwardResponse m:
@@ -364,7 +376,7 @@ internal static class MessageCodec
             MessageType.TimeoutNow => (TimeoutNowSize, false, (byte)0),
             MessageType.InstallSnapshot => (InstallSnapshotFixedSize, true, Flag1),
             MessageType.InstallSnapshotResponse => (InstallSnapshotResponseSize, false, (byte)(Flag1 | Flag2)),
-            MessageType.ForwardRequest => (ForwardRequestFixedSize, true, Flag1),
+            MessageType.ForwardRequest => (ForwardRequestFixedSize, true, (byte)(Flag1 | Flag2)),
             MessageType.ForwardResponse => (ForwardResponseSize, false, (byte)0),
             _ => throw new RaftProtocolException($"Unknown message type {(byte)type}."),
         };
@@ -417,7 +429,7 @@ internal static class MessageCodec
                     Success: (flags & Flag1) != 0, Done: (flags & Flag2) != 0);
                 break;
             case MessageType.ForwardRequest:
-                message = ReadForwardRequest(ref r, isRead: (flags & Flag1) != 0);
+                message = ReadForwardRequest(ref r, isRead: (flags & Flag1) != 0, traced: (flags & Flag2) != 0);
                 break;
             case MessageType.ForwardResponse:
                 message = ReadForwardResponse(ref r);
@@ -506,7 +518,7 @@ internal static class MessageCodec
         return new InstallSnapshot(from, to, term, snapshotIndex, snapshotTerm, members, offset, data, done);
     }
 
-    private static ForwardRequest ReadForwardRequest(ref SequenceReader<byte> r, bool isRead)
+    private static ForwardRequest ReadForwardRequest(ref SequenceReader<byte> r, bool isRead, bool traced)
     {
         int from = ReadInt32(ref r);
         int to = ReadInt32(ref r);
@@ -514,7 +526,10 @@ internal static class MessageCodec
         long requestId = ReadInt64(ref r);
         int count = ReadInt32(ref r);
 
-        long remaining = r.Remaining;
+        // The trace context, when flagged, is the last TraceContextSize bytes: the commands end before it.
+        long remaining = r.Remaining - (traced ? TraceContextSize : 0);
+        if (remaining < 0)
+            throw new RaftProtocolException($"ForwardRequest is flagged as carrying a trace context ({TraceContextSize} bytes) but only {r.Remaining} bytes follow its fixed part.");
         if (count < 0)
             throw new RaftProtocolException($"ForwardRequest command count is negative ({count}).");
         if (isRead && count != 0)
@@ -546,7 +561,41 @@ internal static class MessageCodec
         }
         if (offset != data.Length)
             throw new RaftProtocolException($"ForwardRequest commands hold {offset} data bytes but the frame carries {data.Length}.");
-        return new ForwardRequest(from, to, term, requestId, isRead, commands);
+        return new ForwardRequest(from, to, term, requestId, isRead, commands) { TraceParent = traced ? ReadTraceContext(ref r) : null };
+    }
+
+    // A W3C traceparent, version 00 (what Activity.Id is in the W3C format): the binary form carried
+    // on the wire is its trace id, span id and flags. ActivityContext.TryParse checks the syntax.
+    private static ActivityContext ParseTraceParent(string traceParent)
+    {
+        if (!ActivityContext.TryParse(traceParent, null, out var context) || !traceParent.StartsWith("00-", StringComparison.Ordinal) || traceParent.Length != 55
+            || (context.TraceFlags & ~ActivityTraceFlags.Recorded) != 0)
+            throw new ArgumentException($"ForwardRequest.TraceParent \"{traceParent}\" is not a W3C traceparent of version 00 (00-<32 hex>-<16 hex>-<00 or 01>, ids not all zero).", nameof(traceParent));
+        return context;
+    }
+
+    private static void WriteTraceContext(IBufferWriter<byte> writer, ActivityContext context)
+    {
+        var span = writer.GetSpan(TraceContextSize);
+        context.TraceId.CopyTo(span[..16]);
+        context.SpanId.CopyTo(span.Slice(16, 8));
+        span[24] = (byte)context.TraceFlags;
+        writer.Advance(TraceContextSize);
+    }
+
+    private static string ReadTraceContext(ref SequenceReader<byte> r)
+    {
+        Span<byte> bytes = stackalloc byte[TraceContextSize];
+        if (!r.TryCopyTo(bytes))
+            throw Truncated();
+        r.Advance(TraceContextSize);
+        if (!bytes[..16].ContainsAnyExcept((byte)0) || !bytes.Slice(16, 8).ContainsAnyExcept((byte)0))
+            throw new RaftProtocolException("ForwardRequest carries a trace context whose trace id or span id is all zeros (invalid in W3C trace context).");
+        if ((bytes[24] & ~(byte)ActivityTraceFlags.Recorded) != 0)
+            throw new RaftProtocolException($"ForwardRequest carries a trace context with unknown trace flags 0x{bytes[24]:X2}.");
+        var traceId = ActivityTraceId.CreateFromBytes(bytes[..16]);
+        var spanId = ActivitySpanId.CreateFromBytes(bytes.Slice(16, 8));
+        return $"00-{traceId.ToHexString()}-{spanId.ToHexString()}-{bytes[24]:x2}";
     }
 
     private static ForwardResponse ReadForwardResponse(ref SequenceReader<byte> r)

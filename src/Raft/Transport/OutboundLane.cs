@@ -213,7 +213,10 @@ internal sealed class OutboundLane
         while (TryDequeue(out _))
             count++;
         if (count > 0)
+        {
             TcpTransportLog.DroppedQueued(_transport.Logger, count, PeerId, Lane, reason);
+            _transport.Metrics?.Dropped(PeerId, "unreachable", count);
+        }
     }
 
     private readonly record struct Queued(RaftMessage Message, long Bytes);
@@ -365,22 +368,27 @@ internal sealed class OutboundConnection : IAsyncDisposable
         var logger = _transport.Logger;
         var token = _broken.Token;
         var writer = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
+        var metrics = _transport.Metrics;
+        var peerTag = metrics?.PeerTag(_lane.PeerId) ?? default;
         try
         {
             while (await queue.WaitToReadAsync(token).ConfigureAwait(false))
             {
                 while (queue.TryDequeue(out var message))
                 {
+                    int written;
                     try
                     {
-                        MessageCodec.Write(writer, message);
+                        written = MessageCodec.Write(writer, message);
                     }
                     catch (ArgumentException)
                     {
                         // Send checked encodability; a message that still fails is dropped, not sent half-written.
                         TcpTransportLog.DroppedNoEncoding(logger, message.GetType().Name, _lane.PeerId);
+                        metrics?.Dropped(_lane.PeerId, "no_encoding");
                         continue;
                     }
+                    metrics?.Sent(peerTag, written); // written to the connection's buffer; a broken connection loses what is unflushed
                     TcpTransportLog.MessageSent(logger, message.GetType().Name, _lane.PeerId, message.Term);
                     if (writer.UnflushedBytes >= FlushThreshold && await FlushAsync(writer, token).ConfigureAwait(false) is { } partialFailure)
                         return partialFailure;

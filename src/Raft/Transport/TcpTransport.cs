@@ -109,6 +109,9 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
 
     internal ILogger Logger { get; }
 
+    /// <summary>Where the transport counts messages and bytes per peer: the meter of the <see cref="RaftNode"/> it was given to (null: not counted).</summary>
+    internal TransportMetrics? Metrics { get; set; }
+
     internal int LocalId { get; private set; }
 
     internal RaftMessageHandler Handler => _handler;
@@ -178,6 +181,7 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
         if (Volatile.Read(ref _state) != Running)
         {
             TcpTransportLog.DroppedNotRunning(Logger, message.GetType().Name, message.To);
+            Metrics?.Dropped(message.To, "not_running");
             return;
         }
         if (message.From != LocalId)
@@ -191,16 +195,19 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
                 TcpTransportLog.DroppedUnknownPeer(Logger, message.GetType().Name, message.To);
             else
                 TcpTransportLog.DroppedUnknownPeerAgain(Logger, message.GetType().Name, message.To);
+            Metrics?.Dropped(message.To, "unknown_peer");
             return;
         }
         if (!MessageCodec.TryGetPayloadLength(message, out long length))
         {
             TcpTransportLog.DroppedNoEncoding(Logger, message.GetType().Name, message.To);
+            Metrics?.Dropped(message.To, "no_encoding");
             return;
         }
         if (length > Options.MaxFrameBytes)
         {
             TcpTransportLog.DroppedTooLarge(Logger, message.GetType().Name, message.To, length, Options.MaxFrameBytes);
+            Metrics?.Dropped(message.To, "too_large");
             return;
         }
         var lane = message is InstallSnapshot ? peer.Snapshots : peer.Messages;
@@ -209,13 +216,16 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
             case EnqueueResult.FullMessages:
                 Interlocked.Increment(ref _queueFullDrops);
                 TcpTransportLog.DroppedQueueFull(Logger, message.GetType().Name, message.To, Options.SendQueueCapacity, "messages (SendQueueCapacity)");
+                Metrics?.Dropped(message.To, "queue_full");
                 break;
             case EnqueueResult.FullBytes:
                 Interlocked.Increment(ref _queueFullDrops);
                 TcpTransportLog.DroppedQueueFull(Logger, message.GetType().Name, message.To, Options.SendQueueMaxBytes, "bytes (SendQueueMaxBytes)");
+                Metrics?.Dropped(message.To, "queue_full");
                 break;
             case EnqueueResult.Closed:
                 TcpTransportLog.DroppedNotRunning(Logger, message.GetType().Name, message.To);
+                Metrics?.Dropped(message.To, "not_running");
                 break;
         }
     }

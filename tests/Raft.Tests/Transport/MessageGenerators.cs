@@ -110,7 +110,23 @@ public static class MessageGenerators
         from isRead in Gen.Frequency((1, Gen.Constant(true)), (3, Gen.Constant(false)))
         from count in isRead ? Gen.Constant(0) : Gen.Frequency((1, Gen.Constant(0)), (4, Gen.Choose(1, 20)))
         from commands in Gen.ArrayOf(Payload, count)
-        select new ForwardRequest(sender, receiver, term, requestId, isRead, commands.Select(c => (ReadOnlyMemory<byte>)c).ToArray());
+        from traced in AnyBool
+        from traceSeed in Gen.Choose(0, int.MaxValue)
+        select new ForwardRequest(sender, receiver, term, requestId, isRead, commands.Select(c => (ReadOnlyMemory<byte>)c).ToArray())
+        {
+            TraceParent = traced ? TraceParentFrom(traceSeed) : null,
+        };
+
+    /// <summary>A valid W3C traceparent (version 00, ids not all zero), derived from <paramref name="seed"/>.</summary>
+    public static string TraceParentFrom(int seed)
+    {
+        var random = new Random(seed);
+        var bytes = new byte[25];
+        random.NextBytes(bytes);
+        bytes[0] |= 1; // never an all-zero trace id
+        bytes[16] |= 1; // nor span id
+        return $"00-{Convert.ToHexStringLower(bytes.AsSpan(0, 16))}-{Convert.ToHexStringLower(bytes.AsSpan(16, 8))}-{bytes[24] & 1:x2}";
+    }
 
     public static readonly Gen<ForwardResponse> ForwardResponse =
         from sender in AnyInt
