@@ -350,6 +350,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled<object?>(cancellationToken);
         var proposal = _proposals.Rent(command);
+        proposal.Deadline = DeadlineAfter(_options.ProposalTimeout);
         var result = proposal.Task;
         Enqueue(proposal);
         return cancellationToken.CanBeCanceled ? new ValueTask<object?>(result.AsTask().WaitAsync(cancellationToken)) : result;
@@ -372,7 +373,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         ThrowIfNotRunning();
         if (cancellationToken.IsCancellationRequested)
             return Task.FromCanceled(cancellationToken);
-        var read = new ReadRequest();
+        var read = new ReadRequest { Deadline = DeadlineAfter(_options.ReadTimeout) };
         Enqueue(read);
         return cancellationToken.CanBeCanceled ? read.Completion.Task.WaitAsync(cancellationToken) : read.Completion.Task;
     }
@@ -630,12 +631,22 @@ public sealed partial class RaftNode : IAsyncDisposable
                     _core.Tick();
                 if (_forwarded.Count > 0)
                     ExpireForwards();
+                if (_proposalDeadlines.Count > 0 || _readDeadlines.Count > 0)
+                    CheckDeadlines();
                 break;
             case Proposal proposal:
                 HandleProposal(proposal);
                 break;
             case ReadRequest read:
+                TrackDeadline(read.Completion, read.Deadline);
                 HandleRead(read.Completion);
+                break;
+            case AppliedWaiter applied:
+                TrackDeadline(applied.Completion, applied.Deadline);
+                _applyQueue.Writer.TryWrite(new ReadRelease(applied.Index, [applied.Completion]));
+                break;
+            case QueryRequest query:
+                _applyQueue.Writer.TryWrite(query); // runs after everything queued before it is applied
                 break;
             case TransferRequest transfer:
                 if (_core.Role != RaftRole.Leader)
@@ -715,6 +726,8 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     private void HandleProposal(Proposal proposal)
     {
+        if (ExpiredBeforeAppend(proposal))
+            return;
         if (_validator is not null && !_validator.TryValidate(proposal.Command.Span, out var invalid))
         {
             // Refused before it is appended (or forwarded): a command the state machine cannot apply
@@ -729,11 +742,13 @@ public sealed partial class RaftNode : IAsyncDisposable
             case ProposeResult.Accepted:
                 proposal.Index = index;
                 proposal.Term = _core.Term;
+                TrackDeadline(proposal);
                 _metrics.Proposals.Add(1);
                 // Registered with the apply loop before any Ready can hand out the entry as committed.
                 _registrations.Enqueue(proposal);
                 break;
             case ProposeResult.NotLeader when CanForward():
+                TrackDeadline(proposal);
                 _forwardProposals.Add(proposal);
                 break;
             case ProposeResult.NotLeader:
@@ -1072,6 +1087,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         foreach (var transfer in _transfers)
             transfer.Completion.TrySetException(error);
         _transfers.Clear();
+        FailQueuedReads(error);
     }
 
     /// <summary>Whether the apply loop has work queued (the simulator runs a round when it has).</summary>
@@ -1106,6 +1122,13 @@ public sealed partial class RaftNode : IAsyncDisposable
                     break;
                 case TransferRequest transfer:
                     _transfers.Add(transfer);
+                    break;
+                case QueryRequest query:
+                    query.Run();
+                    break;
+                case ProposalExpiry expiry:
+                    TakeRegistrations(_waiting);
+                    ExpireWaitingProposals(expiry.Now);
                     break;
                 case SteppedDown:
                     foreach (var transfer in _transfers)
@@ -1327,6 +1350,12 @@ public sealed partial class RaftNode : IAsyncDisposable
                 case LeaderWaiter waiter:
                     waiter.Completion.TrySetException(error);
                     break;
+                case AppliedWaiter applied:
+                    applied.Completion.TrySetException(error);
+                    break;
+                case QueryRequest query:
+                    query.Fail(error);
+                    break;
             }
         }
         foreach (var (_, completion) in _pendingReads)
@@ -1353,6 +1382,8 @@ public sealed partial class RaftNode : IAsyncDisposable
     private sealed class ReadRequest
     {
         public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public long Deadline { get; init; } = long.MaxValue;
     }
 
 
