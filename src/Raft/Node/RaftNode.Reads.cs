@@ -10,7 +10,7 @@ public sealed partial class RaftNode
     // is pooled: its Generation tells whether the entry is still about the use that was tracked.
     private readonly Queue<(long Deadline, Proposal Proposal, int Generation)> _proposalDeadlines = new();
     private readonly Queue<(long Deadline, TaskCompletionSource Completion)> _readDeadlines = new();
-    private long _lastExpiryPost = long.MinValue;
+    private long? _lastExpiryPost;
 
     /// <summary>The state machine the node applies to (the typed API finds its adapter here).</summary>
     internal IStateMachine StateMachine => _stateMachine;
@@ -134,7 +134,7 @@ public sealed partial class RaftNode
             expired = head.Deadline <= now;
             break;
         }
-        if (expired && (now - _lastExpiryPost) / (double)_time.TimestampFrequency >= _options.TickInterval.TotalSeconds * 10)
+        if (expired && (_lastExpiryPost is not { } last || (now - last) / (double)_time.TimestampFrequency >= _options.TickInterval.TotalSeconds * 10))
         {
             _lastExpiryPost = now;
             _applyQueue.Writer.TryWrite(new ProposalExpiry(now));
