@@ -331,7 +331,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// than once, combine it (<c>Task.WhenAll</c>) or keep it, call <see cref="ValueTask{TResult}.AsTask"/> first.
     /// </remarks>
     /// <param name="command">The command. The node keeps a reference until it is applied: do not modify the buffer afterwards.</param>
-    /// <param name="cancellationToken">Stops waiting. The command may still commit: cancellation abandons the result, not the proposal.</param>
+    /// <param name="cancellationToken">Stops waiting. The command may still commit: cancellation abandons the result, not the proposal. Without it the wait still ends after <see cref="RaftNodeOptions.ProposalTimeout"/> (30 s by default).</param>
     /// <returns>The result of <see cref="IStateMachine.ApplyAsync"/> for the command; or
     /// <see cref="CommittedWithoutResult.Instance"/> when the command committed but this node did not
     /// apply it itself (a follower that forwarded it got the leader's snapshot covering it), so no
@@ -341,6 +341,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <exception cref="ProposalDroppedException">The command was appended but another entry committed at its index; it did not take effect.</exception>
     /// <exception cref="ProposalOutcomeUnknownException">The node cannot tell whether the command took effect (a snapshot covered it, or a forwarded command got no answer).</exception>
     /// <exception cref="InvalidCommandException">The state machine's <see cref="ICommandValidator"/> refused the command; nothing was submitted.</exception>
+    /// <exception cref="RaftTimeoutException">Not applied within <see cref="RaftNodeOptions.ProposalTimeout"/>; <see cref="RaftTimeoutException.OutcomeKnown"/> says whether it may still take effect.</exception>
     /// <exception cref="RaftNodeFaultedException">The node stopped because of an error (the inner exception); nothing was submitted.</exception>
     /// <exception cref="InvalidOperationException"><see cref="StartAsync"/> was not called.</exception>
     /// <exception cref="ObjectDisposedException">The node was disposed.</exception>
@@ -359,13 +360,21 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <summary>
     /// Waits until a read of the local state machine is linearizable: this node confirmed with a
     /// majority that it is still the leader, and it has applied everything committed before the
-    /// call (the ReadIndex protocol, dissertation §6.4). Read the state machine right after. With
-    /// <see cref="RaftNodeOptions.ForwardToLeader"/>, a follower asks the leader for the read index
-    /// and waits until it has applied that far itself.
+    /// call (the ReadIndex protocol, dissertation §6.4; or its lease, <see cref="RaftNodeOptions.LeaseReads"/>).
+    /// With <see cref="RaftNodeOptions.ForwardToLeader"/>, a follower asks the leader for the read
+    /// index and waits until it has applied that far itself.
     /// </summary>
+    /// <remarks>
+    /// The apply loop goes on applying newer commands while the caller reads after this returns, so
+    /// a state machine read this way must be safe to read concurrently with
+    /// <see cref="IStateMachine.ApplyAsync"/> (a lock, or immutable state swapped atomically); a plain
+    /// <see cref="Dictionary{TKey, TValue}"/> is not. <see cref="QueryAsync{TState, TResult}"/> runs the
+    /// read on the apply loop instead and needs no locks.
+    /// </remarks>
     /// <param name="cancellationToken">Stops waiting.</param>
     /// <returns>A task that completes when the read is safe.</returns>
     /// <exception cref="NotLeaderException">This node is not the leader (and does not forward, or knows no leader), or leadership was lost before the read was confirmed.</exception>
+    /// <exception cref="RaftTimeoutException">Not confirmed within <see cref="RaftNodeOptions.ReadTimeout"/> (the read had no effect: retry).</exception>
     /// <exception cref="RaftNodeFaultedException">The node stopped because of an error (the inner exception).</exception>
     /// <exception cref="InvalidOperationException"><see cref="StartAsync"/> was not called.</exception>
     public Task ReadBarrierAsync(CancellationToken cancellationToken = default)
