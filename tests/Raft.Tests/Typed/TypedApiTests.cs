@@ -71,6 +71,26 @@ public sealed class TypedApiTests
         }
     }
 
+    // A follower that forwards to the leader applies the command itself: its result is typed too.
+    [Fact]
+    public async Task A_typed_proposal_forwarded_by_a_follower_returns_the_followers_typed_result()
+    {
+        await using var nodes = await TestNodes.StartAsync(3, _ => Adapter(new AppendLog()), o => new RaftNodeOptions
+        {
+            NodeId = o.NodeId, Members = o.Members, TickInterval = o.TickInterval, HeartbeatInterval = o.HeartbeatInterval,
+            ElectionTimeoutMin = o.ElectionTimeoutMin, ElectionTimeoutMax = o.ElectionTimeoutMax, TimeProvider = o.TimeProvider,
+            Random = o.Random, ForwardToLeader = true,
+        });
+        var leader = await nodes.LeaderAsync();
+        var follower = new RaftClient<Append, int>(nodes.Nodes.Values.First(n => n != leader));
+
+        var first = await nodes.RunAsync(follower.ProposeAsync(new Append("k", "a")), "the forwarded command");
+        var second = await nodes.RunAsync(follower.ProposeAsync(new Append("k", "b")), "the second forwarded command");
+
+        Assert.Equal(1, await first);
+        Assert.Equal(2, await second);
+    }
+
     // The adapter is the node's ICommandValidator: bytes its serializer cannot read are refused
     // before they are appended, instead of stopping every node that would apply them.
     [Fact]
