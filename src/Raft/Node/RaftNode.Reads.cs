@@ -12,6 +12,10 @@ public sealed partial class RaftNode
     private readonly Queue<(long Deadline, TaskCompletionSource Completion)> _readDeadlines = new();
     private long? _lastExpiryPost;
 
+    // Lease reads: the timestamp up to which whole ticks were counted (NaN before the first).
+    private readonly Lock _clockLock = new();
+    private double _tickedUpTo = double.NaN;
+
     /// <summary>The state machine the node applies to (the typed API finds its adapter here).</summary>
     internal IStateMachine StateMachine => _stateMachine;
 
@@ -81,6 +85,41 @@ public sealed partial class RaftNode
         var inside = _stateMachine is ITypedStateMachineAdapter adapter ? $" (wrapping a {adapter.Inner.GetType().Name})" : "";
         throw new InvalidOperationException(
             $"QueryAsync<{typeof(TState).Name}, ...>: node {Id}'s state machine is a {_stateMachine.GetType().Name}{inside}, not a {typeof(TState).Name}.");
+    }
+
+    // With lease reads the node's tick count must keep up with its clock: a timer that fires late
+    // (a starved thread pool, a stalled loop) would otherwise make a leader count less time than
+    // passed, and serve reads from a lease that has run out. Each timer callback, and each event
+    // round before it reads, counts the whole ticks that really elapsed since the last count.
+    private int TicksOwed()
+    {
+        var now = (double)_time.GetTimestamp();
+        var perTick = _options.TickInterval.TotalSeconds * _time.TimestampFrequency;
+        lock (_clockLock)
+        {
+            if (double.IsNaN(_tickedUpTo))
+            {
+                _tickedUpTo = now; // where the count starts does not matter: a lease compares two counts
+                return 0;
+            }
+            var owed = (int)Math.Min(int.MaxValue / 2, Math.Floor((now - _tickedUpTo) / perTick));
+            if (owed <= 0)
+                return 0;
+            _tickedUpTo += owed * perTick;
+            return owed;
+        }
+    }
+
+    // Event loop, at the start of a round with lease reads: ticks the core up to now, so a read this
+    // round checks its lease against the time that really passed.
+    private void CatchUpClock()
+    {
+        var owed = TicksOwed();
+        if (owed > 0)
+            Interlocked.Add(ref _pendingTicks, owed);
+        var ticks = Interlocked.Exchange(ref _pendingTicks, 0);
+        for (var i = 0; i < ticks; i++)
+            _core.Tick();
     }
 
     private long DeadlineAfter(TimeSpan timeout)

@@ -549,7 +549,8 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     private void OnTimer()
     {
-        if (Interlocked.Increment(ref _pendingTicks) == 1)
+        var ticks = _options.LeaseReads ? TicksOwed() : 1;
+        if (ticks > 0 && Interlocked.Add(ref _pendingTicks, ticks) == ticks)
             _inbox.Writer.TryWrite(TickSignal.Instance);
     }
 
@@ -587,6 +588,8 @@ public sealed partial class RaftNode : IAsyncDisposable
     {
         var token = _shutdown.Token;
         var reader = _inbox.Reader;
+        if (_options.LeaseReads)
+            CatchUpClock();
         // Drain everything queued: all proposals of this round go out in one batch (group commit).
         var handled = 0;
         long messageBytes = 0;

@@ -276,3 +276,130 @@ public sealed class ReadsAndTimeoutTests
         Assert.Equal(["a"], await read);
     }
 }
+
+/// <summary>
+/// A lease is measured on the clock, not on how many timer callbacks arrived: a leader whose timer
+/// is starved (a saturated thread pool) while its clock moves on must not serve a read from a lease
+/// that ran out long ago.
+/// </summary>
+public sealed class LeaseClockTests
+{
+    private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>A clock moved by hand whose timers fire, once per step, only when the test lets them.</summary>
+    private sealed class StarvableClock : TimeProvider
+    {
+        private readonly List<ManualTimer> _timers = [];
+        private long _now;
+
+        public object? Starved { get; set; }
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => Interlocked.Read(ref _now);
+
+        public override DateTimeOffset GetUtcNow() => new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero).AddTicks(GetTimestamp());
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            var timer = new ManualTimer(callback, state);
+            lock (_timers)
+                _timers.Add(timer);
+            return timer;
+        }
+
+        public void Step()
+        {
+            Interlocked.Add(ref _now, Tick.Ticks);
+            ManualTimer[] timers;
+            lock (_timers)
+                timers = [.. _timers];
+            foreach (var timer in timers)
+            {
+                if (!timer.Disposed && timer.State != Starved)
+                    timer.Callback(timer.State);
+            }
+        }
+
+        private sealed class ManualTimer(TimerCallback callback, object? state) : ITimer
+        {
+            public TimerCallback Callback { get; } = callback;
+
+            public object? State { get; } = state;
+
+            public bool Disposed { get; private set; }
+
+            public bool Change(TimeSpan dueTime, TimeSpan period) => true;
+
+            public void Dispose() => Disposed = true;
+
+            public ValueTask DisposeAsync()
+            {
+                Disposed = true;
+                return ValueTask.CompletedTask;
+            }
+        }
+    }
+
+    private static async Task RunUntilAsync(StarvableClock clock, Func<bool> condition, string what)
+    {
+        for (var step = 0; !condition(); step++)
+        {
+            if (step > 6000)
+                throw new TimeoutException($"Gave up waiting for {what}.");
+            clock.Step();
+            await Task.Delay(1);
+        }
+    }
+
+    [Fact]
+    public async Task A_leader_whose_timer_is_starved_serves_no_read_from_a_lease_its_clock_says_ran_out()
+    {
+        var clock = new StarvableClock();
+        var network = new Raft.Testing.InMemoryNetwork(seed: 3);
+        int[] members = [1, 2, 3];
+        var machines = members.ToDictionary(id => id, _ => new ListStateMachine());
+        var nodes = members.Select(id => new RaftNode(
+            new RaftNodeOptions
+            {
+                NodeId = id, Members = members, TickInterval = Tick, TimeProvider = clock, Random = new Random(id), LeaseReads = true,
+            },
+            network.CreateTransport(id), new Raft.Testing.InMemoryLogStore(), machines[id])).ToList();
+        try
+        {
+            foreach (var node in nodes)
+                await node.StartAsync();
+            await RunUntilAsync(clock, () => nodes.Count(n => n.Status.Role == RaftRole.Leader) == 1 && nodes.All(n => n.Status.CommitIndex >= 1), "a leader");
+            var old = nodes.Single(n => n.Status.Role == RaftRole.Leader);
+            for (var i = 0; i < 10; i++) // heartbeats acknowledged: a fresh lease
+            {
+                clock.Step();
+                await Task.Delay(1);
+            }
+
+            // The old leader is cut off and its timer starves while the clock runs on; the others
+            // elect a new leader and commit a write.
+            network.Isolate(old.Id);
+            clock.Starved = old;
+            await RunUntilAsync(clock, () => nodes.Any(n => n != old && n.Status.Role == RaftRole.Leader), "a new leader");
+            var fresh = nodes.Single(n => n != old && n.Status.Role == RaftRole.Leader);
+            var write = fresh.ProposeAsync(Encoding.UTF8.GetBytes("x")).AsTask();
+            await RunUntilAsync(clock, () => write.IsCompleted, "the new leader's write");
+            await write;
+            for (var i = 0; i < 100; i++) // another second: two quorum checks' worth of silence
+                clock.Step();
+
+            // Still starved, the clock still: the read is decided by the clock alone. The old leader
+            // counts the time that passed, finds it lost its majority long ago and steps down.
+            var read = old.QueryAsync((ListStateMachine m) => m.Commands);
+            var error = await Record.ExceptionAsync(() => read.WaitAsync(TimeSpan.FromSeconds(30)));
+
+            Assert.True(error is NotLeaderException, $"the old leader answered a read with its lease run out: {(error is null ? "[" + string.Join(",", await read) + "], without x" : error.GetType().Name)}");
+        }
+        finally
+        {
+            foreach (var node in nodes)
+                await node.DisposeAsync();
+        }
+    }
+}
