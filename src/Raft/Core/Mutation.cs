@@ -37,5 +37,8 @@ public enum Mutation
 
     /// <summary><c>FileLogStore</c> never fsyncs (its data may be lost on power failure while the store claims durability).</summary>
     FileLogNoFsync = 256,
+
+    /// <summary>The core's lease read lasts the whole <c>ElectionTicksMin</c>: no clock-drift margin (<c>RaftOptions.LeaseClockDriftBound</c>), so a leader whose clock runs slow serves stale reads.</summary>
+    LeaseWithoutDriftBound = 8192,
 }
 #endif

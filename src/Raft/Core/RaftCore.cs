@@ -53,6 +53,11 @@ public sealed class RaftCore
     private readonly List<(long RequestId, long Index, long Sequence)> _pendingReads = [];
     private readonly List<long> _readsAwaitingCommit = [];
     private List<ReadState> _readStates = [];
+    // Lease reads (RaftOptions.LeaseReads): the core's tick count, and the read rounds this leader
+    // started in its term with the tick each started at, oldest first. Every message carrying a
+    // round's sequence was sent at or after that tick. Invariant: ordered by Sequence and by Tick.
+    private long _ticks;
+    private readonly List<(long Sequence, long Tick)> _leaseRounds = [];
 
     // Output of the current step batch.
     private List<RaftMessage> _messages = [];
@@ -237,6 +242,7 @@ public sealed class RaftCore
     public void Tick()
     {
         EnsureNoReadyOutstanding();
+        _ticks++;
         if (_role == RaftRole.Leader)
             TickLeader();
         else
@@ -291,8 +297,60 @@ public sealed class RaftCore
             _readsAwaitingCommit.Add(requestId);
             return true;
         }
+        if (HoldsLease())
+        {
+            // Dissertation §6.4.1: no other leader can have been elected yet, so this node's commit
+            // index is the latest; no heartbeat round needed.
+            _readStates.Add(new ReadState(requestId, _log.Committed));
+            return true;
+        }
         IssueRead(requestId);
         return true;
+    }
+
+    /// <summary>Whether this leader holds a read lease now (<see cref="RaftOptions.LeaseReads"/>); always false when lease reads are off.</summary>
+    public bool HasLease => _role == RaftRole.Leader && HoldsLease();
+
+    // A majority acknowledged a read round this leader started less than LeaseTicks ago; those
+    // followers ignore candidates for ElectionTicksMin of their ticks after they heard it (CheckQuorum),
+    // so no other leader can exist before the lease ends, given the clock drift bound. Not while a
+    // leadership transfer is under way: the transferee campaigns without waiting for the lease.
+    private bool HoldsLease()
+    {
+        if (!_options.LeaseReads || !_options.CheckQuorum || _leadTransferee != 0)
+            return false;
+        var confirmed = PruneLeaseRounds();
+        if (_leaseRounds.Count == 0 || _leaseRounds[0].Sequence > confirmed)
+            return false;
+        var lease = _options.LeaseTicks;
+#if RAFT_MUTANTS
+        if ((_options.Mutations & Mutation.LeaseWithoutDriftBound) != 0)
+            lease = _options.ElectionTicksMin;
+#endif
+        return _ticks - _leaseRounds[0].Tick < lease;
+    }
+
+    private void AddLeaseRound()
+    {
+        _leaseRounds.Add((_readSequence, _ticks));
+        PruneLeaseRounds();
+    }
+
+    // Drops the rounds older than the newest one a majority acknowledged; returns that round's sequence.
+    private long PruneLeaseRounds()
+    {
+        Span<long> acked = _members.Length <= 16 ? stackalloc long[_members.Length] : new long[_members.Length];
+        var i = 0;
+        acked[i++] = _readSequence;
+        foreach (var (_, pr) in _progress)
+            acked[i++] = pr.AckedReadSequence;
+        var confirmed = Quorum.CommittedIndex(acked);
+        var drop = 0;
+        while (drop + 1 < _leaseRounds.Count && _leaseRounds[drop + 1].Sequence <= confirmed)
+            drop++;
+        if (drop > 0)
+            _leaseRounds.RemoveRange(0, drop);
+        return confirmed;
     }
 
     /// <summary>Starts handing leadership to <paramref name="transferee"/> (dissertation §3.10). Proposals are refused until it completes or times out after an election timeout.</summary>
@@ -348,6 +406,9 @@ public sealed class RaftCore
                 // CheckQuorum lease (dissertation §4.2.3): a node that heard from a live leader within the
                 // minimum election timeout ignores disruptive candidates, unless the leader itself asked.
                 var inLease = _options.CheckQuorum && _leader != 0 && _electionElapsed < _options.ElectionTicksMin;
+                // With lease reads, a node that just started may have acknowledged a leader's lease
+                // before it stopped: it ignores candidates for an election timeout too.
+                inLease |= _options.LeaseReads && _ticks < _options.ElectionTicksMin;
                 if (inLease && !vote.LeadershipTransfer)
                     return;
                 if (!vote.PreVote)
@@ -704,6 +765,8 @@ public sealed class RaftCore
         var next = _log.LastIndex + 1;
         foreach (var peer in _peers)
             _progress[peer] = new Progress(peer, next, _options.MaxInflightAppends) { RecentActive = true };
+        if (_options.LeaseReads)
+            AddLeaseRound(); // acknowledged in this term: sent from now on
         // A new leader commits a no-op of its own term at once (§5.4.2), which also commits every earlier entry.
         _log.Append(new LogEntry(next, _term, EntryKind.NoOp, ReadOnlyMemory<byte>.Empty));
         _broadcastPending = true;
@@ -725,6 +788,7 @@ public sealed class RaftCore
         _transferElapsed = 0;
         _pendingReads.Clear();
         _readsAwaitingCommit.Clear();
+        _leaseRounds.Clear();
     }
 
     // ------------------------------------------------------------------ elections (§5.2)
@@ -997,6 +1061,12 @@ public sealed class RaftCore
         else
         {
             _heartbeatElapsed = 0;
+            if (_options.LeaseReads)
+            {
+                // Each heartbeat round is a read round too, so the lease renews with the heartbeats.
+                _readSequence++;
+                AddLeaseRound();
+            }
             foreach (var (_, pr) in _progress)
             {
                 if (pr.State == ProgressState.Snapshot)
@@ -1032,6 +1102,8 @@ public sealed class RaftCore
         {
             _readBroadcastPending = false;
             _readSequence++;
+            if (_options.LeaseReads)
+                AddLeaseRound();
             foreach (var (_, pr) in _progress)
                 SendHeartbeat(pr);
             if (_peers.Length == 0)

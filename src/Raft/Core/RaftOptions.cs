@@ -83,6 +83,33 @@ public sealed class RaftOptions
     /// </summary>
     public bool EagerCommitPropagation { get; init; }
 
+    /// <summary>
+    /// Whether the leader serves <see cref="RaftCore.ReadIndex"/> from its lease, without a round of
+    /// heartbeats, while a majority acknowledged a heartbeat it sent less than
+    /// <see cref="LeaseTicks"/> ago (dissertation §6.4.1). Needs <see cref="CheckQuorum"/> (followers
+    /// that heard from the leader then ignore candidates for <see cref="ElectionTicksMin"/>), and
+    /// clocks whose rates differ by at most <see cref="LeaseClockDriftBound"/>: a node paused or a
+    /// clock running slower than that may serve a stale read. With it on, a node also ignores
+    /// candidates for its first <see cref="ElectionTicksMin"/> ticks, so a follower that restarts
+    /// cannot end an acknowledged lease early. The default is false.
+    /// </summary>
+    public bool LeaseReads { get; init; }
+
+    /// <summary>
+    /// With <see cref="LeaseReads"/>, the largest relative difference between two nodes' clock
+    /// rates (0.1: one node's 10 ticks may last as long as another's 9): the lease is cut by it, see
+    /// <see cref="LeaseTicks"/>. From 0 up to, not including, 1. The default is 0.1.
+    /// </summary>
+    public double LeaseClockDriftBound { get; init; } = 0.1;
+
+    /// <summary>
+    /// How many of the leader's ticks a lease lasts after the heartbeat round a majority acknowledged
+    /// started: <see cref="ElectionTicksMin"/> × (1 − <see cref="LeaseClockDriftBound"/>), rounded
+    /// down, less 2 ticks (one for the follower's tick that may come at once after it heard the
+    /// heartbeat, one for the leader's). Must be at least 1 when <see cref="LeaseReads"/> is on.
+    /// </summary>
+    public int LeaseTicks => (int)Math.Floor(ElectionTicksMin * (1 - LeaseClockDriftBound)) - 2;
+
     /// <summary>The source of randomness for election timeouts. The default is <see cref="Random.Shared"/>; pass a seeded instance for reproducible runs.</summary>
     public Random? Random { get; init; }
 
@@ -129,5 +156,11 @@ public sealed class RaftOptions
             throw new ArgumentOutOfRangeException(nameof(MaxTermJump), MaxTermJump, "MaxTermJump must be positive.");
         if (MaxSnapshotBytes <= 0)
             throw new ArgumentOutOfRangeException(nameof(MaxSnapshotBytes), MaxSnapshotBytes, "MaxSnapshotBytes must be positive.");
+        if (double.IsNaN(LeaseClockDriftBound) || LeaseClockDriftBound < 0 || LeaseClockDriftBound >= 1)
+            throw new ArgumentOutOfRangeException(nameof(LeaseClockDriftBound), LeaseClockDriftBound, "LeaseClockDriftBound must be at least 0 and less than 1.");
+        if (LeaseReads && !CheckQuorum)
+            throw new ArgumentException("LeaseReads needs CheckQuorum: without it, followers that heard from the leader still vote for a new one, and the lease proves nothing.", nameof(LeaseReads));
+        if (LeaseReads && LeaseTicks < 1)
+            throw new ArgumentException($"LeaseReads: ElectionTicksMin ({ElectionTicksMin}) × (1 − LeaseClockDriftBound ({LeaseClockDriftBound})) leaves a lease of {LeaseTicks} ticks after the 2-tick margin; it must be at least 1.", nameof(LeaseReads));
     }
 }

@@ -154,3 +154,38 @@ public sealed class RaftNodeFaultedException : RaftException
     /// <summary>The node that stopped, or 0 when not given.</summary>
     public int NodeId { get; }
 }
+
+/// <summary>
+/// An operation did not finish within its timeout (<see cref="RaftNodeOptions.ProposalTimeout"/>,
+/// <see cref="RaftNodeOptions.ReadTimeout"/>): typically the leader lost its majority, or this node is
+/// cut off. <see cref="OutcomeKnown"/> says whether a timed-out command can still take effect.
+/// </summary>
+public sealed class RaftTimeoutException : RaftException
+{
+    /// <summary>Creates the exception.</summary>
+    public RaftTimeoutException() : base("The operation timed out.") { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What happened.</param>
+    public RaftTimeoutException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="innerException">The cause.</param>
+    public RaftTimeoutException(string message, Exception innerException) : base(message, innerException) { }
+
+    /// <summary>Creates the exception saying whether the outcome is known.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="outcomeKnown">See <see cref="OutcomeKnown"/>.</param>
+    public RaftTimeoutException(string message, bool outcomeKnown) : base(message)
+    {
+        OutcomeKnown = outcomeKnown;
+    }
+
+    /// <summary>
+    /// True when the operation did not and will not take effect: a command that was never appended
+    /// to the log, or a read (reads change nothing); retrying is safe. False when a command was
+    /// appended and may still commit and be applied later: read the state to find out before retrying.
+    /// </summary>
+    public bool OutcomeKnown { get; }
+}

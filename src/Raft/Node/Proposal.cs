@@ -36,6 +36,17 @@ internal sealed class Proposal : IValueTaskSource<object?>
     /// </summary>
     public Proposal? NextAtIndex { get; set; }
 
+    /// <summary>When the caller stops waiting (<see cref="RaftNodeOptions.ProposalTimeout"/>), as a <see cref="TimeProvider"/> timestamp; <see cref="long.MaxValue"/> for never.</summary>
+    public long Deadline { get; set; } = long.MaxValue;
+
+    /// <summary>Which use of the pooled instance this is: bumped by each <see cref="Start"/>, so a deadline tracked for an earlier use is recognised as done.</summary>
+    public int Generation => Volatile.Read(ref _generation);
+
+    /// <summary>Whether this use has completed.</summary>
+    public bool IsCompleted => Volatile.Read(ref _completed) != 0;
+
+    private int _generation;
+
     /// <summary>The caller's view of this use of the instance.</summary>
     public ValueTask<object?> Task => new(this, _source.Version);
 
@@ -97,6 +108,8 @@ internal sealed class Proposal : IValueTaskSource<object?>
         Index = 0;
         Term = 0;
         NextAtIndex = null;
+        Deadline = long.MaxValue;
+        Interlocked.Increment(ref _generation);
         Volatile.Write(ref _completed, 0);
     }
 

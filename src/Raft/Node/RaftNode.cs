@@ -332,7 +332,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// than once, combine it (<c>Task.WhenAll</c>) or keep it, call <see cref="ValueTask{TResult}.AsTask"/> first.
     /// </remarks>
     /// <param name="command">The command. The node keeps a reference until it is applied: do not modify the buffer afterwards.</param>
-    /// <param name="cancellationToken">Stops waiting. The command may still commit: cancellation abandons the result, not the proposal.</param>
+    /// <param name="cancellationToken">Stops waiting. The command may still commit: cancellation abandons the result, not the proposal. Without it the wait still ends after <see cref="RaftNodeOptions.ProposalTimeout"/> (30 s by default).</param>
     /// <returns>The result of <see cref="IStateMachine.ApplyAsync"/> for the command; or
     /// <see cref="CommittedWithoutResult.Instance"/> when the command committed but this node did not
     /// apply it itself (a follower that forwarded it got the leader's snapshot covering it), so no
@@ -342,6 +342,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <exception cref="ProposalDroppedException">The command was appended but another entry committed at its index; it did not take effect.</exception>
     /// <exception cref="ProposalOutcomeUnknownException">The node cannot tell whether the command took effect (a snapshot covered it, or a forwarded command got no answer).</exception>
     /// <exception cref="InvalidCommandException">The state machine's <see cref="ICommandValidator"/> refused the command; nothing was submitted.</exception>
+    /// <exception cref="RaftTimeoutException">Not applied within <see cref="RaftNodeOptions.ProposalTimeout"/>; <see cref="RaftTimeoutException.OutcomeKnown"/> says whether it may still take effect.</exception>
     /// <exception cref="RaftNodeFaultedException">The node stopped because of an error (the inner exception); nothing was submitted.</exception>
     /// <exception cref="InvalidOperationException"><see cref="StartAsync"/> was not called.</exception>
     /// <exception cref="ObjectDisposedException">The node was disposed.</exception>
@@ -351,6 +352,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         if (cancellationToken.IsCancellationRequested)
             return ValueTask.FromCanceled<object?>(cancellationToken);
         var proposal = _proposals.Rent(command);
+        proposal.Deadline = DeadlineAfter(_options.ProposalTimeout);
         var result = proposal.Task;
         var span = EnqueueTraced(proposal, ProposeSpan);
         if (cancellationToken.CanBeCanceled)
@@ -361,13 +363,21 @@ public sealed partial class RaftNode : IAsyncDisposable
     /// <summary>
     /// Waits until a read of the local state machine is linearizable: this node confirmed with a
     /// majority that it is still the leader, and it has applied everything committed before the
-    /// call (the ReadIndex protocol, dissertation §6.4). Read the state machine right after. With
-    /// <see cref="RaftNodeOptions.ForwardToLeader"/>, a follower asks the leader for the read index
-    /// and waits until it has applied that far itself.
+    /// call (the ReadIndex protocol, dissertation §6.4; or its lease, <see cref="RaftNodeOptions.LeaseReads"/>).
+    /// With <see cref="RaftNodeOptions.ForwardToLeader"/>, a follower asks the leader for the read
+    /// index and waits until it has applied that far itself.
     /// </summary>
+    /// <remarks>
+    /// The apply loop goes on applying newer commands while the caller reads after this returns, so
+    /// a state machine read this way must be safe to read concurrently with
+    /// <see cref="IStateMachine.ApplyAsync"/> (a lock, or immutable state swapped atomically); a plain
+    /// <see cref="Dictionary{TKey, TValue}"/> is not. <see cref="QueryAsync{TState, TResult}"/> runs the
+    /// read on the apply loop instead and needs no locks.
+    /// </remarks>
     /// <param name="cancellationToken">Stops waiting.</param>
     /// <returns>A task that completes when the read is safe.</returns>
     /// <exception cref="NotLeaderException">This node is not the leader (and does not forward, or knows no leader), or leadership was lost before the read was confirmed.</exception>
+    /// <exception cref="RaftTimeoutException">Not confirmed within <see cref="RaftNodeOptions.ReadTimeout"/> (the read had no effect: retry).</exception>
     /// <exception cref="RaftNodeFaultedException">The node stopped because of an error (the inner exception).</exception>
     /// <exception cref="InvalidOperationException"><see cref="StartAsync"/> was not called.</exception>
     public Task ReadBarrierAsync(CancellationToken cancellationToken = default)
@@ -375,7 +385,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         ThrowIfNotRunning();
         if (cancellationToken.IsCancellationRequested)
             return Task.FromCanceled(cancellationToken);
-        var read = new ReadRequest();
+        var read = new ReadRequest { Deadline = DeadlineAfter(_options.ReadTimeout) };
         var span = EnqueueTraced(read, ReadBarrierSpan);
         var result = cancellationToken.CanBeCanceled ? read.Completion.Task.WaitAsync(cancellationToken) : read.Completion.Task;
         return span is null ? result : TraceAsync(result, span);
@@ -543,7 +553,8 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     private void OnTimer()
     {
-        if (Interlocked.Increment(ref _pendingTicks) == 1)
+        var ticks = _options.LeaseReads ? TicksOwed() : 1;
+        if (ticks > 0 && Interlocked.Add(ref _pendingTicks, ticks) == ticks)
             _inbox.Writer.TryWrite(TickSignal.Instance);
     }
 
@@ -581,6 +592,8 @@ public sealed partial class RaftNode : IAsyncDisposable
     {
         var token = _shutdown.Token;
         var reader = _inbox.Reader;
+        if (_options.LeaseReads)
+            CatchUpClock();
         // Drain everything queued: all proposals of this round go out in one batch (group commit).
         var handled = 0;
         long messageBytes = 0;
@@ -634,15 +647,25 @@ public sealed partial class RaftNode : IAsyncDisposable
                     _core.Tick();
                 if (_forwarded.Count > 0)
                     ExpireForwards();
+                if (_proposalDeadlines.Count > 0 || _readDeadlines.Count > 0)
+                    CheckDeadlines();
                 break;
             case Proposal proposal:
                 HandleProposal(proposal);
                 break;
             case ReadRequest read:
+                TrackDeadline(read.Completion, read.Deadline);
                 HandleRead(read.Completion);
                 break;
             case TracedItem traced:
                 HandleTraced(traced);
+                break;
+            case AppliedWaiter applied:
+                TrackDeadline(applied.Completion, applied.Deadline);
+                _applyQueue.Writer.TryWrite(new ReadRelease(applied.Index, [applied.Completion]));
+                break;
+            case QueryRequest query:
+                _applyQueue.Writer.TryWrite(query); // runs after everything queued before it is applied
                 break;
             case TransferRequest transfer:
                 if (_core.Role != RaftRole.Leader)
@@ -722,6 +745,8 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     private void HandleProposal(Proposal proposal)
     {
+        if (ExpiredBeforeAppend(proposal))
+            return;
         if (_validator is not null && !_validator.TryValidate(proposal.Command.Span, out var invalid))
         {
             // Refused before it is appended (or forwarded): a command the state machine cannot apply
@@ -736,12 +761,14 @@ public sealed partial class RaftNode : IAsyncDisposable
             case ProposeResult.Accepted:
                 proposal.Index = index;
                 proposal.Term = _core.Term;
+                TrackDeadline(proposal);
                 _metrics.Proposals.Add(1);
                 MarkProposed(index);
                 // Registered with the apply loop before any Ready can hand out the entry as committed.
                 _registrations.Enqueue(proposal);
                 break;
             case ProposeResult.NotLeader when CanForward():
+                TrackDeadline(proposal);
                 _forwardProposals.Add(proposal);
                 break;
             case ProposeResult.NotLeader:
@@ -1087,6 +1114,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         foreach (var transfer in _transfers)
             transfer.Completion.TrySetException(error);
         _transfers.Clear();
+        FailQueuedReads(error);
     }
 
     /// <summary>Whether the apply loop has work queued (the simulator runs a round when it has).</summary>
@@ -1121,6 +1149,13 @@ public sealed partial class RaftNode : IAsyncDisposable
                     break;
                 case TransferRequest transfer:
                     _transfers.Add(transfer);
+                    break;
+                case QueryRequest query:
+                    query.Run();
+                    break;
+                case ProposalExpiry expiry:
+                    TakeRegistrations(_waiting);
+                    ExpireWaitingProposals(expiry.Now);
                     break;
                 case SteppedDown:
                     foreach (var transfer in _transfers)
@@ -1347,6 +1382,12 @@ public sealed partial class RaftNode : IAsyncDisposable
                 case LeaderWaiter waiter:
                     waiter.Completion.TrySetException(error);
                     break;
+                case AppliedWaiter applied:
+                    applied.Completion.TrySetException(error);
+                    break;
+                case QueryRequest query:
+                    query.Fail(error);
+                    break;
             }
         }
         foreach (var (_, completion) in _pendingReads)
@@ -1373,6 +1414,8 @@ public sealed partial class RaftNode : IAsyncDisposable
     private sealed class ReadRequest
     {
         public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public long Deadline { get; init; } = long.MaxValue;
     }
 
 

@@ -91,6 +91,44 @@ public sealed class RaftNodeOptions
     public TimeSpan ForwardTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
+    /// How long <see cref="RaftNode.ProposeAsync"/> waits for its command to be applied before it
+    /// fails with <see cref="RaftTimeoutException"/>, so a proposal on a deposed or partitioned leader
+    /// does not wait until the partition heals. <see cref="RaftTimeoutException.OutcomeKnown"/> says
+    /// whether the command may still take effect (it was appended) or cannot (it never was).
+    /// <see cref="Timeout.InfiniteTimeSpan"/> waits for ever (then only the caller's token ends the
+    /// wait). Measured with <see cref="TimeProvider"/>, checked once per <see cref="TickInterval"/>.
+    /// The default is 30 seconds.
+    /// </summary>
+    public TimeSpan ProposalTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long <see cref="RaftNode.ReadBarrierAsync"/>, <see cref="RaftNode.QueryAsync{TState, TResult}"/>
+    /// and <see cref="RaftNode.WaitForAppliedAsync"/> wait before they fail with
+    /// <see cref="RaftTimeoutException"/> (a read changes nothing: retry it).
+    /// <see cref="Timeout.InfiniteTimeSpan"/> waits for ever. The default is 10 seconds.
+    /// </summary>
+    public TimeSpan ReadTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Whether the leader serves reads (<see cref="RaftNode.ReadBarrierAsync"/>,
+    /// <see cref="RaftNode.QueryAsync{TState, TResult}"/>) from a lease, without a round of
+    /// heartbeats, while a majority acknowledged a heartbeat it sent within
+    /// <see cref="ElectionTimeoutMin"/> × (1 − <see cref="LeaseClockDriftBound"/>) less two ticks.
+    /// Needs <see cref="CheckQuorum"/>. <b>It trusts clocks</b>: a read is stale if a member's clock
+    /// runs slower than another's by more than <see cref="LeaseClockDriftBound"/>, or if the leader's
+    /// process pauses (GC, VM suspension) between checking the lease and reading; the default
+    /// ReadIndex protocol trusts no clock. Turn it on only where that is acceptable. The default is false.
+    /// </summary>
+    public bool LeaseReads { get; init; }
+
+    /// <summary>
+    /// With <see cref="LeaseReads"/>, the largest relative difference between the members' clock
+    /// rates the lease tolerates (0.1 = 10 %); the lease is shortened by it. From 0 up to, not
+    /// including, 1. The default is 0.1.
+    /// </summary>
+    public double LeaseClockDriftBound { get; init; } = 0.1;
+
+    /// <summary>
     /// The largest term increase a message may carry; a message whose term is further ahead of this
     /// node's is refused (logged, counted), so one forged message cannot push the cluster's term to
     /// the end of the range. The default is the core's, <see cref="RaftOptions.MaxTermJump"/> (2^32),
@@ -183,6 +221,10 @@ public sealed class RaftNodeOptions
                 $"ElectionTimeoutMax ({ElectionTimeoutMax.TotalMilliseconds} ms) must be greater than ElectionTimeoutMin ({ElectionTimeoutMin.TotalMilliseconds} ms).",
                 nameof(ElectionTimeoutMax));
         }
+        if (ProposalTimeout <= TimeSpan.Zero && ProposalTimeout != Timeout.InfiniteTimeSpan)
+            throw new ArgumentOutOfRangeException(nameof(ProposalTimeout), ProposalTimeout, "ProposalTimeout must be positive, or Timeout.InfiniteTimeSpan to wait for ever.");
+        if (ReadTimeout <= TimeSpan.Zero && ReadTimeout != Timeout.InfiniteTimeSpan)
+            throw new ArgumentOutOfRangeException(nameof(ReadTimeout), ReadTimeout, "ReadTimeout must be positive, or Timeout.InfiniteTimeSpan to wait for ever.");
         if (ForwardTimeout <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(ForwardTimeout), ForwardTimeout, "ForwardTimeout must be positive.");
         if (MaxInboxBytes < 64 * 1024)
@@ -222,6 +264,8 @@ public sealed class RaftNodeOptions
             MaxSnapshotChunkBytes = MaxSnapshotChunkBytes,
             PreVote = PreVote,
             CheckQuorum = CheckQuorum,
+            LeaseReads = LeaseReads,
+            LeaseClockDriftBound = LeaseClockDriftBound,
             // Forwarded work completes on the follower: it should not wait a tick to learn of a commit.
             EagerCommitPropagation = ForwardToLeader,
             Random = Random,
