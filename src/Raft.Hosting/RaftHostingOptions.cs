@@ -106,6 +106,18 @@ public sealed class RaftHostingOptions
     /// <inheritdoc cref="RaftNodeOptions.ForwardTimeout"/>
     public TimeSpan ForwardTimeout { get; set; } = Defaults.ForwardTimeout;
 
+    /// <inheritdoc cref="RaftNodeOptions.ProposalTimeout"/>
+    public TimeSpan ProposalTimeout { get; set; } = Defaults.ProposalTimeout;
+
+    /// <inheritdoc cref="RaftNodeOptions.ReadTimeout"/>
+    public TimeSpan ReadTimeout { get; set; } = Defaults.ReadTimeout;
+
+    /// <inheritdoc cref="RaftNodeOptions.LeaseReads"/>
+    public bool LeaseReads { get; set; } = Defaults.LeaseReads;
+
+    /// <inheritdoc cref="RaftNodeOptions.LeaseClockDriftBound"/>
+    public double LeaseClockDriftBound { get; set; } = Defaults.LeaseClockDriftBound;
+
     /// <summary>Builds the node's settings from these and the host's services.</summary>
     internal RaftNodeOptions ToNodeOptions(TimeProvider? timeProvider, ILoggerFactory? loggerFactory, System.Diagnostics.Metrics.IMeterFactory? meterFactory) => new()
     {
@@ -125,6 +137,10 @@ public sealed class RaftHostingOptions
         CheckQuorum = CheckQuorum,
         ForwardToLeader = ForwardToLeader,
         ForwardTimeout = ForwardTimeout,
+        ProposalTimeout = ProposalTimeout,
+        ReadTimeout = ReadTimeout,
+        LeaseReads = LeaseReads,
+        LeaseClockDriftBound = LeaseClockDriftBound,
         TimeProvider = timeProvider,
         LoggerFactory = loggerFactory,
         MeterFactory = meterFactory,

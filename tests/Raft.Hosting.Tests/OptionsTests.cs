@@ -81,6 +81,10 @@ public sealed class OptionsTests
         Assert.Equal(core.CheckQuorum, hosting.CheckQuorum);
         Assert.Equal(core.ForwardToLeader, hosting.ForwardToLeader);
         Assert.Equal(core.ForwardTimeout, hosting.ForwardTimeout);
+        Assert.Equal(core.ProposalTimeout, hosting.ProposalTimeout);
+        Assert.Equal(core.ReadTimeout, hosting.ReadTimeout);
+        Assert.Equal(core.LeaseReads, hosting.LeaseReads);
+        Assert.Equal(core.LeaseClockDriftBound, hosting.LeaseClockDriftBound);
         // Every setting reaches the node.
         var custom = new RaftHostingOptions
         {
@@ -94,6 +98,13 @@ public sealed class OptionsTests
             (custom.TickInterval, custom.HeartbeatInterval, custom.ElectionTimeoutMin, custom.ElectionTimeoutMax, custom.MaxInflightAppends, custom.MaxAppendBytes,
              custom.MaxUncommittedEntries, custom.SnapshotInterval, custom.SnapshotTrailingEntries, custom.MaxSnapshotChunkBytes, custom.PreVote, custom.CheckQuorum,
              custom.ForwardToLeader, custom.ForwardTimeout));
+        var timeouts = new RaftHostingOptions
+        {
+            NodeId = 1, Members = { [1] = "127.0.0.1:1" }, ProposalTimeout = TimeSpan.FromSeconds(4), ReadTimeout = TimeSpan.FromSeconds(2),
+            LeaseReads = true, LeaseClockDriftBound = 0.25,
+        }.ToNodeOptions(null, null, null);
+        Assert.Equal((TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(2), true, 0.25),
+            (timeouts.ProposalTimeout, timeouts.ReadTimeout, timeouts.LeaseReads, timeouts.LeaseClockDriftBound));
     }
 
     [Fact]
