@@ -37,5 +37,8 @@ public enum Mutation
 
     /// <summary><c>FileLogStore</c> never fsyncs (its data may be lost on power failure while the store claims durability).</summary>
     FileLogNoFsync = 256,
+
+    /// <summary><c>RaftNode</c> leaves the session table out of its snapshots: a node restored from one answers a retried session command by applying it again.</summary>
+    SessionsNotInSnapshot = 4096,
 }
 #endif

@@ -14,7 +14,16 @@ namespace Raft;
 /// <param name="IsRead">True to ask for a read index (then <paramref name="Commands"/> is empty); false to append <paramref name="Commands"/>.</param>
 /// <param name="Commands">The commands, in order; the leader appends them at consecutive indexes.</param>
 public sealed record ForwardRequest(int From, int To, long Term, long RequestId, bool IsRead, IReadOnlyList<ReadOnlyMemory<byte>> Commands)
-    : RaftMessage(From, To, Term);
+    : RaftMessage(From, To, Term)
+{
+    /// <summary>
+    /// The kind of each command, when not all are <see cref="EntryKind.Command"/>: one per command,
+    /// each <see cref="EntryKind.Command"/> or <see cref="EntryKind.Session"/> (an exactly-once
+    /// session entry, which the leader stamps with its clock as it appends it). Null means all are
+    /// plain commands. The default is null.
+    /// </summary>
+    public IReadOnlyList<EntryKind>? Kinds { get; init; }
+}
 
 /// <summary>The leader's answer to a <see cref="ForwardRequest"/>.</summary>
 /// <param name="From">The node that answers (the leader, or a node that is no longer one).</param>

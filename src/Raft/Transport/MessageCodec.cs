@@ -56,6 +56,8 @@ internal enum MessageType : byte
 /// 8 ForwardRequest         from i32, to i32, term i64, requestId i64, commandCount i32     (28 bytes)
 ///                          then commandCount times: dataLength i32, data         (4 bytes + data)
 ///                          flags: 0x01 IsRead (then commandCount is 0)
+///                                 0x02 HasKinds: then, after the commands, commandCount times: kind u8
+///                                      (EntryKind.Command or EntryKind.Session; ForwardRequest.Kinds)
 /// 9 ForwardResponse        from i32, to i32, term i64, requestId i64, index i64, count i32,
 ///                          leaderId i32, status u8 (ForwardStatus)                        (41 bytes)
 /// </code>
@@ -164,6 +166,17 @@ internal static class MessageCodec
                     long length = ForwardRequestFixedSize + ((long)commands.Count * CommandHeaderSize);
                     for (int i = 0; i < commands.Count; i++)
                         length += commands[i].Length;
+                    if (fr.Kinds is { } kinds)
+                    {
+                        if (kinds.Count != commands.Count)
+                            throw new ArgumentException($"ForwardRequest carries {kinds.Count} kinds for {commands.Count} commands.", nameof(message));
+                        for (int i = 0; i < kinds.Count; i++)
+                        {
+                            if (kinds[i] is not (EntryKind.Command or EntryKind.Session))
+                                throw new ArgumentException($"ForwardRequest command {i} has kind {kinds[i]}, which cannot be forwarded.", nameof(message));
+                        }
+                        length += kinds.Count;
+                    }
                     payloadLength = length;
                     return true;
                 }
@@ -285,7 +298,7 @@ internal static class MessageCodec
                 {
                     var commands = m.Commands;
                     var w = new FieldWriter(writer, HeaderSize + ForwardRequestFixedSize);
-                    w.Header(length, type, m.IsRead ? Flag1 : (byte)0);
+                    w.Header(length, type, (byte)((m.IsRead ? Flag1 : 0) | (m.Kinds is null ? 0 : Flag2)));
                     w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
                     w.Int64(m.RequestId);
                     w.Int32(commands.Count);
@@ -298,6 +311,13 @@ internal static class MessageCodec
                         c.Commit();
                         if (!command.IsEmpty)
                             writer.Write(command.Span);
+                    }
+                    if (m.Kinds is { } kinds)
+                    {
+                        var span = writer.GetSpan(kinds.Count);
+                        for (int i = 0; i < kinds.Count; i++)
+                            span[i] = (byte)kinds[i];
+                        writer.Advance(kinds.Count);
                     }
                     break;
                 }
@@ -364,7 +384,7 @@ internal static class MessageCodec
             MessageType.TimeoutNow => (TimeoutNowSize, false, (byte)0),
             MessageType.InstallSnapshot => (InstallSnapshotFixedSize, true, Flag1),
             MessageType.InstallSnapshotResponse => (InstallSnapshotResponseSize, false, (byte)(Flag1 | Flag2)),
-            MessageType.ForwardRequest => (ForwardRequestFixedSize, true, Flag1),
+            MessageType.ForwardRequest => (ForwardRequestFixedSize, true, (byte)(Flag1 | Flag2)),
             MessageType.ForwardResponse => (ForwardResponseSize, false, (byte)0),
             _ => throw new RaftProtocolException($"Unknown message type {(byte)type}."),
         };
@@ -417,7 +437,7 @@ internal static class MessageCodec
                     Success: (flags & Flag1) != 0, Done: (flags & Flag2) != 0);
                 break;
             case MessageType.ForwardRequest:
-                message = ReadForwardRequest(ref r, isRead: (flags & Flag1) != 0);
+                message = ReadForwardRequest(ref r, isRead: (flags & Flag1) != 0, hasKinds: (flags & Flag2) != 0);
                 break;
             case MessageType.ForwardResponse:
                 message = ReadForwardResponse(ref r);
@@ -459,7 +479,7 @@ internal static class MessageCodec
             long entryTerm = ReadInt64(ref r);
             byte kind = ReadByte(ref r);
             int length = ReadInt32(ref r);
-            if (kind > (byte)EntryKind.Configuration)
+            if (kind > (byte)EntryKind.Session)
                 throw new RaftProtocolException($"AppendEntries entry {i} has unknown kind {kind}.");
             if (length < 0)
                 throw new RaftProtocolException($"AppendEntries entry {i} has a negative length ({length}).");
@@ -506,7 +526,7 @@ internal static class MessageCodec
         return new InstallSnapshot(from, to, term, snapshotIndex, snapshotTerm, members, offset, data, done);
     }
 
-    private static ForwardRequest ReadForwardRequest(ref SequenceReader<byte> r, bool isRead)
+    private static ForwardRequest ReadForwardRequest(ref SequenceReader<byte> r, bool isRead, bool hasKinds)
     {
         int from = ReadInt32(ref r);
         int to = ReadInt32(ref r);
@@ -519,12 +539,13 @@ internal static class MessageCodec
             throw new RaftProtocolException($"ForwardRequest command count is negative ({count}).");
         if (isRead && count != 0)
             throw new RaftProtocolException($"ForwardRequest is a read but claims {count} commands.");
-        if (count > remaining / CommandHeaderSize)
-            throw new RaftProtocolException($"ForwardRequest claims {count} commands but only {remaining} bytes follow (each command needs at least {CommandHeaderSize}).");
+        int perCommand = CommandHeaderSize + (hasKinds ? 1 : 0);
+        if (count > remaining / perCommand)
+            throw new RaftProtocolException($"ForwardRequest claims {count} commands but only {remaining} bytes follow (each command needs at least {perCommand}).");
 
         // As for AppendEntries: the frame is consumed exactly, so the commands' data bytes are
-        // whatever is not command lengths; one array for all of them, sliced per command.
-        long dataBytes = remaining - ((long)count * CommandHeaderSize);
+        // whatever is not command lengths (or kinds); one array for all of them, sliced per command.
+        long dataBytes = remaining - ((long)count * perCommand);
         if (count == 0 && dataBytes != 0)
             throw new RaftProtocolException($"ForwardRequest frame has {dataBytes} trailing bytes after its payload.");
         byte[] data = dataBytes == 0 ? [] : GC.AllocateUninitializedArray<byte>(checked((int)dataBytes));
@@ -546,7 +567,19 @@ internal static class MessageCodec
         }
         if (offset != data.Length)
             throw new RaftProtocolException($"ForwardRequest commands hold {offset} data bytes but the frame carries {data.Length}.");
-        return new ForwardRequest(from, to, term, requestId, isRead, commands);
+        EntryKind[]? kinds = null;
+        if (hasKinds)
+        {
+            kinds = new EntryKind[count];
+            for (int i = 0; i < count; i++)
+            {
+                byte kind = ReadByte(ref r);
+                if (kind is not ((byte)EntryKind.Command or (byte)EntryKind.Session))
+                    throw new RaftProtocolException($"ForwardRequest command {i} has kind {kind}, which cannot be forwarded.");
+                kinds[i] = (EntryKind)kind;
+            }
+        }
+        return new ForwardRequest(from, to, term, requestId, isRead, commands) { Kinds = kinds };
     }
 
     private static ForwardResponse ReadForwardResponse(ref SequenceReader<byte> r)
