@@ -267,7 +267,7 @@ public class MessageCodecTests
     [InlineData(typeof(TimeoutNow), "From,To,Term")]
     [InlineData(typeof(InstallSnapshot), "From,To,Term,SnapshotIndex,SnapshotTerm,Members,Offset,Data,Done")]
     [InlineData(typeof(InstallSnapshotResponse), "From,To,Term,SnapshotIndex,NextOffset,Success,Done")]
-    [InlineData(typeof(ForwardRequest), "From,To,Term,RequestId,IsRead,Commands")]
+    [InlineData(typeof(ForwardRequest), "From,To,Term,RequestId,IsRead,Commands,Kinds")]
     [InlineData(typeof(ForwardResponse), "From,To,Term,RequestId,Status,Index,Count,LeaderId")]
     public void The_codec_knows_every_field_of_each_message(Type type, string encodedFields)
     {
