@@ -14,7 +14,7 @@ namespace Raft.Samples.KeyValueStore.E2E.Tests;
 /// node, while the leader is killed (SIGKILL, restarted) and paused (SIGSTOP / SIGCONT). At the end
 /// each counter must equal its client's acknowledged increments, and every answer must have been
 /// the count so far: no increment applied twice, none lost.
-/// Environment: <c>RAFT_E2E_EXACTLY_ONCE_SECONDS</c> (client run time, default 12), <c>RAFT_E2E_SEED</c>.
+/// Environment: <c>RAFT_E2E_EXACTLY_ONCE_SECONDS</c> (client run time, default 10), <c>RAFT_E2E_SEED</c>.
 /// </summary>
 public sealed class ExactlyOnceTests(ITestOutputHelper output)
 {
@@ -26,7 +26,7 @@ public sealed class ExactlyOnceTests(ITestOutputHelper output)
     [E2EFact]
     public async Task Counters_equal_acknowledged_increments_under_leader_kills_and_pauses()
     {
-        var seconds = int.TryParse(Environment.GetEnvironmentVariable("RAFT_E2E_EXACTLY_ONCE_SECONDS"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 12;
+        var seconds = int.TryParse(Environment.GetEnvironmentVariable("RAFT_E2E_EXACTLY_ONCE_SECONDS"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 10;
         var seed = int.TryParse(Environment.GetEnvironmentVariable("RAFT_E2E_SEED"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var sd) ? sd : Random.Shared.Next();
         Say($"seed {seed} (RAFT_E2E_SEED={seed} replays the schedule), {seconds} s of clients");
         var (executable, prefix) = LocateSample();

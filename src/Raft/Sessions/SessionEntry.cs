@@ -24,7 +24,12 @@ internal readonly record struct SessionEntry(SessionOp Op, long Timestamp, long 
     public const int OpenSize = HeaderSize + 16;
     public const int CommandHeaderSize = HeaderSize + 24;
 
-    public static byte[] EncodeOpen() => new byte[OpenSize] { (byte)SessionOp.Open, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+    public static byte[] EncodeOpen()
+    {
+        var data = new byte[OpenSize]; // timestamp and limits: zero until the leader stamps them
+        data[0] = (byte)SessionOp.Open;
+        return data;
+    }
 
     public static byte[] EncodeCommand(long clientId, long sequence, long lowestPending, ReadOnlySpan<byte> command)
     {

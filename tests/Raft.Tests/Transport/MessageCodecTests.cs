@@ -482,8 +482,8 @@ public class ForwardingCodecTests
     public void Unknown_ForwardRequest_flags_are_rejected()
     {
         var frame = RawPeer.Frame(new ForwardRequest(1, 2, 3, 4, IsRead: true, []));
-        frame[5] = 0x03;
-        AssertRejected(frame, "ForwardRequest frame has unknown flags 0x03");
+        frame[5] = 0x81; // 0x01 IsRead and 0x02 HasKinds are defined
+        AssertRejected(frame, "ForwardRequest frame has unknown flags 0x81");
     }
 
     [Theory]
