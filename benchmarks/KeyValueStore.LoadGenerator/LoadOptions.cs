@@ -67,6 +67,9 @@ internal sealed class LoadOptions
     /// <summary>Whether any 5xx answer from the sample ("ours") during a workload makes the run fail (<c>--fail-on-5xx</c>).</summary>
     public bool FailOn5xx { get; private set; }
 
+    /// <summary>Whether the sample's writes go through exactly-once sessions and are retried until their outcome is known (<c>--exactly-once</c>).</summary>
+    public bool ExactlyOnce { get; private set; }
+
     public bool ShowHelp { get; private set; }
 
     public const string Usage = """
@@ -83,6 +86,11 @@ internal sealed class LoadOptions
           --services LIST     Comma-separated: ours (the sample), dotnext (DotNext.Net.Cluster-based
                               service), floor (a dictionary per process, no consensus). Default: all three.
           --fail-on-5xx       Exit 1 if the sample (ours) answered any 5xx during a workload.
+          --exactly-once      The sample's clients open a session (POST /sessions) and send each
+                              PUT with an Idempotency-Key; a PUT whose outcome is unknown (5xx,
+                              timeout, broken connection) or not submitted (503) is sent again with
+                              the same key and value until answered (it applies once), so every key
+                              stays verifiable. Other services get plain PUTs.
 
           --workload LIST     Comma-separated CLIENTSxWRITEPERCENT (default: 16x50,64x100).
           --duration SEC      Measured seconds per workload (default 15).
@@ -194,6 +202,11 @@ internal sealed class LoadOptions
                     if (inline is not null)
                         throw new FormatException("--fail-on-5xx takes no value.");
                     options.FailOn5xx = true;
+                    break;
+                case "--exactly-once":
+                    if (inline is not null)
+                        throw new FormatException("--exactly-once takes no value.");
+                    options.ExactlyOnce = true;
                     break;
                 case "--forward":
                     options.Forward = Value() switch

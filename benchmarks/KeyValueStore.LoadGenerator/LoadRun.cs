@@ -127,7 +127,7 @@ internal static class LoadRun
                 {
                     Console.WriteLine($"Workload {spec.Name}, round {round}, service {service.Name}: {spec.Clients} clients, {spec.WritePercent} % writes, "
                         + $"{options.Warmup.TotalSeconds:0.#} s warm-up + {options.Duration.TotalSeconds:0.#} s measured...");
-                    var result = await WorkloadRunner.RunAsync(target, spec, round, options.Warmup, options.Duration, seeds.Next(), monitor, local, options.RawClient);
+                    var result = await WorkloadRunner.RunAsync(target, spec, round, options.Warmup, options.Duration, seeds.Next(), monitor, local, options.RawClient, options.ExactlyOnce && service == ServiceKind.Ours);
                     result = result with { Service = service.Name };
                     results.Add(result);
                     Console.WriteLine(Report.WorkloadLine(result));

@@ -76,9 +76,11 @@ internal sealed class LoadTarget : IDisposable
     /// <param name="node">The node's position in <see cref="Nodes"/>.</param>
     /// <param name="key">The key's number.</param>
     /// <param name="connection">The client's own connection to <paramref name="node"/> (<c>--client raw</c>), or null for the shared <see cref="Http"/> client.</param>
-    public async Task<(Outcome Outcome, string? Error, long Start, long End)> PutAsync(int node, int key, RawHttpConnection? connection = null)
+    /// <param name="idempotencyKey">With <c>--exactly-once</c>: the write's <c>Idempotency-Key</c> (<c>clientId:sequence</c>); such a write is not recorded here but by its caller, once its retries made its outcome known.</param>
+    /// <param name="writeId">The write's id, to send the same value again (a retry); 0 for a new one.</param>
+    public async Task<(Outcome Outcome, string? Error, long Start, long End)> PutAsync(int node, int key, RawHttpConnection? connection = null, string? idempotencyKey = null, long writeId = 0)
     {
-        var id = Interlocked.Increment(ref _lastWriteId);
+        var id = writeId != 0 ? writeId : NextWriteId();
         var body = Values.Create(id);
         var start = Stopwatch.GetTimestamp();
         (Outcome, string?) result;
@@ -87,11 +89,13 @@ internal sealed class LoadTarget : IDisposable
             HttpStatusCode status;
             if (connection is not null)
             {
-                status = (HttpStatusCode)(await connection.SendAsync("PUT", KeyPath(key), body)).Status;
+                status = (HttpStatusCode)(await connection.SendAsync("PUT", KeyPath(key), body, idempotencyKey)).Status;
             }
             else
             {
                 using var request = new HttpRequestMessage(HttpMethod.Put, _keyUris[node][key]) { Content = new ByteArrayContent(body) };
+                if (idempotencyKey is not null)
+                    request.Headers.TryAddWithoutValidation("Idempotency-Key", idempotencyKey);
                 using var response = await Http.SendAsync(request, HttpCompletionOption.ResponseContentRead);
                 status = response.StatusCode;
             }
@@ -102,6 +106,8 @@ internal sealed class LoadTarget : IDisposable
             result = FromException(ex);
         }
         var end = Stopwatch.GetTimestamp();
+        if (idempotencyKey is not null)
+            return (result.Item1, result.Item2, start, end);
         switch (result.Item1)
         {
             case Outcome.Ok:
@@ -112,6 +118,26 @@ internal sealed class LoadTarget : IDisposable
                 break;
         }
         return (result.Item1, result.Item2, start, end);
+    }
+
+    /// <summary>A new write id (its value starts with it).</summary>
+    public long NextWriteId() => Interlocked.Increment(ref _lastWriteId);
+
+    /// <summary><c>POST /sessions</c> on <paramref name="node"/>: an exactly-once session's client id, or null when none was opened.</summary>
+    public async Task<long?> OpenSessionAsync(int node)
+    {
+        try
+        {
+            using var response = await Http.PostAsync(new Uri(Nodes[node], "sessions"), null);
+            if (response.StatusCode != HttpStatusCode.Created)
+                return null;
+            using var json = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            return json.RootElement.GetProperty("clientId").GetInt64();
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException or System.Text.Json.JsonException or KeyNotFoundException)
+        {
+            return null;
+        }
     }
 
     /// <summary><c>GET /kv/{key}</c> on <paramref name="node"/> (a linearizable read on the leader).</summary>

@@ -32,7 +32,7 @@ internal sealed class RawHttpConnection(Uri baseUri, TimeSpan timeout) : IDispos
     /// <exception cref="SocketException">No connection could be made (nothing was sent).</exception>
     /// <exception cref="TimeoutException">No complete response within the timeout (the connection is closed).</exception>
     /// <exception cref="IOException">The connection failed or the response is malformed (the connection is closed).</exception>
-    public async Task<(int Status, long BodyLength)> SendAsync(string method, string path, ReadOnlyMemory<byte> body)
+    public async Task<(int Status, long BodyLength)> SendAsync(string method, string path, ReadOnlyMemory<byte> body, string? idempotencyKey = null)
     {
         _request.ResetWrittenCount();
         Ascii(method);
@@ -41,6 +41,11 @@ internal sealed class RawHttpConnection(Uri baseUri, TimeSpan timeout) : IDispos
         Ascii(path);
         Ascii(" HTTP/1.1\r\nHost: ");
         Ascii(_host);
+        if (idempotencyKey is not null)
+        {
+            Ascii("\r\nIdempotency-Key: ");
+            Ascii(idempotencyKey);
+        }
         if (method != "GET")
         {
             Ascii("\r\nContent-Length: ");

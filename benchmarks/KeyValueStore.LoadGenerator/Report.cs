@@ -10,7 +10,7 @@ internal static class Report
     public static string WorkloadLine(WorkloadResult r) => string.Create(CultureInfo.InvariantCulture,
         $"  {r.Service} {r.Spec.Name} round {r.Round}: {r.TotalPerSecond:N0} ops/s (PUT {r.PutPerSecond:N0}, GET {r.GetPerSecond:N0}); "
         + $"PUT p50 {Ms(r.Stats.Put, 50)} p99 {Ms(r.Stats.Put, 99)} ms; GET p50 {Ms(r.Stats.Get, 50)} p99 {Ms(r.Stats.Get, 99)} ms; "
-        + $"errors {Errors(r.Stats)}; leader changes {r.LeaderChanges}; "
+        + $"errors {Errors(r.Stats)}; {(r.Stats.ExactlyOnceRetries > 0 ? $"exactly-once retries {r.Stats.ExactlyOnceRetries}; " : "")}leader changes {r.LeaderChanges}; "
         + $"CPU cores: nodes {Cores(r.Cpu.Nodes)}, load generator {Cores(r.Cpu.LoadGenerator)}, everything else {Cores(r.Cpu.Others)}");
 
     public static string Markdown(IReadOnlyList<string> header, LoadOptions options, IReadOnlyList<ServiceRun> runs, IReadOnlyList<string> failures)

@@ -32,8 +32,12 @@ internal sealed class OperationStats
 
     public void AddError(string kind) => Errors[kind] = Errors.GetValueOrDefault(kind) + 1;
 
+    /// <summary>With <c>--exactly-once</c>: PUTs sent again with the same <c>Idempotency-Key</c> after an unknown outcome or a 503.</summary>
+    public long ExactlyOnceRetries { get; set; }
+
     public void Add(OperationStats other)
     {
+        ExactlyOnceRetries += other.ExactlyOnceRetries;
         Put.Add(other.Put);
         Get.Add(other.Get);
         GetNotFound += other.GetNotFound;
@@ -67,7 +71,7 @@ internal static class WorkloadRunner
 {
     private static readonly double NanosecondsPerTick = 1e9 / Stopwatch.Frequency;
 
-    public static async Task<WorkloadResult> RunAsync(LoadTarget target, WorkloadSpec spec, int round, TimeSpan warmup, TimeSpan duration, int seed, LeaderMonitor monitor, LocalCluster? local, bool rawClient)
+    public static async Task<WorkloadResult> RunAsync(LoadTarget target, WorkloadSpec spec, int round, TimeSpan warmup, TimeSpan duration, int seed, LeaderMonitor monitor, LocalCluster? local, bool rawClient, bool exactlyOnce = false)
     {
         var random = new Random(seed);
         var clientSeeds = Enumerable.Range(0, spec.Clients).Select(_ => random.Next()).ToArray();
@@ -75,7 +79,7 @@ internal static class WorkloadRunner
         var windowStart = start + Ticks(warmup);
         var windowEnd = windowStart + Ticks(duration);
         var clients = Enumerable.Range(0, spec.Clients)
-            .Select(c => Task.Run(() => ClientAsync(target, c % target.Nodes.Count, new Random(clientSeeds[c]), spec.WritePercent, windowStart, windowEnd, rawClient)))
+            .Select(c => Task.Run(() => ClientAsync(target, c % target.Nodes.Count, new Random(clientSeeds[c]), spec.WritePercent, windowStart, windowEnd, rawClient, exactlyOnce)))
             .ToArray();
         var cpu = Task.Run(async () =>
         {
@@ -97,15 +101,28 @@ internal static class WorkloadRunner
             await Task.Delay(TimeSpan.FromSeconds(wait / (double)Stopwatch.Frequency));
     }
 
-    private static async Task<OperationStats> ClientAsync(LoadTarget target, int node, Random random, int writePercent, long windowStart, long windowEnd, bool rawClient)
+    private static async Task<OperationStats> ClientAsync(LoadTarget target, int node, Random random, int writePercent, long windowStart, long windowEnd, bool rawClient, bool exactlyOnce)
     {
         var stats = new OperationStats();
         using var connection = rawClient ? new RawHttpConnection(target.Nodes[node], LoadTarget.RequestTimeout) : null;
+        // --exactly-once: one session per client; its writes are numbered 1, 2, ... and retried with the same number.
+        long session = 0;
+        long sequence = 0;
+        while (exactlyOnce && session == 0 && Stopwatch.GetTimestamp() < windowEnd)
+        {
+            session = await target.OpenSessionAsync(node) ?? 0;
+            if (session == 0)
+                await Task.Delay(100);
+        }
         while (Stopwatch.GetTimestamp() < windowEnd)
         {
             var key = random.Next(target.KeyCount);
             var write = random.Next(100) < writePercent;
-            var (outcome, error, start, end) = write ? await target.PutAsync(node, key, connection) : await target.GetAsync(node, key, connection);
+            var (outcome, error, start, end) = write
+                ? session != 0
+                    ? await ExactlyOnceWriteAsync(target, node, key, connection, $"{session}:{++sequence}", stats, windowStart, windowEnd)
+                    : await target.PutAsync(node, key, connection)
+                : await target.GetAsync(node, key, connection);
             if (outcome is not (Outcome.Ok or Outcome.NotFound))
                 stats.ErrorsWholeRun[error ?? "error"] = stats.ErrorsWholeRun.GetValueOrDefault(error ?? "error") + 1;
             if (end < windowStart || end >= windowEnd)
@@ -124,6 +141,44 @@ internal static class WorkloadRunner
             }
         }
         return stats;
+    }
+
+    /// <summary>
+    /// A PUT with an <c>Idempotency-Key</c>, sent again with the same key and value while its outcome
+    /// is unknown or nothing was submitted (5xx, timeout, broken or refused connection), for up to
+    /// 30 s, first to the client's node and then round the others: the sample applies it once, so the
+    /// write ends acknowledged (recorded from its first send) instead of of unknown outcome. Each
+    /// failed attempt is counted as an error as usual.
+    /// </summary>
+    private static async Task<(Outcome Outcome, string? Error, long Start, long End)> ExactlyOnceWriteAsync(LoadTarget target, int node, int key,
+        RawHttpConnection? connection, string idempotencyKey, OperationStats stats, long windowStart, long windowEnd)
+    {
+        var id = target.NextWriteId();
+        long first = 0;
+        var deadline = Stopwatch.GetTimestamp() + Ticks(TimeSpan.FromSeconds(30));
+        for (var attempt = 0; ; attempt++)
+        {
+            var attemptNode = (node + attempt) % target.Nodes.Count;
+            var (outcome, error, start, end) = await target.PutAsync(attemptNode, key, attemptNode == node ? connection : null, idempotencyKey, id);
+            if (attempt == 0)
+                first = start;
+            if (outcome == Outcome.Ok)
+            {
+                target.Tracker.Acknowledged(key, id, first, end);
+                return (outcome, error, first, end);
+            }
+            var retryable = error is "503" or "500" or "502" or "504" or "timeout" or "connect failed" or "connection error";
+            if (!retryable || Stopwatch.GetTimestamp() >= deadline)
+            {
+                target.Tracker.OutcomeUnknown(key);
+                return (outcome, error, first, end);
+            }
+            stats.ErrorsWholeRun[error!] = stats.ErrorsWholeRun.GetValueOrDefault(error!) + 1;
+            if (end >= windowStart && end < windowEnd)
+                stats.AddError(error!);
+            stats.ExactlyOnceRetries++;
+            await Task.Delay(50);
+        }
     }
 
     /// <summary>

@@ -21,7 +21,7 @@ namespace Raft.Samples.KeyValueStore;
 /// command that passes <see cref="TryValidate"/> always applies, and a malformed one never reaches
 /// the log (where it would stop every replica that applies it, again after every restart).</para>
 /// </remarks>
-public sealed class KeyValueStateMachine : IStateMachine, ICommandValidator
+public sealed class KeyValueStateMachine : IStateMachine, ICommandValidator, ISessionResultSerializer
 {
     private const uint SnapshotMagic = 0x3153564B; // "KVS1" read as little-endian
     private const int FlushBytes = 64 * 1024;
@@ -89,9 +89,55 @@ public sealed class KeyValueStateMachine : IStateMachine, ICommandValidator
                         _data[command.Key] = command.Value!;
                     result = new CasResult(matches, matches ? command.Value : current);
                     break;
+                case KvOperation.Increment:
+                    _data.TryGetValue(command.Key, out var text);
+                    long number = 0;
+                    var done = (text is null || long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out number))
+                        && !(command.Delta > 0 ? number > long.MaxValue - command.Delta : number < long.MinValue - command.Delta);
+                    if (done)
+                        _data[command.Key] = text = (number + command.Delta).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    result = new IncrementResult(done, text);
+                    break;
             }
         }
         return ValueTask.FromResult(result);
+    }
+
+    /// <summary>
+    /// Saves a <see cref="CasResult"/> or <see cref="IncrementResult"/> for exactly-once sessions
+    /// (a retried write gets its first result back): kind u8 (1 cas, 2 increment), flag u8,
+    /// has-current u8, then the current value in UTF-8. Other results are left to the library.
+    /// </summary>
+    /// <param name="result">A result of <see cref="ApplyAsync"/>.</param>
+    /// <param name="destination">Where the bytes go.</param>
+    /// <returns>Whether the result was written.</returns>
+    public bool TryWriteResult(object? result, IBufferWriter<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        var (kind, flag, current) = result switch
+        {
+            CasResult cas => ((byte)1, cas.Swapped, cas.Current),
+            IncrementResult increment => ((byte)2, increment.Done, increment.Current),
+            _ => ((byte)0, false, null),
+        };
+        if (kind == 0)
+            return false;
+        destination.Write([kind, flag ? (byte)1 : (byte)0, current is null ? (byte)0 : (byte)1]);
+        if (current is not null)
+            destination.Write(StrictUtf8.GetBytes(current));
+        return true;
+    }
+
+    /// <summary>Reads a result written by <see cref="TryWriteResult"/>.</summary>
+    /// <param name="data">The bytes.</param>
+    /// <returns>The <see cref="CasResult"/> or <see cref="IncrementResult"/>.</returns>
+    /// <exception cref="InvalidDataException">The bytes are not a saved result.</exception>
+    public object? ReadResult(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 3 || data[0] is not (1 or 2))
+            throw new InvalidDataException($"A saved key-value result of {data.Length} bytes has no valid kind.");
+        var current = data[2] == 1 ? StrictUtf8.GetString(data[3..]) : null;
+        return data[0] == 1 ? new CasResult(data[1] == 1, current) : new IncrementResult(data[1] == 1, current);
     }
 
     /// <inheritdoc />

@@ -33,8 +33,15 @@ internal sealed class KvApi
     /// <summary>The header on every answer: the id of the node that produced it (the leader's, when forwarded).</summary>
     public const string NodeHeader = "X-Raft-Node";
 
+    /// <summary>
+    /// The header that makes a write exactly-once: <c>{clientId}:{sequence}</c>, a session from
+    /// <c>POST /sessions</c> and the client's number for this write. A retry with the same value,
+    /// through any node, is applied at most once and answered with the first result.
+    /// </summary>
+    public const string IdempotencyKeyHeader = "Idempotency-Key";
+
     private const string RetryAfterSeconds = "1";
-    private const string Routes = "GET /, GET /status, GET /cluster, GET|PUT|DELETE /kv/{key}, POST /kv/{key}/cas";
+    private const string Routes = "GET /, GET /status, GET /cluster, GET|PUT|DELETE /kv/{key}, POST /kv/{key}/cas, POST /kv/{key}/incr, POST /sessions";
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
     private static readonly TimeSpan StatusTimeout = TimeSpan.FromSeconds(1.5);
     private static readonly Lazy<byte[]> Page = new(LoadPage);
@@ -93,6 +100,8 @@ internal sealed class KvApi
         app.MapPut("/kv/{key}", api.PutAsync);
         app.MapDelete("/kv/{key}", api.DeleteAsync);
         app.MapPost("/kv/{key}/cas", api.CompareAndSwapAsync);
+        app.MapPost("/kv/{key}/incr", api.IncrementAsync);
+        app.MapPost("/sessions", api.OpenSessionAsync);
         app.Map("/kv", MissingKeyAsync); // "/kv" and "/kv/", any method
     }
 
@@ -218,6 +227,98 @@ internal sealed class KvApi
         }));
     }
 
+    private async Task IncrementAsync(HttpContext context)
+    {
+        if (!KvInput.TryGetKey(context, out var key, out var error))
+        {
+            await WriteErrorAsync(context, StatusCodes.Status400BadRequest, error);
+            return;
+        }
+        const string Shape = "Send an empty body to add 1, or a 64-bit integer (UTF-8 text) to add.";
+        long delta = 1;
+        byte[]? body = null;
+        if (context.Request.ContentLength > 0 || context.Request.Headers.TransferEncoding.Count > 0)
+        {
+            body = await ReadBodyAsync(context, Shape);
+            if (body is null)
+                return;
+            if (body.Length > 0 && !(KvInput.TryDecode(body, out var text) && long.TryParse(text.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out delta)))
+            {
+                await WriteErrorAsync(context, StatusCodes.Status400BadRequest, "The body is not a 64-bit integer. " + Shape);
+                return;
+            }
+        }
+        await OnLeaderAsync(context, isRead: false, body, () => ProposeAsync(context, KvCommand.Increment(key, delta), async result =>
+        {
+            if (result is not IncrementResult increment)
+            {
+                await WriteErrorAsync(context, StatusCodes.Status500InternalServerError, $"The increment of '{key}' committed, but this node did not apply it itself and cannot tell the new value; read the key (or send it with an Idempotency-Key, whose retry returns the first result).");
+                return;
+            }
+            if (!increment.Done)
+            {
+                context.Response.StatusCode = StatusCodes.Status409Conflict;
+                await context.Response.WriteAsJsonAsync(new CasConflict($"The value of '{key}' is not a 64-bit integer, or adding {delta} would overflow; nothing changed.", increment.Current), context.RequestAborted);
+                return;
+            }
+            var bytes = StrictUtf8.GetBytes(increment.Current!);
+            context.Response.ContentType = "text/plain; charset=utf-8";
+            context.Response.ContentLength = bytes.Length;
+            await context.Response.Body.WriteAsync(bytes, context.RequestAborted);
+        }));
+    }
+
+    private Task OpenSessionAsync(HttpContext context) => OnLeaderAsync(context, isRead: false, body: null, async () =>
+    {
+        RaftSession session;
+        try
+        {
+            session = await _node.Raft.OpenSessionAsync(context.RequestAborted).WaitAsync(_node.Options.RequestTimeout, context.RequestAborted);
+        }
+        catch (NotLeaderException)
+        {
+            throw;
+        }
+        catch (ObjectDisposedException)
+        {
+            await ShuttingDownAsync(context);
+            return;
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception ex) when (ex is RaftException or TimeoutException)
+        {
+            // A session may have been registered anyway: unused, it expires. Nothing else changed.
+            await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, $"No session was opened ({ex.Message}). Retry shortly.", retryLater: true);
+            return;
+        }
+        context.Response.StatusCode = StatusCodes.Status201Created;
+        await context.Response.WriteAsJsonAsync(new SessionCreated(session.ClientId, $"Send writes with the header {IdempotencyKeyHeader}: {session.ClientId}:<sequence>, numbering them 1, 2, ...; retry a write with the same header."), context.RequestAborted);
+    });
+
+    /// <summary>Reads the <see cref="IdempotencyKeyHeader"/>: null when absent; false (with the reason) when malformed.</summary>
+    internal static bool TryGetIdempotencyKey(HttpRequest request, out (long ClientId, long Sequence)? key, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        key = null;
+        error = null;
+        if (!request.Headers.TryGetValue(IdempotencyKeyHeader, out var values))
+            return true;
+        var text = values.Count == 1 ? values[0] ?? "" : "";
+        var colon = text.IndexOf(':', StringComparison.Ordinal);
+        if (colon <= 0
+            || !long.TryParse(text.AsSpan(0, colon), NumberStyles.None, CultureInfo.InvariantCulture, out var clientId)
+            || !long.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var sequence)
+            || clientId <= 0 || sequence <= 0)
+        {
+            error = $"The {IdempotencyKeyHeader} header must be one value '<clientId>:<sequence>' (two positive integers: a session from POST /sessions and this write's number in it); got '{string.Join(",", values.ToArray())}'. Nothing was submitted.";
+            return false;
+        }
+        key = (clientId, sequence);
+        return true;
+    }
+
     private static Task MissingKeyAsync(HttpContext context) =>
         WriteErrorAsync(context, StatusCodes.Status400BadRequest, "The key is missing or empty: use /kv/{key} with a key of 1 to 256 UTF-8 bytes.");
 
@@ -242,6 +343,11 @@ internal sealed class KvApi
     /// <param name="local">Serves the request; throws <see cref="NotLeaderException"/> only when nothing was submitted.</param>
     private async Task OnLeaderAsync(HttpContext context, bool isRead, byte[]? body, Func<Task> local)
     {
+        if (!isRead && !TryGetIdempotencyKey(context.Request, out _, out var keyError))
+        {
+            await WriteErrorAsync(context, StatusCodes.Status400BadRequest, keyError);
+            return;
+        }
         if (_node.Forward == ForwardMode.Raft)
         {
             // The library forwards from a follower; the answer comes from this node's own copy.
@@ -298,6 +404,8 @@ internal sealed class KvApi
         var target = new Uri(leaderUrl, PathAndQuery(context));
         using var request = new HttpRequestMessage(new HttpMethod(context.Request.Method), target);
         request.Headers.TryAddWithoutValidation(ForwardedHeader, _node.Id.ToString(CultureInfo.InvariantCulture));
+        if (context.Request.Headers.TryGetValue(IdempotencyKeyHeader, out var idempotencyKey))
+            request.Headers.TryAddWithoutValidation(IdempotencyKeyHeader, (string?)idempotencyKey);
         if (body is not null)
         {
             request.Content = new ByteArrayContent(body);
@@ -358,20 +466,38 @@ internal sealed class KvApi
     /// <exception cref="NotLeaderException">This node is not the leader; nothing was submitted.</exception>
     private async Task ProposeAsync(HttpContext context, KvCommand command, Func<object?, Task> onApplied)
     {
+        TryGetIdempotencyKey(context.Request, out var key, out _); // checked by OnLeaderAsync
+        var bytes = command.Encode();
+        object? result = null;
+        // With a key, a write this node committed without applying it itself (it got the leader's
+        // snapshot) is asked for again: the session answers with the kept first result.
+        for (var attempt = 0; attempt < 3 && (attempt == 0 || result is CommittedWithoutResult); attempt++)
+        {
+            if (!await TryProposeAsync(context, bytes, key, r => result = r))
+                return;
+        }
+        await onApplied(result);
+    }
+
+    // Proposes once; false when an error was answered instead.
+    private async Task<bool> TryProposeAsync(HttpContext context, byte[] bytes, (long ClientId, long Sequence)? key, Action<object?> done)
+    {
         Task<object?> proposal;
         try
         {
-            proposal = _node.Raft.ProposeAsync(command.Encode()).AsTask();
+            proposal = key is { } k
+                ? _node.Raft.ResumeSession(k.ClientId).ProposeAsync(bytes, k.Sequence)
+                : _node.Raft.ProposeAsync(bytes).AsTask();
         }
         catch (ObjectDisposedException)
         {
             await ShuttingDownAsync(context);
-            return;
+            return false;
         }
         catch (InvalidCommandException ex)
         {
             await CommandRefusedAsync(context, ex);
-            return;
+            return false;
         }
         object? result;
         try
@@ -385,28 +511,38 @@ internal sealed class KvApi
         catch (InvalidCommandException ex)
         {
             await CommandRefusedAsync(context, ex);
-            return;
+            return false;
+        }
+        catch (SessionExpiredException ex)
+        {
+            await WriteErrorAsync(context, StatusCodes.Status410Gone, $"{ex.Message} (POST /sessions opens one.) This write was not applied.");
+            return false;
+        }
+        catch (SessionSequenceException ex)
+        {
+            await WriteErrorAsync(context, StatusCodes.Status422UnprocessableEntity, ex.Message);
+            return false;
         }
         catch (RaftBusyException ex)
         {
             await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, $"{ex.Message} Nothing was submitted.", retryLater: true);
-            return;
+            return false;
         }
         catch (ProposalDroppedException)
         {
             await WriteErrorAsync(context, StatusCodes.Status500InternalServerError,
                 "The write was dropped: leadership changed before it committed and another entry took its place, so it did not take effect. It is safe to retry.");
-            return;
+            return false;
         }
         catch (TimeoutException)
         {
             await WriteErrorAsync(context, StatusCodes.Status504GatewayTimeout,
-                $"The write was not committed within {_node.Options.RequestTimeout.TotalSeconds:0.#} s: outcome unknown (it may still be applied). Read the key to find out.");
-            return;
+                $"The write was not committed within {_node.Options.RequestTimeout.TotalSeconds:0.#} s: outcome unknown (it may still be applied)." + RetryAdvice(key));
+            return false;
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
-            return; // the client went away; the write may still be applied
+            return false; // the client went away; the write may still be applied
         }
 #pragma warning disable CA1031 // Anything else after submission (outcome unknown, node stopped or failed): the client must hear that the outcome is unknown.
         catch (Exception ex)
@@ -414,11 +550,16 @@ internal sealed class KvApi
         {
             Log.WriteOutcomeUnknown(_node.Logger, _node.Id, ex);
             await WriteErrorAsync(context, StatusCodes.Status500InternalServerError,
-                $"The write was submitted but its outcome is unknown ({ex.Message}). Read the key to find out.");
-            return;
+                $"The write was submitted but its outcome is unknown ({ex.Message})." + RetryAdvice(key));
+            return false;
         }
-        await onApplied(result);
+        done(result);
+        return true;
     }
+
+    private static string RetryAdvice((long ClientId, long Sequence)? key) => key is { } k
+        ? $" Retry with the same {IdempotencyKeyHeader} ({k.ClientId}:{k.Sequence}): it is applied at most once."
+        : $" Read the key to find out, or send writes with an {IdempotencyKeyHeader} header (see POST /sessions) to retry them safely.";
 
     /// <summary>Waits until a read of the local dictionary is linearizable; false when it answered an error instead.</summary>
     /// <exception cref="NotLeaderException">This node is not the leader (or stopped being it).</exception>

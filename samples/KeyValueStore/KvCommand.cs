@@ -15,6 +15,9 @@ public enum KvOperation : byte
 
     /// <summary>Sets the key to the value only when its current value equals the expected one (null: the key must be absent).</summary>
     CompareAndSwap = 3,
+
+    /// <summary>Adds <see cref="KvCommand.Delta"/> to the key's value read as a 64-bit integer (absent: 0); fails, changing nothing, when the value is not one or the sum overflows.</summary>
+    Increment = 4,
 }
 
 /// <summary>A command of the replicated dictionary, as it travels through the Raft log.</summary>
@@ -22,18 +25,20 @@ public enum KvOperation : byte
 /// <param name="Key">The key: 1 to <see cref="MaxKeyBytes"/> UTF-8 bytes, no control characters (checked at the HTTP edge).</param>
 /// <param name="Value">The new value for <see cref="KvOperation.Put"/> and <see cref="KvOperation.CompareAndSwap"/>; null for <see cref="KvOperation.Delete"/>.</param>
 /// <param name="Expected">For <see cref="KvOperation.CompareAndSwap"/>: the value the key must have, or null when it must be absent.</param>
+/// <param name="Delta">For <see cref="KvOperation.Increment"/>: what to add.</param>
 /// <remarks>
 /// <para>Binary encoding (little-endian), which must never change meaning once entries are in a log:</para>
 /// <code>
 /// Put:            [1][keyLen u16][key utf8][valueLen u32][value utf8]
 /// Delete:         [2][keyLen u16][key utf8]
 /// CompareAndSwap: [3][keyLen u16][key utf8][hasExpected u8 (0|1)][expectedLen u32][expected utf8][valueLen u32][value utf8]
+/// Increment:      [4][keyLen u16][key utf8][delta i64]
 /// </code>
 /// <para>(When hasExpected is 0, expectedLen is 0 and no expected bytes follow.) A command must be
 /// exactly as long as its fields say: trailing bytes are an error, so a corrupt or foreign entry is
 /// never half-understood.</para>
 /// </remarks>
-public sealed record KvCommand(KvOperation Operation, string Key, string? Value = null, string? Expected = null)
+public sealed record KvCommand(KvOperation Operation, string Key, string? Value = null, string? Expected = null, long Delta = 0)
 {
     /// <summary>The longest key, in UTF-8 bytes.</summary>
     public const int MaxKeyBytes = 256;
@@ -50,6 +55,9 @@ public sealed record KvCommand(KvOperation Operation, string Key, string? Value 
     /// <summary>Creates a compare-and-swap.</summary>
     public static KvCommand CompareAndSwap(string key, string? expected, string value) => new(KvOperation.CompareAndSwap, key, value, expected);
 
+    /// <summary>Creates an increment.</summary>
+    public static KvCommand Increment(string key, long delta) => new(KvOperation.Increment, key, Delta: delta);
+
     /// <summary>Encodes the command for <see cref="RaftNode.ProposeAsync"/>.</summary>
     /// <returns>A new buffer the caller hands over (it must not be changed afterwards).</returns>
     /// <exception cref="ArgumentException">The key is empty or too long, a string is not valid Unicode, or a required value is missing.</exception>
@@ -58,12 +66,13 @@ public sealed record KvCommand(KvOperation Operation, string Key, string? Value 
         var key = StrictUtf8.GetBytes(Key);
         if (key.Length is 0 or > MaxKeyBytes)
             throw new ArgumentException($"The key is {key.Length} UTF-8 bytes; it must be 1 to {MaxKeyBytes}.", nameof(Key));
-        var value = Operation == KvOperation.Delete ? [] : StrictUtf8.GetBytes(Value ?? throw new ArgumentException($"A {Operation} needs a value.", nameof(Value)));
+        var value = Operation is KvOperation.Delete or KvOperation.Increment ? [] : StrictUtf8.GetBytes(Value ?? throw new ArgumentException($"A {Operation} needs a value.", nameof(Value)));
         var expected = Operation == KvOperation.CompareAndSwap && Expected is not null ? StrictUtf8.GetBytes(Expected) : [];
         var length = Operation switch
         {
             KvOperation.Put => 1 + 2 + key.Length + 4 + value.Length,
             KvOperation.Delete => 1 + 2 + key.Length,
+            KvOperation.Increment => 1 + 2 + key.Length + 8,
             KvOperation.CompareAndSwap => 1 + 2 + key.Length + 1 + 4 + expected.Length + 4 + value.Length,
             _ => throw new ArgumentException($"Unknown operation {Operation}.", nameof(Operation)),
         };
@@ -77,6 +86,9 @@ public sealed record KvCommand(KvOperation Operation, string Key, string? Value 
         {
             case KvOperation.Put:
                 WriteBlob(ref rest, value);
+                break;
+            case KvOperation.Increment:
+                BinaryPrimitives.WriteInt64LittleEndian(rest, Delta);
                 break;
             case KvOperation.CompareAndSwap:
                 rest[0] = Expected is null ? (byte)0 : (byte)1;
@@ -111,7 +123,7 @@ public sealed record KvCommand(KvOperation Operation, string Key, string? Value 
         if (data.Length < 3)
             return Invalid($"it is {data.Length} bytes long, shorter than any command", out error);
         var operation = (KvOperation)data[0];
-        if (operation is not (KvOperation.Put or KvOperation.Delete or KvOperation.CompareAndSwap))
+        if (operation is not (KvOperation.Put or KvOperation.Delete or KvOperation.CompareAndSwap or KvOperation.Increment))
             return Invalid($"operation byte {data[0]} is unknown", out error);
         int keyLength = BinaryPrimitives.ReadUInt16LittleEndian(data[1..]);
         if (keyLength is 0 or > MaxKeyBytes || data.Length < 3 + keyLength)
@@ -128,6 +140,12 @@ public sealed record KvCommand(KvOperation Operation, string Key, string? Value 
                 break;
             case KvOperation.Delete:
                 command = Delete(key);
+                break;
+            case KvOperation.Increment:
+                if (rest.Length < 8)
+                    return Invalid("the increment's delta is cut off", out error);
+                command = Increment(key, BinaryPrimitives.ReadInt64LittleEndian(rest));
+                rest = rest[8..];
                 break;
             default:
                 if (rest.IsEmpty || rest[0] > 1)
@@ -199,3 +217,8 @@ public sealed record KvCommand(KvOperation Operation, string Key, string? Value 
 /// <param name="Swapped">Whether the value was replaced.</param>
 /// <param name="Current">The value after the command: the new value when swapped, otherwise the value that differed (null: absent).</param>
 public sealed record CasResult(bool Swapped, string? Current);
+
+/// <summary>The result of an increment, returned through <see cref="RaftNode.ProposeAsync"/> (and kept by exactly-once sessions for retries).</summary>
+/// <param name="Done">Whether the value was incremented.</param>
+/// <param name="Current">The value after the command: the new number when done, otherwise the value that is not a 64-bit integer (or would overflow).</param>
+public sealed record IncrementResult(bool Done, string? Current);

@@ -8,6 +8,9 @@ public sealed record ErrorResponse(string Error);
 /// <summary>The body of a 409 from compare-and-swap: why, and the current value (null: absent).</summary>
 public sealed record CasConflict(string Error, string? Current);
 
+/// <summary>The body of <c>POST /sessions</c>: the new exactly-once session's client id, for the <c>Idempotency-Key</c> header.</summary>
+public sealed record SessionCreated(long ClientId, string Usage);
+
 /// <summary>A follower's replication state, as the leader sees it.</summary>
 /// <param name="Id">The follower.</param>
 /// <param name="MatchIndex">The highest log index known to be replicated on it.</param>

@@ -14,6 +14,14 @@ public enum EntryKind : byte
 
     /// <summary>A cluster membership configuration. Reserved for membership changes.</summary>
     Configuration = 2,
+
+    /// <summary>
+    /// An exactly-once client session entry (<see cref="RaftSession"/>): a session registration, or
+    /// a command carrying its session's client id and sequence number. The node applies it itself;
+    /// the command inside reaches <see cref="IStateMachine.ApplyAsync"/> as a
+    /// <see cref="Command"/> entry at most once per (client id, sequence number).
+    /// </summary>
+    Session = 3,
 }
 
 /// <summary>One entry of the replicated log.</summary>

@@ -34,7 +34,8 @@ internal sealed class SimStateMachine(SimulatedCluster cluster, SimulatedCluster
             throw new InvalidOperationException($"Index {entry.Index} holds a command the simulated state machine cannot apply.");
         cluster.OnApply(node, this, entry, command);
         Data[key] = value;
-        return ValueTask.FromResult<object?>(null);
+        // The index, as the command's result: a session retry must get the first application's.
+        return ValueTask.FromResult<object?>(entry.Index);
     }
 
     public ValueTask WriteSnapshotAsync(Stream destination, CancellationToken cancellationToken = default)

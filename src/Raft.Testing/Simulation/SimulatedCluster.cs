@@ -136,6 +136,10 @@ public sealed partial class SimulatedCluster
             SnapshotsTaken = c.SnapshotsTaken,
             SnapshotInstalls = c.SnapshotInstalls,
             CoveredWrites = c.CoveredWrites,
+            SessionWrites = _sessionCounters.Writes,
+            SessionRetries = _sessionCounters.Retries,
+            SessionAcknowledged = _sessionCounters.Acknowledged,
+            SessionDuplicatesAnswered = _sessionCounters.DuplicatesAnswered,
         };
     }
 
@@ -517,6 +521,8 @@ public sealed partial class SimulatedCluster
         var node = leaders.Length > 0 && _random.Next(2) == 0 ? leaders[_random.Next(leaders.Length)] : _nodes[_random.Next(_nodes.Length)];
         if (!node.Alive)
             return;
+        if (roll >= 0.04 + _options.ReadFraction && SessionAct())
+            return; // a session client's write (SimulatedCluster.Sessions.cs), when enabled
         if (roll < 0.04)
             ProposeGarbage(node);
         else if (roll < 0.04 + _options.ReadFraction)
@@ -582,6 +588,8 @@ public sealed partial class SimulatedCluster
     // Completes the operations of one node that have finished: each is recorded with what its client saw.
     private void PollClients(SimNode node)
     {
+        if (_sessionAttempts.Count > 0)
+            PollSessions();
         for (var i = 0; i < _pending.Count; i++)
         {
             var op = _pending[i];
@@ -918,6 +926,7 @@ public sealed partial class SimulatedCluster
         foreach (var op in _pending)
             Abandon(op);
         _pending.Clear();
+        AbandonSessionWrites();
         var result = LinearizabilityChecker.Check(_history.Operations, TimeSpan.FromSeconds(30));
         if (result.TimedOut)
             throw Violation("Linearizability check inconclusive", $"the checker gave up (time or memory) on {result.OperationCount} operations.");

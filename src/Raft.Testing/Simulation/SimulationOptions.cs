@@ -61,6 +61,14 @@ public sealed class SimulationOptions
     /// <summary>The most client operations in flight at once (more concurrency makes the linearizability check slower). The default is 6.</summary>
     public int MaxClientOperations { get; init; } = 6;
 
+    /// <summary>
+    /// How many clients write through exactly-once sessions (<see cref="RaftSession"/>), re-sending
+    /// each command (duplicated, delayed, after leader changes and crashes) until it is acknowledged;
+    /// the run then checks that each is applied once and every acknowledgement carries its first
+    /// result. 0 (the default) leaves them out, and every seed replays as it did before they existed.
+    /// </summary>
+    public int SessionClients { get; init; }
+
 #if RAFT_MUTANTS
     /// <summary>Deliberate bugs for the nodes (mutant build only).</summary>
     public Mutation Mutations { get; init; }
@@ -86,6 +94,7 @@ public sealed class SimulationOptions
         ArgumentOutOfRangeException.ThrowIfNegative(ReadFraction);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(ReadFraction, 0.9);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxClientOperations);
+        ArgumentOutOfRangeException.ThrowIfNegative(SessionClients);
     }
 }
 
@@ -149,6 +158,18 @@ public sealed record SimulationResult(int Seed)
 
     /// <summary>Writes acknowledged as committed without a result (<see cref="CommittedWithoutResult"/>): their proposer's state covered them through a snapshot or an earlier apply.</summary>
     public int CoveredWrites { get; init; }
+
+    /// <summary>Commands session clients started (<see cref="SimulationOptions.SessionClients"/>).</summary>
+    public int SessionWrites { get; init; }
+
+    /// <summary>Copies of session commands sent again (duplicates and retries) while their client waited.</summary>
+    public int SessionRetries { get; init; }
+
+    /// <summary>Session commands acknowledged to their client.</summary>
+    public int SessionAcknowledged { get; init; }
+
+    /// <summary>Copies of acknowledged session commands answered with the kept first result instead of being applied again.</summary>
+    public int SessionDuplicatesAnswered { get; init; }
 }
 
 /// <summary>A simulation found a broken Raft invariant. The message names the seed and how to replay it.</summary>

@@ -38,6 +38,9 @@ public enum Mutation
     /// <summary><c>FileLogStore</c> never fsyncs (its data may be lost on power failure while the store claims durability).</summary>
     FileLogNoFsync = 256,
 
+    /// <summary><c>RaftNode</c> leaves the session table out of its snapshots: a node restored from one answers a retried session command by applying it again.</summary>
+    SessionsNotInSnapshot = 4096,
+
     /// <summary>The core's lease read lasts the whole <c>ElectionTicksMin</c>: no clock-drift margin (<c>RaftOptions.LeaseClockDriftBound</c>), so a leader whose clock runs slow serves stale reads.</summary>
     LeaseWithoutDriftBound = 8192,
 }

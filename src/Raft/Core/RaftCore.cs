@@ -261,7 +261,10 @@ public sealed class RaftCore
     /// <param name="data">The command. The core keeps a reference; the caller must never modify the buffer afterwards.</param>
     /// <param name="index">The index the entry got, when accepted; otherwise 0.</param>
     /// <returns>Whether the entry was appended.</returns>
-    public ProposeResult Propose(ReadOnlyMemory<byte> data, out long index)
+    public ProposeResult Propose(ReadOnlyMemory<byte> data, out long index) => ProposeEntry(EntryKind.Command, data, out index);
+
+    /// <summary>Appends an entry of the given kind (<see cref="EntryKind.Command"/> or <see cref="EntryKind.Session"/>) when this node is the leader.</summary>
+    internal ProposeResult ProposeEntry(EntryKind kind, ReadOnlyMemory<byte> data, out long index)
     {
         EnsureNoReadyOutstanding();
         index = 0;
@@ -272,7 +275,7 @@ public sealed class RaftCore
         if (_log.LastIndex - _log.Committed >= _options.MaxUncommittedEntries)
             return ProposeResult.Backpressure;
         index = _log.LastIndex + 1;
-        _log.Append(new LogEntry(index, _term, EntryKind.Command, data));
+        _log.Append(new LogEntry(index, _term, kind, data));
         _broadcastPending = true;
         if (_peers.Length == 0)
             MaybeCommit();

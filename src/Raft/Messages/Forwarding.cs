@@ -24,6 +24,14 @@ public sealed record ForwardRequest(int From, int To, long Term, long RequestId,
     /// <remarks>Set by the node only while a listener samples <see cref="RaftTelemetry.ActivitySourceName"/>;
     /// a serializer rejects a value that is not a valid version-00 <c>traceparent</c>.</remarks>
     public string? TraceParent { get; init; }
+
+    /// <summary>
+    /// The kind of each command, when not all are <see cref="EntryKind.Command"/>: one per command,
+    /// each <see cref="EntryKind.Command"/> or <see cref="EntryKind.Session"/> (an exactly-once
+    /// session entry, which the leader stamps with its clock as it appends it). Null means all are
+    /// plain commands. The default is null.
+    /// </summary>
+    public IReadOnlyList<EntryKind>? Kinds { get; init; }
 }
 
 /// <summary>The leader's answer to a <see cref="ForwardRequest"/>.</summary>

@@ -23,6 +23,9 @@ internal sealed class Proposal : IValueTaskSource<object?>
 
     public ReadOnlyMemory<byte> Command { get; private set; }
 
+    /// <summary>The kind of entry to append: <see cref="EntryKind.Command"/>, or <see cref="EntryKind.Session"/> for a session entry (set after renting).</summary>
+    public EntryKind Kind { get; set; }
+
     /// <summary>The log index the command was appended at (set by the event loop when accepted).</summary>
     public long Index { get; set; }
 
@@ -105,6 +108,7 @@ internal sealed class Proposal : IValueTaskSource<object?>
         Debug.Assert(_pool is null);
         _pool = pool;
         Command = command;
+        Kind = EntryKind.Command;
         Index = 0;
         Term = 0;
         NextAtIndex = null;

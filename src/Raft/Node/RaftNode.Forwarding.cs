@@ -60,9 +60,14 @@ public sealed partial class RaftNode
             {
                 var batch = start == 0 && i == proposals.Count - 1 ? proposals : proposals.GetRange(start, i - start + 1);
                 var commands = new ReadOnlyMemory<byte>[batch.Count];
+                EntryKind[]? kinds = null;
                 for (var j = 0; j < batch.Count; j++)
+                {
                     commands[j] = batch[j].Command;
-                Forward(leader, new PendingForward(leader, _time.GetTimestamp(), batch, null), isRead: false, commands);
+                    if (batch[j].Kind != EntryKind.Command)
+                        (kinds ??= new EntryKind[batch.Count])[j] = batch[j].Kind;
+                }
+                Forward(leader, new PendingForward(leader, _time.GetTimestamp(), batch, null), isRead: false, commands, kinds);
                 start = i + 1;
                 bytes = 0;
             }
@@ -70,12 +75,12 @@ public sealed partial class RaftNode
         _forwardTrace = default;
     }
 
-    private void Forward(int leader, PendingForward pending, bool isRead, ReadOnlyMemory<byte>[] commands)
+    private void Forward(int leader, PendingForward pending, bool isRead, ReadOnlyMemory<byte>[] commands, EntryKind[]? kinds = null)
     {
         var id = ++_nextForwardId;
         _forwarded[id] = pending;
         pending.Span = StartForwardSpan(leader, isRead, commands.Length);
-        _transport.Send(new ForwardRequest(Id, leader, _core.Term, id, isRead, commands) { TraceParent = pending.Span?.Id });
+        _transport.Send(new ForwardRequest(Id, leader, _core.Term, id, isRead, commands) { TraceParent = pending.Span?.Id, Kinds = kinds });
     }
 
     // Leader side: append the commands as proposals, or queue a read index for the follower.
@@ -107,12 +112,20 @@ public sealed partial class RaftNode
             return;
         }
         var commands = request.Commands ?? []; // null only from a custom transport's malformed message
+        var kinds = request.Kinds;
+        if (kinds is not null && kinds.Count != commands.Count)
+        {
+            Log.CommandRefused(_logger, Id, request.From, $"a forwarded request carries {kinds.Count} entry kinds for {commands.Count} commands");
+            Answer(request.From, request.RequestId, ForwardStatus.Invalid, 0, 0);
+            return;
+        }
         long first = 0;
         var appended = 0;
         var status = ForwardStatus.Accepted;
         for (var i = 0; i < commands.Count; i++)
         {
-            if (_validator is not null && !_validator.TryValidate(commands[i].Span, out var invalid))
+            var kind = kinds?[i] ?? EntryKind.Command;
+            if (!TryValidateProposal(kind, commands[i], out var invalid))
             {
                 // Refused before it is appended: the commands before it stand, it and the rest are
                 // not submitted (an honest follower validates before forwarding, so this is a
@@ -121,7 +134,7 @@ public sealed partial class RaftNode
                 status = ForwardStatus.Invalid;
                 break;
             }
-            var result = _core.Propose(commands[i], out var index);
+            var result = _core.ProposeEntry(kind, _core.Role == RaftRole.Leader ? StampForAppend(kind, commands[i]) : commands[i], out var index);
             if (result != ProposeResult.Accepted)
             {
                 status = result switch
@@ -284,10 +297,12 @@ public sealed partial class RaftNode
         {
             var next = p.NextAtIndex; // read before completing: a completed proposal may be reused at once
             p.NextAtIndex = null;
-            if (p.Term == appliedTerm)
-                p.TrySetResult(result);
-            else
+            if (p.Term != appliedTerm)
                 p.TrySetException(new ProposalDroppedException());
+            else if (result is SessionRefusal refusal)
+                p.TrySetException(refusal.CreateException());
+            else
+                p.TrySetResult(result);
             p = next;
         }
     }

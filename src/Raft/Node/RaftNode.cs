@@ -192,7 +192,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         if (_snapshots?.OpenLatest() is { } snapshot)
         {
             await using (snapshot.ConfigureAwait(false))
-                await _stateMachine.RestoreSnapshotAsync(snapshot, cancellationToken).ConfigureAwait(false);
+                await RestoreSnapshotWithSessionsAsync(snapshot, cancellationToken).ConfigureAwait(false);
         }
         await _transport.StartAsync(Id, DeliverAsync, cancellationToken).ConfigureAwait(false);
         Log.Started(_logger, Id, _core.Term, _options.Members);
@@ -628,7 +628,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             case ForwardResponse response:
                 HandleForwardResponse(response);
                 break;
-            case AppendEntries append when _validator is not null && FindInvalidEntry(append) is { } invalid:
+            case AppendEntries append when FindInvalidEntry(append) is { } invalid:
                 // A command the state machine cannot apply would stop this node once committed: an
                 // honest leader validated it before appending, so this is a forged or buggy leader (or
                 // validators that disagree between versions). Refused whole; the leader retries.
@@ -699,7 +699,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         for (var i = 0; i < (entries?.Count ?? 0); i++)
         {
             var entry = entries![i];
-            if (entry.Kind == EntryKind.Command && !_validator!.TryValidate(entry.Data.Span, out var reason))
+            if (!TryValidateEntry(entry, out var reason))
                 return (entry.Index, reason);
         }
         return null;
@@ -747,7 +747,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     {
         if (ExpiredBeforeAppend(proposal))
             return;
-        if (_validator is not null && !_validator.TryValidate(proposal.Command.Span, out var invalid))
+        if (!TryValidateProposal(proposal.Kind, proposal.Command, out var invalid))
         {
             // Refused before it is appended (or forwarded): a command the state machine cannot apply
             // would stop every replica that applies it.
@@ -755,7 +755,9 @@ public sealed partial class RaftNode : IAsyncDisposable
             proposal.TrySetException(new InvalidCommandException($"The state machine refused the command: {invalid}"));
             return;
         }
-        var result = _core.Propose(proposal.Command, out var index);
+        // A session entry gets the leader's clock as it is appended; a follower forwards it unstamped.
+        var data = _core.Role == RaftRole.Leader ? StampForAppend(proposal.Kind, proposal.Command) : proposal.Command;
+        var result = _core.ProposeEntry(proposal.Kind, data, out var index);
         switch (result)
         {
             case ProposeResult.Accepted:
@@ -1234,7 +1236,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             return; // an earlier request already restored it
         }
         await using (stream.ConfigureAwait(false))
-            await _stateMachine.RestoreSnapshotAsync(stream, token).ConfigureAwait(false);
+            await RestoreSnapshotWithSessionsAsync(stream, token).ConfigureAwait(false);
         foreach (var index in waiting.Keys.Where(i => i <= snapshot.Index).ToList())
         {
             waiting.Remove(index, out var proposal);
@@ -1277,6 +1279,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         var writer = await _snapshots.CreateAsync(new SnapshotMetadata(applied, _lastAppliedTerm, _options.Members), token).ConfigureAwait(false);
         await using (writer.ConfigureAwait(false))
         {
+            await WriteSessionSnapshotAsync(writer.Stream, token).ConfigureAwait(false);
             await _stateMachine.WriteSnapshotAsync(writer.Stream, token).ConfigureAwait(false);
             await writer.CommitAsync(token).ConfigureAwait(false);
         }
@@ -1296,11 +1299,13 @@ public sealed partial class RaftNode : IAsyncDisposable
             if (entry.Index <= covered)
                 continue; // a newer snapshot, restored ahead of this batch, already holds it
             object? result = null;
-            if (entry.Kind == EntryKind.Command)
+            if (entry.Kind is EntryKind.Command or EntryKind.Session)
             {
                 try
                 {
-                    result = await _stateMachine.ApplyAsync(entry, token).ConfigureAwait(false);
+                    result = entry.Kind == EntryKind.Command
+                        ? await _stateMachine.ApplyAsync(entry, token).ConfigureAwait(false)
+                        : await ApplySessionEntryAsync(entry, token).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException || !token.IsCancellationRequested)
                 {

@@ -180,6 +180,9 @@ public sealed class RaftNodeOptions
 
 #endif
 
+    /// <summary>The limits of exactly-once client sessions (<see cref="RaftNode.OpenSessionAsync"/>); the leader writes them into each registration. The default is <see cref="SessionOptions"/>' defaults.</summary>
+    public SessionOptions Sessions { get; init; } = new();
+
     /// <summary>The clock. The default is <see cref="TimeProvider.System"/>; tests pass a fake one.</summary>
     public TimeProvider? TimeProvider { get; init; }
 
@@ -231,6 +234,8 @@ public sealed class RaftNodeOptions
             throw new ArgumentOutOfRangeException(nameof(MaxInboxBytes), MaxInboxBytes, "MaxInboxBytes must be at least 64 KiB (65536).");
         if (MaxUnpersistedBytes < 64 * 1024)
             throw new ArgumentOutOfRangeException(nameof(MaxUnpersistedBytes), MaxUnpersistedBytes, "MaxUnpersistedBytes must be at least 64 KiB (65536).");
+        ArgumentNullException.ThrowIfNull(Sessions);
+        Sessions.Validate();
         if (SnapshotInterval < 0)
             throw new ArgumentOutOfRangeException(nameof(SnapshotInterval), SnapshotInterval, "SnapshotInterval must be 0 (no snapshots) or positive.");
         if (SnapshotTrailingEntries < 0)

@@ -55,9 +55,11 @@ internal enum MessageType : byte
 ///                          flags: 0x01 Success, 0x02 Done
 /// 8 ForwardRequest         from i32, to i32, term i64, requestId i64, commandCount i32     (28 bytes)
 ///                          then commandCount times: dataLength i32, data         (4 bytes + data)
+///                          then, with flag 0x04 only, one kind per command: kind u8
+///                          (EntryKind.Command or EntryKind.Session; ForwardRequest.Kinds)
 ///                          then, with flag 0x02 only, the trace context: traceId 16 bytes,
 ///                          spanId 8 bytes, traceFlags u8 (W3C traceparent, binary)     (25 bytes)
-///                          flags: 0x01 IsRead (then commandCount is 0), 0x02 TraceContext
+///                          flags: 0x01 IsRead (then commandCount is 0), 0x02 TraceContext, 0x04 HasKinds
 /// 9 ForwardResponse        from i32, to i32, term i64, requestId i64, index i64, count i32,
 ///                          leaderId i32, status u8 (ForwardStatus)                        (41 bytes)
 /// </code>
@@ -99,6 +101,7 @@ internal static class MessageCodec
 
     private const byte Flag1 = 0x01;
     private const byte Flag2 = 0x02;
+    private const byte Flag3 = 0x04;
 
     /// <summary>Gets the wire code for <paramref name="message"/>'s type.</summary>
     /// <returns>False when the type has no wire encoding (a message type this codec does not know).</returns>
@@ -169,6 +172,17 @@ internal static class MessageCodec
                     long length = ForwardRequestFixedSize + ((long)commands.Count * CommandHeaderSize);
                     for (int i = 0; i < commands.Count; i++)
                         length += commands[i].Length;
+                    if (fr.Kinds is { } kinds)
+                    {
+                        if (kinds.Count != commands.Count)
+                            throw new ArgumentException($"ForwardRequest carries {kinds.Count} kinds for {commands.Count} commands.", nameof(message));
+                        for (int i = 0; i < kinds.Count; i++)
+                        {
+                            if (kinds[i] is not (EntryKind.Command or EntryKind.Session))
+                                throw new ArgumentException($"ForwardRequest command {i} has kind {kinds[i]}, which cannot be forwarded.", nameof(message));
+                        }
+                        length += kinds.Count;
+                    }
                     if (fr.TraceParent is not null)
                     {
                         _ = ParseTraceParent(fr.TraceParent);
@@ -295,7 +309,7 @@ internal static class MessageCodec
                 {
                     var commands = m.Commands;
                     var w = new FieldWriter(writer, HeaderSize + ForwardRequestFixedSize);
-                    w.Header(length, type, (byte)((m.IsRead ? Flag1 : 0) | (m.TraceParent is null ? 0 : Flag2)));
+                    w.Header(length, type, (byte)((m.IsRead ? Flag1 : 0) | (m.TraceParent is null ? 0 : Flag2) | (m.Kinds is null ? 0 : Flag3)));
                     w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
                     w.Int64(m.RequestId);
                     w.Int32(commands.Count);
@@ -308,6 +322,13 @@ internal static class MessageCodec
                         c.Commit();
                         if (!command.IsEmpty)
                             writer.Write(command.Span);
+                    }
+                    if (m.Kinds is { } kinds)
+                    {
+                        var span = writer.GetSpan(kinds.Count);
+                        for (int i = 0; i < kinds.Count; i++)
+                            span[i] = (byte)kinds[i];
+                        writer.Advance(kinds.Count);
                     }
                     if (m.TraceParent is not null)
                         WriteTraceContext(writer, ParseTraceParent(m.TraceParent));
@@ -376,7 +397,7 @@ internal static class MessageCodec
             MessageType.TimeoutNow => (TimeoutNowSize, false, (byte)0),
             MessageType.InstallSnapshot => (InstallSnapshotFixedSize, true, Flag1),
             MessageType.InstallSnapshotResponse => (InstallSnapshotResponseSize, false, (byte)(Flag1 | Flag2)),
-            MessageType.ForwardRequest => (ForwardRequestFixedSize, true, (byte)(Flag1 | Flag2)),
+            MessageType.ForwardRequest => (ForwardRequestFixedSize, true, (byte)(Flag1 | Flag2 | Flag3)),
             MessageType.ForwardResponse => (ForwardResponseSize, false, (byte)0),
             _ => throw new RaftProtocolException($"Unknown message type {(byte)type}."),
         };
@@ -429,7 +450,7 @@ internal static class MessageCodec
                     Success: (flags & Flag1) != 0, Done: (flags & Flag2) != 0);
                 break;
             case MessageType.ForwardRequest:
-                message = ReadForwardRequest(ref r, isRead: (flags & Flag1) != 0, traced: (flags & Flag2) != 0);
+                message = ReadForwardRequest(ref r, isRead: (flags & Flag1) != 0, traced: (flags & Flag2) != 0, hasKinds: (flags & Flag3) != 0);
                 break;
             case MessageType.ForwardResponse:
                 message = ReadForwardResponse(ref r);
@@ -471,7 +492,7 @@ internal static class MessageCodec
             long entryTerm = ReadInt64(ref r);
             byte kind = ReadByte(ref r);
             int length = ReadInt32(ref r);
-            if (kind > (byte)EntryKind.Configuration)
+            if (kind > (byte)EntryKind.Session)
                 throw new RaftProtocolException($"AppendEntries entry {i} has unknown kind {kind}.");
             if (length < 0)
                 throw new RaftProtocolException($"AppendEntries entry {i} has a negative length ({length}).");
@@ -518,7 +539,7 @@ internal static class MessageCodec
         return new InstallSnapshot(from, to, term, snapshotIndex, snapshotTerm, members, offset, data, done);
     }
 
-    private static ForwardRequest ReadForwardRequest(ref SequenceReader<byte> r, bool isRead, bool traced)
+    private static ForwardRequest ReadForwardRequest(ref SequenceReader<byte> r, bool isRead, bool traced, bool hasKinds)
     {
         int from = ReadInt32(ref r);
         int to = ReadInt32(ref r);
@@ -534,12 +555,13 @@ internal static class MessageCodec
             throw new RaftProtocolException($"ForwardRequest command count is negative ({count}).");
         if (isRead && count != 0)
             throw new RaftProtocolException($"ForwardRequest is a read but claims {count} commands.");
-        if (count > remaining / CommandHeaderSize)
-            throw new RaftProtocolException($"ForwardRequest claims {count} commands but only {remaining} bytes follow (each command needs at least {CommandHeaderSize}).");
+        int perCommand = CommandHeaderSize + (hasKinds ? 1 : 0);
+        if (count > remaining / perCommand)
+            throw new RaftProtocolException($"ForwardRequest claims {count} commands but only {remaining} bytes follow (each command needs at least {perCommand}).");
 
         // As for AppendEntries: the frame is consumed exactly, so the commands' data bytes are
-        // whatever is not command lengths; one array for all of them, sliced per command.
-        long dataBytes = remaining - ((long)count * CommandHeaderSize);
+        // whatever is not command lengths (or kinds); one array for all of them, sliced per command.
+        long dataBytes = remaining - ((long)count * perCommand);
         if (count == 0 && dataBytes != 0)
             throw new RaftProtocolException($"ForwardRequest frame has {dataBytes} trailing bytes after its payload.");
         byte[] data = dataBytes == 0 ? [] : GC.AllocateUninitializedArray<byte>(checked((int)dataBytes));
@@ -561,7 +583,19 @@ internal static class MessageCodec
         }
         if (offset != data.Length)
             throw new RaftProtocolException($"ForwardRequest commands hold {offset} data bytes but the frame carries {data.Length}.");
-        return new ForwardRequest(from, to, term, requestId, isRead, commands) { TraceParent = traced ? ReadTraceContext(ref r) : null };
+        EntryKind[]? kinds = null;
+        if (hasKinds)
+        {
+            kinds = new EntryKind[count];
+            for (int i = 0; i < count; i++)
+            {
+                byte kind = ReadByte(ref r);
+                if (kind is not ((byte)EntryKind.Command or (byte)EntryKind.Session))
+                    throw new RaftProtocolException($"ForwardRequest command {i} has kind {kind}, which cannot be forwarded.");
+                kinds[i] = (EntryKind)kind;
+            }
+        }
+        return new ForwardRequest(from, to, term, requestId, isRead, commands) { Kinds = kinds, TraceParent = traced ? ReadTraceContext(ref r) : null };
     }
 
     // A W3C traceparent, version 00 (what Activity.Id is in the W3C format): the binary form carried

@@ -267,7 +267,7 @@ public class MessageCodecTests
     [InlineData(typeof(TimeoutNow), "From,To,Term")]
     [InlineData(typeof(InstallSnapshot), "From,To,Term,SnapshotIndex,SnapshotTerm,Members,Offset,Data,Done")]
     [InlineData(typeof(InstallSnapshotResponse), "From,To,Term,SnapshotIndex,NextOffset,Success,Done")]
-    [InlineData(typeof(ForwardRequest), "From,To,Term,RequestId,IsRead,Commands,TraceParent")]
+    [InlineData(typeof(ForwardRequest), "From,To,Term,RequestId,IsRead,Commands,TraceParent,Kinds")]
     [InlineData(typeof(ForwardResponse), "From,To,Term,RequestId,Status,Index,Count,LeaderId")]
     public void The_codec_knows_every_field_of_each_message(Type type, string encodedFields)
     {
@@ -482,8 +482,8 @@ public class ForwardingCodecTests
     public void Unknown_ForwardRequest_flags_are_rejected()
     {
         var frame = RawPeer.Frame(new ForwardRequest(1, 2, 3, 4, IsRead: true, []));
-        frame[5] = 0x05;
-        AssertRejected(frame, "ForwardRequest frame has unknown flags 0x05");
+        frame[5] = 0x09; // 0x01 IsRead, 0x02 TraceContext and 0x04 HasKinds are defined
+        AssertRejected(frame, "ForwardRequest frame has unknown flags 0x09");
     }
 
     [Theory]

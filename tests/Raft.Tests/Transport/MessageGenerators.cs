@@ -112,9 +112,12 @@ public static class MessageGenerators
         from commands in Gen.ArrayOf(Payload, count)
         from traced in AnyBool
         from traceSeed in Gen.Choose(0, int.MaxValue)
+        from withKinds in AnyBool
+        from kinds in Gen.ArrayOf(Gen.Elements(EntryKind.Command, EntryKind.Session), count)
         select new ForwardRequest(sender, receiver, term, requestId, isRead, commands.Select(c => (ReadOnlyMemory<byte>)c).ToArray())
         {
             TraceParent = traced ? TraceParentFrom(traceSeed) : null,
+            Kinds = withKinds && !isRead ? kinds : null,
         };
 
     /// <summary>A valid W3C traceparent (version 00, ids not all zero), derived from <paramref name="seed"/>.</summary>

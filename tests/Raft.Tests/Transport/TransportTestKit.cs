@@ -80,9 +80,14 @@ public static class MessageAssert
             case ForwardRequest e:
                 {
                     var a = (ForwardRequest)actual;
-                    if (e with { Commands = NoCommands } != a with { Commands = NoCommands })
+                    if (e with { Commands = NoCommands, Kinds = null } != a with { Commands = NoCommands, Kinds = null })
                     {
                         difference = "scalar fields differ";
+                        return false;
+                    }
+                    if ((e.Kinds is null) != (a.Kinds is null) || (e.Kinds is not null && !e.Kinds.SequenceEqual(a.Kinds!)))
+                    {
+                        difference = $"kinds [{string.Join(",", a.Kinds ?? [])}] != [{string.Join(",", e.Kinds ?? [])}]";
                         return false;
                     }
                     if (e.Commands.Count != a.Commands.Count)
