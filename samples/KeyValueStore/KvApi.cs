@@ -534,6 +534,17 @@ internal sealed class KvApi
                 "The write was dropped: leadership changed before it committed and another entry took its place, so it did not take effect. It is safe to retry.");
             return false;
         }
+        catch (RaftTimeoutException ex) when (ex.OutcomeKnown)
+        {
+            await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, $"{ex.Message} The write was not applied. Retry shortly.", retryLater: true);
+            return false;
+        }
+        catch (RaftTimeoutException ex)
+        {
+            await WriteErrorAsync(context, StatusCodes.Status504GatewayTimeout,
+                $"{ex.Message} Outcome unknown (it may still be applied)." + RetryAdvice(key));
+            return false;
+        }
         catch (TimeoutException)
         {
             await WriteErrorAsync(context, StatusCodes.Status504GatewayTimeout,
@@ -570,7 +581,7 @@ internal sealed class KvApi
             await _node.Raft.ReadBarrierAsync().WaitAsync(_node.Options.RequestTimeout, context.RequestAborted);
             return true;
         }
-        catch (TimeoutException)
+        catch (Exception ex) when (ex is TimeoutException or RaftTimeoutException)
         {
             await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable,
                 $"The leader could not confirm its leadership with a majority within {_node.Options.RequestTimeout.TotalSeconds:0.#} s. Retry shortly.", retryLater: true);

@@ -615,7 +615,7 @@ public sealed partial class SimulatedCluster
         {
             if (!read.IsCompleted)
                 return false;
-            if (read.IsFaulted && read.Exception!.InnerException is not NotLeaderException)
+            if (read.IsFaulted && read.Exception!.InnerException is not (NotLeaderException or RaftTimeoutException))
                 throw Violation("Client outcome", $"a read on node {op.Node.Id} failed with an unexpected {read.Exception.InnerException!.GetType().Name}: {read.Exception.InnerException.Message}", read.Exception.InnerException);
             if (read.IsCompletedSuccessfully)
             {
@@ -660,6 +660,14 @@ public sealed partial class SimulatedCluster
         catch (ProposalOutcomeUnknownException)
         {
             if (!op.Garbage)
+                _history.CompleteUnknown(op.Handle);
+        }
+        catch (RaftTimeoutException timeout)
+        {
+            // ProposalTimeout passed: known not appended (no effect), or appended and perhaps committed.
+            if (!op.Garbage && timeout.OutcomeKnown)
+                _history.CompleteFailed(op.Handle);
+            else if (!op.Garbage)
                 _history.CompleteUnknown(op.Handle);
         }
         catch (Exception ex) when (ex is not InvariantViolationException)

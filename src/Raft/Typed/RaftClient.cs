@@ -40,6 +40,32 @@ public sealed class RaftClient<TCommand, TResult>
     {
         var bytes = _adapter.Serialize(command);
         var result = await Node.ProposeAsync(bytes, cancellationToken).ConfigureAwait(false);
+        return Typed(result);
+    }
+
+    /// <summary>
+    /// Proposes <paramref name="command"/> through an exactly-once <paramref name="session"/>
+    /// (<see cref="RaftSession.ProposeAsync(ReadOnlyMemory{byte}, CancellationToken)"/>): retried on
+    /// unclear outcomes with the same sequence number, applied once.
+    /// </summary>
+    /// <param name="session">A session of <see cref="Node"/> (<see cref="RaftNode.OpenSessionAsync"/>).</param>
+    /// <param name="command">The command.</param>
+    /// <param name="cancellationToken">Stops waiting (and retrying); the command may still be applied, once.</param>
+    /// <returns>The command's result; a retry gets the first result when the adapter has a result serializer.</returns>
+    /// <exception cref="CommittedWithoutResultException">The command took effect once, but its result was not kept for a retry (no result serializer) or this node restored past it.</exception>
+    /// <exception cref="SessionExpiredException">The session expired; nothing was applied.</exception>
+    public async Task<TResult> ProposeAsync(RaftSession session, TCommand command, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        if (session.Node != Node)
+            throw new ArgumentException($"The session belongs to node {session.Node.Id}, not to this client's node {Node.Id}.", nameof(session));
+        var bytes = _adapter.Serialize(command);
+        var result = await session.ProposeAsync(bytes, cancellationToken).ConfigureAwait(false);
+        return Typed(result);
+    }
+
+    private TResult Typed(object? result)
+    {
         return result switch
         {
             TResult typed => typed,

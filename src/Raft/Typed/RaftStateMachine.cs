@@ -22,18 +22,54 @@ internal interface ITypedStateMachineAdapter
 /// </remarks>
 /// <typeparam name="TCommand">The commands.</typeparam>
 /// <typeparam name="TResult">The results.</typeparam>
-public sealed class RaftStateMachine<TCommand, TResult> : IStateMachine, ICommandValidator, ITypedStateMachineAdapter
+public sealed class RaftStateMachine<TCommand, TResult> : IStateMachine, ICommandValidator, ISessionResultSerializer, ITypedStateMachineAdapter
 {
     /// <summary>Creates the adapter.</summary>
     /// <param name="stateMachine">The host's typed state machine.</param>
     /// <param name="commandSerializer">Reads and writes commands; the same format on every node.</param>
     public RaftStateMachine(IStateMachine<TCommand, TResult> stateMachine, IRaftSerializer<TCommand> commandSerializer)
+        : this(stateMachine, commandSerializer, resultSerializer: null)
+    {
+    }
+
+    /// <summary>Creates the adapter, with a serializer for results that exactly-once sessions keep for retries.</summary>
+    /// <param name="stateMachine">The host's typed state machine.</param>
+    /// <param name="commandSerializer">Reads and writes commands; the same format on every node.</param>
+    /// <param name="resultSerializer">
+    /// Writes and reads results, so that a retried session command (<see cref="RaftSession"/>) gets its
+    /// first <typeparamref name="TResult"/> back on any node, after snapshots too; it must be
+    /// deterministic. Null: only results of the types sessions save by themselves are kept (see
+    /// <see cref="ISessionResultSerializer"/>).
+    /// </param>
+    public RaftStateMachine(IStateMachine<TCommand, TResult> stateMachine, IRaftSerializer<TCommand> commandSerializer, IRaftSerializer<TResult>? resultSerializer)
     {
         ArgumentNullException.ThrowIfNull(stateMachine);
         ArgumentNullException.ThrowIfNull(commandSerializer);
         StateMachine = stateMachine;
         CommandSerializer = commandSerializer;
+        ResultSerializer = resultSerializer;
     }
+
+    /// <summary>The result serializer sessions use, or null.</summary>
+    public IRaftSerializer<TResult>? ResultSerializer { get; }
+
+    /// <summary>Writes a <typeparamref name="TResult"/> with <see cref="ResultSerializer"/>, when there is one.</summary>
+    /// <param name="result">A result <see cref="ApplyAsync"/> returned.</param>
+    /// <param name="destination">Where the bytes go.</param>
+    /// <returns>False when there is no result serializer or the result is not a <typeparamref name="TResult"/> (the node's built-in encodings then apply).</returns>
+    public bool TryWriteResult(object? result, IBufferWriter<byte> destination)
+    {
+        if (ResultSerializer is null || result is not TResult typed)
+            return false;
+        ResultSerializer.Serialize(typed, destination);
+        return true;
+    }
+
+    /// <summary>Reads a result <see cref="TryWriteResult"/> wrote.</summary>
+    /// <param name="data">Its bytes.</param>
+    /// <returns>The <typeparamref name="TResult"/>.</returns>
+    public object? ReadResult(ReadOnlySpan<byte> data) =>
+        (ResultSerializer ?? throw new InvalidOperationException("This adapter has no result serializer, so it wrote no session results.")).Deserialize(data);
 
     /// <summary>The host's typed state machine.</summary>
     public IStateMachine<TCommand, TResult> StateMachine { get; }

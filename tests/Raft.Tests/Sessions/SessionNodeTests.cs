@@ -232,7 +232,7 @@ public sealed class SessionNodeTests
         return decoded;
     }
 
-    private static RaftNodeOptions SingleOptions(FakeTimeProvider time, SessionOptions? sessions) => new()
+    internal static RaftNodeOptions SingleOptions(FakeTimeProvider time, SessionOptions? sessions) => new()
     {
         NodeId = 1,
         Members = [1],
@@ -247,7 +247,7 @@ public sealed class SessionNodeTests
         Sessions = sessions ?? new SessionOptions(),
     };
 
-    private static async Task<RaftNode> StartSingleAsync(FakeTimeProvider time, InMemoryLogStore store, InMemorySnapshotStore snapshots, IStateMachine machine, SessionOptions? sessions = null)
+    internal static async Task<RaftNode> StartSingleAsync(FakeTimeProvider time, InMemoryLogStore store, InMemorySnapshotStore snapshots, IStateMachine machine, SessionOptions? sessions = null)
     {
         var node = new RaftNode(SingleOptions(time, sessions), new InMemoryNetwork(1, time).CreateTransport(1), store, machine, snapshots);
         await node.StartAsync();
@@ -262,7 +262,7 @@ public sealed class SessionNodeTests
         return node;
     }
 
-    private static async Task WaitAsync(Func<bool> condition, string what)
+    internal static async Task WaitAsync(Func<bool> condition, string what)
     {
         var real = Stopwatch.StartNew();
         while (!condition())
