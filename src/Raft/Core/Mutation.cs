@@ -37,5 +37,14 @@ public enum Mutation
 
     /// <summary><c>FileLogStore</c> never fsyncs (its data may be lost on power failure while the store claims durability).</summary>
     FileLogNoFsync = 256,
+
+    /// <summary>A configuration is in force only once its entry is committed, not as soon as it is appended (breaks the overlap argument of dissertation §4.3: a leader of C(new) may be elected by a majority that knows only C(old)).</summary>
+    ConfigAtCommit = 512,
+
+    /// <summary>Learners count toward commit, vote, CheckQuorum and read quorums like voters.</summary>
+    LearnerCounted = 1024,
+
+    /// <summary>A change of voters goes to C(new) in one step (no joint configuration), and a change may start while an earlier one is uncommitted or before the leader committed an entry of its term.</summary>
+    NoJointConsensus = 2048,
 }
 #endif
