@@ -55,20 +55,22 @@ public sealed partial class RaftCore
     /// newer configuration this node has not received yet may list it (dissertation §4.1: servers
     /// handle requests without consulting their configuration), so a request (AppendEntries,
     /// InstallSnapshot, RequestVote, TimeoutNow) from it is handled when it comes from the leader
-    /// this node follows, or while this node is out of contact with any leader it knows (no leader,
-    /// or none heard for an election timeout; never on a leader): that is how a node that joins,
-    /// or one that missed the entries that added the current leader, catches up. A node in contact
-    /// with its leader refuses strangers, and a response from a non-member never counts.
+    /// this node follows, or while this node is out of contact with any leader it knows (none heard
+    /// for a whole minimum election timeout, counted from its start or the last message of its
+    /// leader; never on a leader), or always when it knows no configuration yet (it joins): that
+    /// is how a node that joins, or one that missed the entries that added the current leader,
+    /// catches up. A node in contact with its leader (or just started) refuses strangers, and a
+    /// response from a non-member never counts.
     /// </summary>
-    private bool AcceptsFromOutsideConfiguration(RaftMessage message)
+    internal bool AcceptsFromOutsideConfiguration(RaftMessage message)
     {
         if (message is AppendEntriesResponse or InstallSnapshotResponse or RequestVoteResponse)
             return false;
         if (_role == RaftRole.Leader)
             return false;
-        if (message.From == _leader)
+        if (_config.IsEmpty || (_leader != 0 && message.From == _leader))
             return true;
-        return _leader == 0 || _electionElapsed >= _options.ElectionTicksMin;
+        return _electionElapsed >= _options.ElectionTicksMin;
     }
 
     private void LoadConfiguration(RaftOptions options, ILogStore store, ISnapshotStore? snapshots)
