@@ -24,6 +24,7 @@ public sealed partial class RaftCore
     private int[] _outgoingVoters = [];
     private int[] _voterPeers = [];
     private bool _configurationChanged;
+    private int _configurationsSeen;
 
     /// <summary>The configuration in force on this node: the last one in its log (or snapshot), committed or not.</summary>
     public ClusterConfiguration Configuration => _config;
@@ -185,9 +186,17 @@ public sealed partial class RaftCore
         _leadTransferee = best.Id;
         _transferElapsed = 0;
         if (best.Match == _log.LastIndex)
-            Send(new TimeoutNow(Id, best.Id, _term), afterPersist: false);
+            SendTimeoutNow(best.Id);
         else
             SendAppend(best, sendIfEmpty: true);
+    }
+
+    /// <summary>Tells the transferee to campaign now; a leader removed by the committed configuration then steps down at once (it would hear of no later term: the new leader does not replicate to it).</summary>
+    private void SendTimeoutNow(int transferee)
+    {
+        Send(new TimeoutNow(Id, transferee, _term), afterPersist: false);
+        if (LeavingCommitted())
+            BecomeFollower(_term, 0);
     }
 
     private void RefreshConfiguration()
@@ -209,15 +218,19 @@ public sealed partial class RaftCore
             }
         }
 #endif
-        if (index == _configIndex && ReferenceEquals(configuration, _config))
+        if (index == _configIndex && ReferenceEquals(configuration, _config) && _configurations.Count == _configurationsSeen)
             return;
+        _configurationsSeen = _configurations.Count;
         var previous = _config;
         _config = configuration;
         _configIndex = index;
         _voters = [.. configuration.Voters];
         _votersAndLearners = [.. configuration.Members.Select(m => m.Id)];
         _outgoingVoters = [.. configuration.OutgoingVoters];
-        _members = [.. configuration.AllIds];
+        // Replicated to (and heard from): the members of every configuration not yet superseded by
+        // a committed one, so a member that C(new) removes still receives C(new) and learns it was
+        // removed (it then stops campaigning) rather than timing out and disrupting the cluster.
+        _members = [.. _configurations.SelectMany(c => c.Configuration.AllIds).Distinct()];
         _peers = [.. _members.Where(m => m != Id)];
         _voterPeers = [.. _peers.Where(configuration.IsVoter)];
         if (!configuration.Equals(previous))
@@ -227,8 +240,10 @@ public sealed partial class RaftCore
             // Replicate to every member of the new configuration, learners included; forget the others.
             foreach (var peer in _peers)
             {
+                // Probing from the last entry (the configuration entry that adds it) sends that
+                // entry at once; a new member's rejection then walks the leader back.
                 if (!_progress.ContainsKey(peer))
-                    _progress[peer] = new Progress(peer, _log.LastIndex + 1, _options.MaxInflightAppends) { RecentActive = true };
+                    _progress[peer] = new Progress(peer, Math.Max(1, _log.LastIndex), _options.MaxInflightAppends) { RecentActive = true };
             }
             foreach (var id in _progress.Keys.Where(id => Array.IndexOf(_peers, id) < 0).ToList())
                 _progress.Remove(id);

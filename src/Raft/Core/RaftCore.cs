@@ -159,7 +159,7 @@ public sealed partial class RaftCore
     /// <summary>The term of the last entry in the log.</summary>
     public long LastTerm => _log.LastTerm;
 
-    /// <summary>The members of the configuration in force: voters and learners, of both halves while joint, this node included when listed.</summary>
+    /// <summary>The members the node replicates to and hears from: those of the configuration in force (voters and learners, both halves while joint) and of any configuration after the last committed one (a member the newest configuration removes stays until it commits), this node included when listed.</summary>
     public IReadOnlyList<int> Members => _members;
 
     /// <summary>The member a leadership transfer is under way to, or 0.</summary>
@@ -1221,7 +1221,11 @@ public sealed partial class RaftCore
             if (_role != RaftRole.Leader)
                 return;
             if (_leadTransferee == pr.Id && pr.Match == _log.LastIndex)
-                Send(new TimeoutNow(Id, pr.Id, _term), afterPersist: false);
+            {
+                SendTimeoutNow(pr.Id);
+                if (_role != RaftRole.Leader)
+                    return;
+            }
             while (SendAppend(pr, sendIfEmpty: false))
             {
             }
