@@ -67,6 +67,8 @@ public sealed partial class RaftCore
     {
         if (message is AppendEntriesResponse or InstallSnapshotResponse or RequestVoteResponse)
             return false;
+        if (message.Term < _term)
+            return true; // answered with the current term only, so a stale leader outside the configuration steps down
         if (_role == RaftRole.Leader)
             return false;
         if (_config.IsEmpty || (_leader != 0 && message.From == _leader))
@@ -164,6 +166,23 @@ public sealed partial class RaftCore
             HandOverAfterRemoval();
     }
 
+    /// <summary>
+    /// Whether this node may campaign: it votes in the configuration in force or in one that is not
+    /// yet superseded by a committed one. A node that an uncommitted configuration removes still
+    /// campaigns (counting votes in the configuration in force, where its own does not count):
+    /// otherwise, with that configuration's entry on it alone, the others could wait for its vote
+    /// forever. Once the removal commits, it stays silent.
+    /// </summary>
+    private bool MayCampaign()
+    {
+        foreach (var (_, configuration) in _configurations)
+        {
+            if (configuration.IsVoter(Id))
+                return true;
+        }
+        return false;
+    }
+
     // Whether this leader is not a voter of the committed configuration in force (it steps down).
     private bool LeavingCommitted() => !_config.IsJoint && _configIndex <= _log.Committed && !_config.IsVoter(Id);
 
@@ -246,7 +265,24 @@ public sealed partial class RaftCore
                     _progress[peer] = new Progress(peer, Math.Max(1, _log.LastIndex), _options.MaxInflightAppends) { RecentActive = true };
             }
             foreach (var id in _progress.Keys.Where(id => Array.IndexOf(_peers, id) < 0).ToList())
+            {
+                // A member the committed configuration removed: one last append tells it the
+                // configuration and the commit, so it learns it was removed and stays silent
+                // instead of campaigning (if that message is lost, it may campaign: with PreVote
+                // and CheckQuorum it is refused; without, it can only win with an up-to-date log,
+                // and as a leader outside its configuration it hands over once it commits).
+                var removed = _progress[id];
+                if (removed.Match >= _configIndex)
+                {
+                    SendHeartbeat(removed);
+                }
+                else
+                {
+                    removed.BecomeProbe();
+                    SendAppend(removed, sendIfEmpty: true); // with the entries it lacks, up to MaxAppendBytes
+                }
                 _progress.Remove(id);
+            }
             if (_leadTransferee != 0 && !_progress.ContainsKey(_leadTransferee))
             {
                 _leadTransferee = 0;

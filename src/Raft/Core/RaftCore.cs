@@ -751,8 +751,18 @@ public sealed partial class RaftCore
     private void TickElection()
     {
         _electionElapsed++;
-        if (_electionElapsed >= _randomizedElectionTimeout)
-            StartCampaign(CampaignKind.PreElection);
+        if (_electionElapsed < _randomizedElectionTimeout)
+            return;
+        if (!MayCampaign())
+        {
+            // A node that may not campaign (a learner, a removed or joining node) still times out:
+            // it forgets the leader it no longer hears from, so it neither keeps refusing votes for
+            // a lease that ended nor refuses the leader of a configuration it has not received.
+            _electionElapsed = _randomizedElectionTimeout;
+            _leader = 0;
+            return;
+        }
+        StartCampaign(CampaignKind.PreElection);
     }
 
     private enum CampaignKind
@@ -764,13 +774,8 @@ public sealed partial class RaftCore
 
     private void StartCampaign(CampaignKind kind)
     {
-        if (!_config.IsVoter(Id))
-        {
-            // A learner, a node removed from the configuration, or one that joins and knows none yet
-            // never campaigns: it could not count its own vote, and a removed node must stay silent.
-            _electionElapsed = 0;
-            return;
-        }
+        if (!MayCampaign())
+            return; // a learner, a node whose removal is committed, or one that joins: never campaigns
         if (_term == long.MaxValue)
         {
             // No term is left to campaign in (only reachable by raising terms MaxTermJump at a time):

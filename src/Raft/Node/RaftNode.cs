@@ -1235,8 +1235,12 @@ public sealed partial class RaftNode : IAsyncDisposable
         var applied = Interlocked.Read(ref _appliedIndex);
         if (_snapshots is null || _options.SnapshotInterval == 0 || applied - _lastSnapshotIndex < _options.SnapshotInterval)
             return;
+        // A node that joined knows no configuration for the entries before the one that added it;
+        // a snapshot of them could not tell a follower its members, so it waits for that entry.
+        if (_appliedConfiguration is null || _appliedConfiguration.IsEmpty)
+            return;
         // Taken on the apply loop: applying pauses while the state machine writes, heartbeats do not.
-        var writer = await _snapshots.CreateAsync(new SnapshotMetadata(applied, _lastAppliedTerm, _appliedConfiguration ?? ClusterConfiguration.Empty), token).ConfigureAwait(false);
+        var writer = await _snapshots.CreateAsync(new SnapshotMetadata(applied, _lastAppliedTerm, _appliedConfiguration), token).ConfigureAwait(false);
         await using (writer.ConfigureAwait(false))
         {
             await _stateMachine.WriteSnapshotAsync(writer.Stream, token).ConfigureAwait(false);
