@@ -38,7 +38,7 @@ public sealed partial class RaftCore
     /// <summary>The term of the entry at <paramref name="index"/>, or -1 when it is compacted or beyond the log.</summary>
     internal long TermAt(long index) => _log.TryTerm(index);
 
-    // The voters whose majority commits, elects and confirms reads in the incoming half.
+    // The voters whose majority commits and confirms reads (and is heard by CheckQuorum) in the incoming half.
     private int[] QuorumVoters
     {
         get

@@ -868,7 +868,7 @@ public sealed partial class RaftCore
     private VoteResult Tally()
     {
         // Joint consensus (dissertation §4.3): a majority of each half; learners never count.
-        var incoming = TallyHalf(QuorumVoters);
+        var incoming = TallyHalf(_voters);
         if (!_config.IsJoint)
             return incoming;
         var outgoing = TallyHalf(_outgoingVoters);
