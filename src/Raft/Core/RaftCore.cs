@@ -358,7 +358,15 @@ public sealed partial class RaftCore
                 if (inLease && !vote.LeadershipTransfer)
                     return;
                 if (!vote.PreVote)
+                {
+                    // Figure 2: the election timer restarts on granting a vote (HandleRequestVote),
+                    // not on merely seeing a newer term. Otherwise a candidate that cannot win (its
+                    // log is behind) but times out first keeps resetting the one that could, and a
+                    // two-voter configuration (a joint one, say) never elects (simulator seed 200711).
+                    var elapsed = _electionElapsed;
                     BecomeFollower(message.Term, 0);
+                    _electionElapsed = elapsed;
+                }
             }
             else if (message is RequestVoteResponse { PreVote: true, Granted: true })
             {
