@@ -429,6 +429,35 @@ public sealed class MembershipCoreTests
     }
 
     [Fact]
+    public void A_stale_leader_outside_the_configuration_is_told_the_newer_term()
+    {
+        // Node 9 leads term 2 of a configuration this node (term 5, in contact or not) never had:
+        // it must learn of term 5 to step down, though nothing else of its message is handled.
+        var node = NewCore(2, Ids(3), hardState: new HardState(5, 0, 0));
+        var output = node.Step(new AppendEntries(9, 2, 2, 0, 0, [], 0));
+        Assert.Equal(0, node.Core.RejectedMessages);
+        var answer = Assert.Single(output.Of<AppendEntriesResponse>());
+        Assert.Equal((9, 5L, false), (answer.To, answer.Term, answer.Success));
+        Assert.Equal(5, node.Core.Term);
+    }
+
+    [Fact]
+    public async Task A_learner_that_stops_hearing_its_leader_forgets_it_though_it_never_campaigns()
+    {
+        var store = new InMemoryLogStore();
+        var configuration = new ClusterConfiguration([ClusterMember.Voter(1), ClusterMember.Voter(2), ClusterMember.Learner(3)]);
+        await store.AppendAsync([ConfigEntry(1, 1, configuration)]);
+        await store.SaveHardStateAsync(new HardState(1, 0, 0));
+        var learner = new TestCore(JoinOptions(3), store); // the configuration comes from the log
+        learner.Step(new AppendEntries(1, 3, 1, 1, 1, [], 1));
+        Assert.Equal(1, learner.Core.LeaderId);
+
+        var output = learner.Tick(25); // past the largest election timeout
+        Assert.Empty(output.Sent);
+        Assert.Equal((RaftRole.Follower, 0), (learner.Core.Role, learner.Core.LeaderId));
+    }
+
+    [Fact]
     public void A_snapshot_carries_the_configuration_and_the_follower_that_installs_it_adopts_it()
     {
         var configuration = new ClusterConfiguration([ClusterMember.Voter(1, "a:1"), ClusterMember.Voter(2), ClusterMember.Learner(5, "e:5")]);
