@@ -433,7 +433,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         {
             var status = Status;
             var target = status.Role == RaftRole.Leader
-                ? status.Progress.Where(p => p.Key != Id).OrderByDescending(p => p.Value).ThenBy(p => p.Key).Select(p => p.Key).FirstOrDefault()
+                ? status.Progress.Where(p => p.Key != Id && status.Configuration.IsVoter(p.Key)).OrderByDescending(p => p.Value).ThenBy(p => p.Key).Select(p => p.Key).FirstOrDefault()
                 : 0;
             if (target != 0)
             {

@@ -250,6 +250,26 @@ public sealed class MembershipNodeTests
     }
 
     [Fact]
+    public async Task A_change_a_new_leader_replaces_fails_with_ProposalDroppedException()
+    {
+        await using var cluster = await Cluster.StartAsync(3, joiners: []);
+        var old = await cluster.LeaderAsync();
+        await cluster.RunAsync(old.ProposeAsync(Command("a")), "a write");
+
+        cluster.Network.Isolate(old.Id);
+        var change = old.ChangeMembershipAsync(MembershipChange.AddLearner(9)); // appended there only
+        var others = cluster.Nodes.Keys.Where(id => id != old.Id).ToArray();
+        await cluster.RunUntilAsync(() => others.Any(id => cluster.Nodes[id].Status.Role == RaftRole.Leader && cluster.Nodes[id].Status.Term > old.Status.Term), "a new leader among the others");
+        var next = cluster.Nodes[others.Single(id => cluster.Nodes[id].Status.Role == RaftRole.Leader)];
+        await cluster.RunAsync(next.ProposeAsync(Command("b")), "a write on the new leader");
+
+        cluster.Network.Heal();
+        var dropped = await Assert.ThrowsAsync<ProposalDroppedException>(() => cluster.RunAsync(change, "the replaced change"));
+        Assert.Contains("replaced by a new leader's entry", dropped.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(9, old.Status.Configuration.AllIds);
+    }
+
+    [Fact]
     public async Task A_restarted_node_takes_its_peers_from_its_log_not_from_its_options()
     {
         await using var cluster = await Cluster.StartAsync(3, joiners: [4]);
