@@ -218,7 +218,7 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             var count = BinaryPrimitives.ReadInt32LittleEndian(fixedHeader.AsSpan(24));
             // Version 1: count member ids of 4 bytes; version 2: a configuration of count bytes.
             var metadataBytes = version == MembersFormatVersion ? 4L * count : count;
-            if (index < 0 || term < 0 || count < 0 || count > 100_000 || 28 + metadataBytes + FooterSize > length)
+            if (index < 0 || term < 0 || count < 0 || count > (version == MembersFormatVersion ? 100_000 : 8 << 20) || 28 + metadataBytes + FooterSize > length)
                 throw new LogCorruptionException(path, 8, "the header's index, term or configuration size is impossible");
             var members = new byte[metadataBytes];
             ReadFully(handle, members, 28, path);
