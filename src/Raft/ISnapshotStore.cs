@@ -3,8 +3,21 @@ namespace Raft;
 /// <summary>What a snapshot covers: the log up to and including <paramref name="Index"/>.</summary>
 /// <param name="Index">The last log index the snapshot reflects.</param>
 /// <param name="Term">The term of the entry at <paramref name="Index"/>.</param>
-/// <param name="Members">The cluster members as of <paramref name="Index"/>.</param>
-public sealed record SnapshotMetadata(long Index, long Term, IReadOnlyList<int> Members);
+/// <param name="Configuration">The configuration in force as of <paramref name="Index"/> (the last configuration entry at or before it): once the log is compacted, the snapshot is where a node finds its members.</param>
+public sealed record SnapshotMetadata(long Index, long Term, ClusterConfiguration Configuration)
+{
+    /// <summary>A snapshot whose configuration is <paramref name="Voters"/>, all voters without addresses.</summary>
+    /// <param name="Index">The last log index the snapshot reflects.</param>
+    /// <param name="Term">The term of the entry at <paramref name="Index"/>.</param>
+    /// <param name="Voters">The voters' ids.</param>
+    /// <exception cref="ArgumentException">The ids do not form a valid configuration.</exception>
+#pragma warning disable CA1725, IDE1006 // named like the record's positional parameters, so named arguments work with either constructor
+    public SnapshotMetadata(long Index, long Term, IReadOnlyList<int> Voters)
+        : this(Index, Term, ClusterConfiguration.FromVoters(Voters))
+#pragma warning restore CA1725, IDE1006
+    {
+    }
+}
 
 /// <summary>
 /// Where a node keeps its state machine snapshots. The library ships an in-memory store

@@ -12,7 +12,11 @@ public enum EntryKind : byte
     /// </summary>
     NoOp = 1,
 
-    /// <summary>A cluster membership configuration. Reserved for membership changes.</summary>
+    /// <summary>
+    /// A cluster membership configuration (<see cref="ClusterConfiguration.Encode"/>), appended by
+    /// the leader for a membership change. In force on a node as soon as it is in its log; never
+    /// handed to the state machine. A follower refuses an AppendEntries carrying one it cannot decode.
+    /// </summary>
     Configuration = 2,
 
     /// <summary>

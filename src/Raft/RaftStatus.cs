@@ -19,7 +19,7 @@ public readonly record struct RaftStatus(
     long LastLogIndex,
     long LastLogTerm)
 {
-    /// <summary>When the node is the leader: each follower's match index (highest entry known replicated there). Otherwise empty.</summary>
+    /// <summary>When the node is the leader: its own durable last index and each other member's match index (highest entry known replicated there), learners included, so a host can tell when a learner has caught up. Otherwise empty.</summary>
     public IReadOnlyDictionary<int, long> Progress { get; init; } = EmptyProgress;
 
     /// <summary>
@@ -28,6 +28,21 @@ public readonly record struct RaftStatus(
     /// <see cref="RaftNodeFaultedException"/> carrying this exception.
     /// </summary>
     public Exception? Fault { get; init; }
+
+    /// <summary>
+    /// The configuration in force on this node (the last in its log, committed or not): its voters
+    /// and learners with their addresses, and, while a change of voters is under way, the outgoing
+    /// voters (<see cref="ClusterConfiguration.IsJoint"/>). <see cref="ClusterConfiguration.Empty"/>
+    /// for a node started with <see cref="RaftNodeOptions.Join"/> that was not added yet.
+    /// </summary>
+    public ClusterConfiguration Configuration { get; init; } = ClusterConfiguration.Empty;
+
+    /// <summary>
+    /// Whether the configuration in force does not list this node: it was removed and no longer
+    /// campaigns (a node catching up from far behind may also show it until its log reaches the
+    /// configuration that added it).
+    /// </summary>
+    public bool IsRemoved { get; init; }
 
     private static readonly IReadOnlyDictionary<int, long> EmptyProgress = new Dictionary<int, long>();
 }

@@ -140,6 +140,10 @@ public sealed partial class SimulatedCluster
             SessionRetries = _sessionCounters.Retries,
             SessionAcknowledged = _sessionCounters.Acknowledged,
             SessionDuplicatesAnswered = _sessionCounters.DuplicatesAnswered,
+            MembershipChanges = _membershipChanges,
+            LeaderRemovals = _leaderRemovals,
+            Promotions = _promotions,
+            Removals = _removals,
         };
     }
 
@@ -157,7 +161,8 @@ public sealed partial class SimulatedCluster
         var options = new RaftNodeOptions
         {
             NodeId = node.Id,
-            Members = [.. Enumerable.Range(1, _nodes.Length)],
+            Members = BootstrapMembers(node),
+            Join = Joins(node),
             TickInterval = SimulatedTime.TickLength,
             HeartbeatInterval = SimulatedTime.TickLength * 2,
             ElectionTimeoutMin = SimulatedTime.TickLength * 10,
@@ -508,6 +513,8 @@ public sealed partial class SimulatedCluster
 
     private void ClientAct()
     {
+        if (MaybeChangeMembership())
+            return;
         var roll = _random.NextDouble();
         if (roll < 0.02)
         {
@@ -590,6 +597,7 @@ public sealed partial class SimulatedCluster
     {
         if (_sessionAttempts.Count > 0)
             PollSessions();
+        PollMembership(node);
         for (var i = 0; i < _pending.Count; i++)
         {
             var op = _pending[i];
@@ -825,6 +833,7 @@ public sealed partial class SimulatedCluster
         node.Epoch++;
         _counters.Crashes++;
         // The clients of the dead process never hear back.
+        AbandonMembership(node);
         for (var i = 0; i < _pending.Count; i++)
         {
             var op = _pending[i];
@@ -889,7 +898,7 @@ public sealed partial class SimulatedCluster
             {
                 // Then every node must converge: applied everything, nothing left to write.
                 var target = _committed.Count == 0 ? 0 : _committed.Keys[^1];
-                if (_nodes.All(n => n.StateMachine.LastCommandIndex >= target && !n.Raft.HasWriterWork && !n.Raft.HasApplyWork))
+                if (_nodes.Where(MustConverge).All(n => n.StateMachine.LastCommandIndex >= target && !n.Raft.HasWriterWork && !n.Raft.HasApplyWork))
                     return;
             }
             StepOnce();
@@ -898,6 +907,7 @@ public sealed partial class SimulatedCluster
         {
             var status = n.Raft.Status;
             return $"node {n.Id}: {status.Role} term {status.Term} commit {status.CommitIndex} applied {status.AppliedIndex} (last command {n.StateMachine.LastCommandIndex}, writer {n.Raft.HasWriterWork}, apply {n.Raft.HasApplyWork}) log [{n.Store.FirstIndex}, {n.Store.LastIndex}] snapshot {n.Snapshots.Latest?.Index}" +
+                (MembershipEnabled ? $" configuration {status.Configuration}" : "") +
                 (status.Role == RaftRole.Leader ? $" progress {string.Join(",", status.Progress.Select(p => $"{p.Key}:{p.Value}"))}" : "");
         }));
         throw Violation("Liveness", probe is null
@@ -912,7 +922,7 @@ public sealed partial class SimulatedCluster
             if (!_commandIndex.TryGetValue(command, out var index))
                 throw Violation("Durability", $"acknowledged command {command} was never applied.");
             var term = _committed[index].Term;
-            foreach (var node in _nodes)
+            foreach (var node in _nodes.Where(MustConverge))
             {
                 var store = node.Store;
                 if (index < store.FirstIndex)

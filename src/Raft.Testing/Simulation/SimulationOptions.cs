@@ -69,6 +69,20 @@ public sealed class SimulationOptions
     /// </summary>
     public int SessionClients { get; init; }
 
+    /// <summary>
+    /// The probability that a client event is a membership change on the leader (add a learner or a
+    /// voter, promote a learner, remove a voter, a learner or the leader itself). 0 (the default)
+    /// keeps every seed's run exactly as it was before membership changes existed.
+    /// </summary>
+    public double MembershipChanges { get; init; }
+
+    /// <summary>
+    /// How many of the <see cref="Nodes"/> bootstrap the cluster as voters (nodes 1 to this); the
+    /// others start with <see cref="RaftNodeOptions.Join"/> and take part once a membership change
+    /// adds them. Null (the default) makes every node a bootstrap voter.
+    /// </summary>
+    public int? InitialVoters { get; init; }
+
 #if RAFT_MUTANTS
     /// <summary>Deliberate bugs for the nodes (mutant build only).</summary>
     public Mutation Mutations { get; init; }
@@ -95,6 +109,13 @@ public sealed class SimulationOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(ReadFraction, 0.9);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxClientOperations);
         ArgumentOutOfRangeException.ThrowIfNegative(SessionClients);
+        ArgumentOutOfRangeException.ThrowIfNegative(MembershipChanges);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MembershipChanges, 1);
+        if (InitialVoters is { } voters)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(voters, 1);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(voters, Nodes);
+        }
     }
 }
 
@@ -170,6 +191,18 @@ public sealed record SimulationResult(int Seed)
 
     /// <summary>Copies of acknowledged session commands answered with the kept first result instead of being applied again.</summary>
     public int SessionDuplicatesAnswered { get; init; }
+
+    /// <summary>Membership changes that committed (their final configuration) and were reported to the client.</summary>
+    public int MembershipChanges { get; init; }
+
+    /// <summary>Committed membership changes that removed the leader that proposed them.</summary>
+    public int LeaderRemovals { get; init; }
+
+    /// <summary>Committed membership changes that promoted a learner to voter.</summary>
+    public int Promotions { get; init; }
+
+    /// <summary>Committed membership changes that removed a voter or a learner (the leader included).</summary>
+    public int Removals { get; init; }
 }
 
 /// <summary>A simulation found a broken Raft invariant. The message names the seed and how to replay it.</summary>

@@ -38,6 +38,15 @@ public enum Mutation
     /// <summary><c>FileLogStore</c> never fsyncs (its data may be lost on power failure while the store claims durability).</summary>
     FileLogNoFsync = 256,
 
+    /// <summary>A configuration is in force only once its entry is committed, not as soon as it is appended (breaks the overlap argument of dissertation §4.3: a leader of C(new) may be elected by a majority that knows only C(old)).</summary>
+    ConfigAtCommit = 512,
+
+    /// <summary>Learners' acknowledgements count toward the commit, CheckQuorum and read quorums like voters' (elections still count voters only, as a correct implementation does): an entry can commit without a majority of the voters, who then elect a leader without it.</summary>
+    LearnerCounted = 1024,
+
+    /// <summary>A change of voters goes to C(new) in one step (no joint configuration), and a change may start while an earlier one is uncommitted or before the leader committed an entry of its term.</summary>
+    NoJointConsensus = 2048,
+
     /// <summary><c>RaftNode</c> leaves the session table out of its snapshots: a node restored from one answers a retried session command by applying it again.</summary>
     SessionsNotInSnapshot = 4096,
 

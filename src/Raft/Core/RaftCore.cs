@@ -17,12 +17,14 @@ namespace Raft;
 /// <para>The core reads the durable log synchronously through <see cref="ILogStore"/>; it never
 /// writes to it.</para>
 /// </remarks>
-public sealed class RaftCore
+public sealed partial class RaftCore
 {
     private readonly RaftOptions _options;
     private readonly Random _random;
-    private readonly int[] _members;
-    private readonly int[] _peers;
+    // Every member of the configuration in force (both halves of a joint one), and all but this
+    // node: recomputed whenever the configuration in force changes (RaftCore.Membership.cs).
+    private int[] _members = [];
+    private int[] _peers = [];
     private readonly RaftLog _log;
     private readonly ISnapshotStore? _snapshots;
 
@@ -110,8 +112,6 @@ public sealed class RaftCore
         _options = options;
         _snapshots = snapshots;
         _random = options.Random ?? Random.Shared;
-        _members = [.. options.Members];
-        _peers = [.. options.Members.Where(m => m != options.NodeId)];
         Id = options.NodeId;
 
         var hardState = store.HardState;
@@ -131,6 +131,7 @@ public sealed class RaftCore
         }
         // The stored commit index is a lower bound of what was committed; never below what is applied.
         _log = new RaftLog(store, Math.Max(hardState.Commit, applied), applied);
+        LoadConfiguration(options, store, snapshots);
 
         BecomeFollower(_term, 0);
         _reportedSoftState = new SoftState(_role, _leader, _term);
@@ -163,7 +164,7 @@ public sealed class RaftCore
     /// <summary>The term of the last entry in the log.</summary>
     public long LastTerm => _log.LastTerm;
 
-    /// <summary>The members of the cluster.</summary>
+    /// <summary>The members the node replicates to and hears from: those of the configuration in force (voters and learners, both halves while joint) and of any configuration after the last committed one (a member the newest configuration removes stays until it commits), this node included when listed.</summary>
     public IReadOnlyList<int> Members => _members;
 
     /// <summary>The member a leadership transfer is under way to, or 0.</summary>
@@ -194,7 +195,11 @@ public sealed class RaftCore
     {
         get
         {
-            var status = new RaftStatus(Id, _role, _term, _leader, _log.Committed, _log.Applied, _log.LastIndex, _log.LastTerm);
+            var status = new RaftStatus(Id, _role, _term, _leader, _log.Committed, _log.Applied, _log.LastIndex, _log.LastTerm)
+            {
+                Configuration = _config,
+                IsRemoved = IsRemoved,
+            };
             if (_role != RaftRole.Leader)
                 return status;
             var progress = new Dictionary<int, long>(_members.Length) { [Id] = _log.StableLastIndex };
@@ -209,7 +214,8 @@ public sealed class RaftCore
     {
         if (status.Id != Id || status.Role != _role || status.Term != _term || status.LeaderId != _leader
             || status.CommitIndex != _log.Committed || status.AppliedIndex != _log.Applied
-            || status.LastLogIndex != _log.LastIndex || status.LastLogTerm != _log.LastTerm)
+            || status.LastLogIndex != _log.LastIndex || status.LastLogTerm != _log.LastTerm
+            || !ReferenceEquals(status.Configuration, _config) || status.IsRemoved != IsRemoved)
             return false;
         if (_role != RaftRole.Leader)
             return status.Progress.Count == 0;
@@ -232,6 +238,7 @@ public sealed class RaftCore
         || _readStates.Count > 0
         || _snapshotChunks.Count > 0
         || _snapshotToRestore is not null
+        || _configurationChanged
         || CurrentHardState() != _persistedHardState
         || new SoftState(_role, _leader, _term) != _reportedSoftState
         || (_role == RaftRole.Leader && (_broadcastPending || _readBroadcastPending || _commitBroadcastPending));
@@ -342,12 +349,7 @@ public sealed class RaftCore
     // Drops the rounds older than the newest one a majority acknowledged; returns that round's sequence.
     private long PruneLeaseRounds()
     {
-        Span<long> acked = _members.Length <= 16 ? stackalloc long[_members.Length] : new long[_members.Length];
-        var i = 0;
-        acked[i++] = _readSequence;
-        foreach (var (_, pr) in _progress)
-            acked[i++] = pr.AckedReadSequence;
-        var confirmed = Quorum.CommittedIndex(acked);
+        var confirmed = ConfirmedReadSequence();
         var drop = 0;
         while (drop + 1 < _leaseRounds.Count && _leaseRounds[drop + 1].Sequence <= confirmed)
             drop++;
@@ -362,7 +364,7 @@ public sealed class RaftCore
     public bool TransferLeadership(int transferee)
     {
         EnsureNoReadyOutstanding();
-        if (_role != RaftRole.Leader || transferee == Id || !_progress.TryGetValue(transferee, out var pr))
+        if (_role != RaftRole.Leader || transferee == Id || !_progress.TryGetValue(transferee, out var pr) || !_config.IsVoter(transferee))
             return false;
         _leadTransferee = transferee;
         _transferElapsed = 0;
@@ -390,7 +392,7 @@ public sealed class RaftCore
         EnsureNoReadyOutstanding();
         if (message.To != Id)
             throw new ArgumentException($"Message addressed to node {message.To} was stepped into node {Id}.", nameof(message));
-        if (message.From == Id || Array.IndexOf(_members, message.From) < 0)
+        if (message.From == Id || message.From <= 0 || (Array.IndexOf(_members, message.From) < 0 && !AcceptsFromOutsideConfiguration(message)))
         {
             Reject(message, "the sender is not another member of the cluster");
             return;
@@ -415,7 +417,15 @@ public sealed class RaftCore
                 if (inLease && !vote.LeadershipTransfer)
                     return;
                 if (!vote.PreVote)
+                {
+                    // Figure 2: the election timer restarts on granting a vote (HandleRequestVote),
+                    // not on merely seeing a newer term. Otherwise a candidate that cannot win (its
+                    // log is behind) but times out first keeps resetting the one that could, and a
+                    // two-voter configuration (a joint one, say) never elects (simulator seed 200711).
+                    var elapsed = _electionElapsed;
                     BecomeFollower(message.Term, 0);
+                    _electionElapsed = elapsed;
+                }
             }
             else if (message is RequestVoteResponse { PreVote: true, Granted: true })
             {
@@ -545,7 +555,7 @@ public sealed class RaftCore
                     return "snapshot index, term or offset not positive";
                 if (chunk.SnapshotTerm > chunk.Term)
                     return "the snapshot's term is above the leader's term";
-                if (chunk.Members is null || chunk.Members.Count == 0)
+                if (chunk.Configuration is null || chunk.Configuration.IsEmpty)
                     return "the snapshot lists no members";
                 if (chunk.Offset > _options.MaxSnapshotBytes - chunk.Data.Length)
                     return $"the snapshot would grow beyond MaxSnapshotBytes ({_options.MaxSnapshotBytes} bytes)";
@@ -594,6 +604,13 @@ public sealed class RaftCore
                 return $"entry {entry.Index} has term {entry.Term}, above the leader's term";
             if (!Enum.IsDefined(entry.Kind))
                 return $"entry {entry.Index} has an unknown kind ({(int)entry.Kind})";
+            if (entry.Kind == EntryKind.Configuration)
+            {
+                if (!ClusterConfiguration.TryDecode(entry.Data.Span, out var configuration, out var why))
+                    return $"entry {entry.Index} is a configuration entry that cannot be decoded ({why})";
+                if (configuration.IsEmpty)
+                    return $"entry {entry.Index} is a configuration entry that lists no members";
+            }
             term = entry.Term;
         }
         return null;
@@ -645,6 +662,11 @@ public sealed class RaftCore
         }
         ready.SnapshotToRestore = _snapshotToRestore;
         _snapshotToRestore = null;
+        if (_configurationChanged)
+        {
+            ready.Configuration = _config;
+            _configurationChanged = false;
+        }
         ready.CanPersistAsynchronously = ready.Entries.Count > 0 && !overwrites && ready.HardState is null
             && ready.SnapshotChunks.Count == 0 && ready.SnapshotToRestore is null && !_log.HasPendingSnapshot;
         var soft = new SoftState(_role, _leader, _term);
@@ -799,8 +821,18 @@ public sealed class RaftCore
     private void TickElection()
     {
         _electionElapsed++;
-        if (_electionElapsed >= _randomizedElectionTimeout)
-            StartCampaign(CampaignKind.PreElection);
+        if (_electionElapsed < _randomizedElectionTimeout)
+            return;
+        if (!MayCampaign())
+        {
+            // A node that may not campaign (a learner, a removed or joining node) still times out:
+            // it forgets the leader it no longer hears from, so it neither keeps refusing votes for
+            // a lease that ended nor refuses the leader of a configuration it has not received.
+            _electionElapsed = _randomizedElectionTimeout;
+            _leader = 0;
+            return;
+        }
+        StartCampaign(CampaignKind.PreElection);
     }
 
     private enum CampaignKind
@@ -812,6 +844,8 @@ public sealed class RaftCore
 
     private void StartCampaign(CampaignKind kind)
     {
+        if (!MayCampaign())
+            return; // a learner, a node whose removal is committed, or one that joins: never campaigns
         if (_term == long.MaxValue)
         {
             // No term is left to campaign in (only reachable by raising terms MaxTermJump at a time):
@@ -828,7 +862,7 @@ public sealed class RaftCore
                 StartCampaign(CampaignKind.Election);
                 return;
             }
-            foreach (var peer in _peers)
+            foreach (var peer in _voterPeers)
                 Send(new RequestVote(Id, peer, checked(_term + 1), _log.LastIndex, _log.LastTerm, PreVote: true), afterPersist: false);
             return;
         }
@@ -840,7 +874,7 @@ public sealed class RaftCore
             return;
         }
         // The vote for itself must be durable before anyone can count on this candidacy.
-        foreach (var peer in _peers)
+        foreach (var peer in _voterPeers)
             Send(new RequestVote(Id, peer, _term, _log.LastIndex, _log.LastTerm, PreVote: false, LeadershipTransfer: transfer), afterPersist: true);
     }
 
@@ -903,16 +937,31 @@ public sealed class RaftCore
 
     private VoteResult Tally()
     {
+        // Joint consensus (dissertation §4.3): a majority of each half; learners never count.
+        var incoming = TallyHalf(_voters);
+        if (!_config.IsJoint)
+            return incoming;
+        var outgoing = TallyHalf(_outgoingVoters);
+        if (incoming == VoteResult.Lost || outgoing == VoteResult.Lost)
+            return VoteResult.Lost;
+        return incoming == VoteResult.Won && outgoing == VoteResult.Won ? VoteResult.Won : VoteResult.Pending;
+    }
+
+    private VoteResult TallyHalf(int[] voters)
+    {
         var granted = 0;
         var rejected = 0;
-        foreach (var (_, yes) in _votes)
+        foreach (var voter in voters)
         {
-            if (yes)
-                granted++;
-            else
-                rejected++;
+            if (_votes.TryGetValue(voter, out var yes))
+            {
+                if (yes)
+                    granted++;
+                else
+                    rejected++;
+            }
         }
-        return Quorum.Tally(_members.Length, granted, rejected);
+        return Quorum.Tally(voters.Length, granted, rejected);
     }
 
     // ------------------------------------------------------------------ follower (§5.3)
@@ -940,9 +989,13 @@ public sealed class RaftCore
                 }
             }
             if (conflict < entries.Count)
+            {
                 _log.TruncateAndAppend(entries, conflict);
+                OnEntriesReplaced(entries, conflict);
+            }
             // Only what this message proved to match may be committed (never a stale suffix beyond it).
             _log.CommitTo(Math.Min(append.LeaderCommit, lastNew));
+            OnCommitted();
             Send(new AppendEntriesResponse(Id, append.From, _term, Success: true, MatchIndex: lastNew, ReadSequence: append.ReadSequence), afterPersist: !IsDurable(lastNew));
             return;
         }
@@ -970,6 +1023,7 @@ public sealed class RaftCore
             // Already hold everything it covers (§7: keep the entries that follow it).
             _incoming = null;
             _log.CommitTo(Math.Max(_log.Committed, Math.Min(chunk.SnapshotIndex, _log.LastIndex)));
+            OnCommitted();
             Send(new InstallSnapshotResponse(Id, chunk.From, _term, chunk.SnapshotIndex, 0, Success: true, Done: true), afterPersist: true);
             return;
         }
@@ -992,13 +1046,15 @@ public sealed class RaftCore
             {
                 // Appends caught this node up while the snapshot streamed: keep the log, skip the restore.
                 _log.CommitTo(Math.Max(_log.Committed, chunk.SnapshotIndex));
+                OnCommitted();
             }
             else
             {
                 // The log diverges from the leader's committed prefix at or before the snapshot's end, so
                 // nothing after that point can be committed: replace the whole log with the snapshot.
                 _log.RestoreSnapshot(chunk.SnapshotIndex, chunk.SnapshotTerm);
-                _snapshotToRestore = new SnapshotMetadata(chunk.SnapshotIndex, chunk.SnapshotTerm, chunk.Members);
+                ResetConfiguration(chunk.SnapshotIndex, chunk.Configuration);
+                _snapshotToRestore = new SnapshotMetadata(chunk.SnapshotIndex, chunk.SnapshotTerm, chunk.Configuration);
             }
         }
         Send(new InstallSnapshotResponse(Id, chunk.From, _term, chunk.SnapshotIndex, incoming.NextOffset, Success: true, chunk.Done), afterPersist: true);
@@ -1027,20 +1083,23 @@ public sealed class RaftCore
         {
             _leadTransferee = 0;
             _transferElapsed = 0;
+            if (LeavingCommitted())
+            {
+                // Removed by a committed configuration and the hand-over did not happen in time:
+                // step down anyway; the remaining voters elect a leader.
+                BecomeFollower(_term, 0);
+                return;
+            }
         }
         if (_electionElapsed >= _options.ElectionTicksMin)
         {
             _electionElapsed = 0;
             if (_options.CheckQuorum)
             {
-                var active = 1;
+                var quorumActive = QuorumActive();
                 foreach (var (_, pr) in _progress)
-                {
-                    if (pr.RecentActive)
-                        active++;
                     pr.RecentActive = false;
-                }
-                if (active < Quorum.Majority(_members.Length))
+                if (!quorumActive)
                 {
                     // Cannot reach a majority: stop claiming leadership (dissertation §6.2).
                     BecomeFollower(_term, 0);
@@ -1245,7 +1304,11 @@ public sealed class RaftCore
             if (_role != RaftRole.Leader)
                 return;
             if (_leadTransferee == pr.Id && pr.Match == _log.LastIndex)
-                Send(new TimeoutNow(Id, pr.Id, _term), afterPersist: false);
+            {
+                SendTimeoutNow(pr.Id);
+                if (_role != RaftRole.Leader)
+                    return;
+            }
             while (SendAppend(pr, sendIfEmpty: false))
             {
             }
@@ -1307,7 +1370,7 @@ public sealed class RaftCore
         pr.SnapshotChunkInFlight = true;
         pr.SnapshotSilentTicks = 0;
         pr.HeardSinceChunk = false;
-        Send(new InstallSnapshot(Id, pr.Id, _term, snapshot.Index, snapshot.Term, snapshot.Members, offset, buffer.AsMemory(0, read), done), afterPersist: false);
+        Send(new InstallSnapshot(Id, pr.Id, _term, snapshot.Index, snapshot.Term, snapshot.Configuration, offset, buffer.AsMemory(0, read), done), afterPersist: false);
     }
 
     private void HandleSnapshotResponse(InstallSnapshotResponse response)
@@ -1350,12 +1413,10 @@ public sealed class RaftCore
 
     private void MaybeCommit()
     {
-        Span<long> matches = _members.Length <= 16 ? stackalloc long[_members.Length] : new long[_members.Length];
-        var i = 0;
-        matches[i++] = _log.StableLastIndex;
-        foreach (var (_, pr) in _progress)
-            matches[i++] = pr.Match;
-        var index = Quorum.CommittedIndex(matches);
+        // Joint consensus: the index a majority of each half holds (learners never count).
+        var index = QuorumMatch(QuorumVoters, static pr => pr.Match, _log.StableLastIndex);
+        if (_config.IsJoint)
+            index = Math.Min(index, QuorumMatch(_outgoingVoters, static pr => pr.Match, _log.StableLastIndex));
         if (index <= _log.Committed)
             return;
         var currentTerm = _log.TryTerm(index) == _term;
@@ -1380,6 +1441,7 @@ public sealed class RaftCore
                 IssueRead(id);
             _readsAwaitingCommit.Clear();
         }
+        OnCommitted();
     }
 
     private bool CommittedInCurrentTerm() => _log.TryTerm(_log.Committed) == _term;
@@ -1397,16 +1459,21 @@ public sealed class RaftCore
         _readBroadcastPending = true;
     }
 
+    // The newest read round a quorum acknowledged: voters only (never learners), a majority of each
+    // half while the configuration is joint. ReadIndex reads and lease reads both stand on it.
+    private long ConfirmedReadSequence()
+    {
+        var confirmed = QuorumMatch(QuorumVoters, static pr => pr.AckedReadSequence, _readSequence);
+        if (_config.IsJoint)
+            confirmed = Math.Min(confirmed, QuorumMatch(_outgoingVoters, static pr => pr.AckedReadSequence, _readSequence));
+        return confirmed;
+    }
+
     private void ReleaseReads()
     {
         if (_pendingReads.Count == 0)
             return;
-        Span<long> acked = _members.Length <= 16 ? stackalloc long[_members.Length] : new long[_members.Length];
-        var i = 0;
-        acked[i++] = _readSequence;
-        foreach (var (_, pr) in _progress)
-            acked[i++] = pr.AckedReadSequence;
-        var confirmed = Quorum.CommittedIndex(acked);
+        var confirmed = ConfirmedReadSequence();
         var released = 0;
         while (released < _pendingReads.Count && _pendingReads[released].Sequence <= confirmed)
         {

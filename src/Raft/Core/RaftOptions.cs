@@ -3,11 +3,42 @@ namespace Raft;
 /// <summary>Settings of the consensus core (<see cref="RaftCore"/>), in logical ticks. Hosts that use <see cref="RaftNode"/> set <see cref="RaftNodeOptions"/> instead.</summary>
 public sealed class RaftOptions
 {
-    /// <summary>The local node's id. Must be positive and one of <see cref="Members"/>.</summary>
+    /// <summary>The local node's id. Must be positive and one of <see cref="Members"/> (unless <see cref="Join"/> is set).</summary>
     public required int NodeId { get; init; }
 
-    /// <summary>Every voting member's id, the local node included. Ids are positive and distinct.</summary>
+    /// <summary>
+    /// The bootstrap configuration: every voting member's id, the local node included. Ids are
+    /// positive and distinct. It is used only while the node's log and snapshot hold no
+    /// configuration: once they do (after a membership change), that configuration wins. Ignored
+    /// (and may be empty) when <see cref="Join"/> is set.
+    /// </summary>
     public required IReadOnlyList<int> Members { get; init; }
+
+    /// <summary>
+    /// The addresses of the bootstrap members (<see cref="Members"/>), recorded in the bootstrap
+    /// configuration so a transport can be told them (<see cref="ITransport.UpdatePeers"/>). Keys
+    /// must be members. The default is null (no addresses).
+    /// </summary>
+    public IReadOnlyDictionary<int, string>? MemberAddresses { get; init; }
+
+    /// <summary>
+    /// Whether this node starts with no configuration, to be added to an existing cluster (with
+    /// <see cref="RaftNode.ChangeMembershipAsync"/> on its leader): it never campaigns, and accepts
+    /// the log and snapshots of a leader it does not know yet. Once the log it receives holds a
+    /// configuration that lists it, it takes part like any member. Only for a node whose log and
+    /// snapshot store are empty; a node that restarts with a configuration in its log ignores it.
+    /// The default is false.
+    /// </summary>
+    public bool Join { get; init; }
+
+    /// <summary>
+    /// How many entries a learner may lag behind the leader's last index and still be promoted to
+    /// voter: a promotion of a learner further behind is refused with
+    /// <see cref="ProposeResult.LearnerNotCaughtUp"/>, because a voter that must first catch up can
+    /// stall commits (with three voters and one down, a lagging new voter is needed for every commit).
+    /// The default is 1,000.
+    /// </summary>
+    public long MaxPromotionLag { get; init; } = 1000;
 
     /// <summary>The lower bound (inclusive) of the randomized election timeout, in ticks. The default is 10.</summary>
     public int ElectionTicksMin { get; init; } = 10;
@@ -124,8 +155,17 @@ public sealed class RaftOptions
     {
         if (NodeId <= 0)
             throw new ArgumentOutOfRangeException(nameof(NodeId), NodeId, "NodeId must be positive.");
-        if (Members is null || Members.Count == 0)
+        if (Members is null)
             throw new ArgumentException("Members must list at least the local node.", nameof(Members));
+        if (MaxPromotionLag < 0)
+            throw new ArgumentOutOfRangeException(nameof(MaxPromotionLag), MaxPromotionLag, "MaxPromotionLag must not be negative.");
+        if (Join)
+        {
+            ValidateTimings();
+            return;
+        }
+        if (Members.Count == 0)
+            throw new ArgumentException("Members must list at least the local node (or set Join to start without a configuration).", nameof(Members));
         var seen = new HashSet<int>();
         foreach (var member in Members)
         {
@@ -136,6 +176,24 @@ public sealed class RaftOptions
         }
         if (!seen.Contains(NodeId))
             throw new ArgumentException($"NodeId {NodeId} is not one of the Members ({string.Join(", ", Members)}).", nameof(Members));
+        foreach (var (id, address) in MemberAddresses ?? new Dictionary<int, string>())
+        {
+            if (!seen.Contains(id))
+                throw new ArgumentException($"MemberAddresses names node {id}, which is not one of the Members ({string.Join(", ", Members)}).", nameof(MemberAddresses));
+            if (string.IsNullOrWhiteSpace(address) || System.Text.Encoding.UTF8.GetByteCount(address) > ClusterConfiguration.MaxAddressBytes)
+                throw new ArgumentException($"MemberAddresses gives node {id} the address '{address}': it must be non-empty and at most {ClusterConfiguration.MaxAddressBytes} bytes.", nameof(MemberAddresses));
+        }
+        ValidateTimings();
+    }
+
+    /// <summary>The configuration the node starts from when its log and snapshot hold none.</summary>
+    internal ClusterConfiguration BootstrapConfiguration() =>
+        Join
+            ? ClusterConfiguration.Empty
+            : new ClusterConfiguration(Members.Select(id => ClusterMember.Voter(id, MemberAddresses is { } addresses && addresses.TryGetValue(id, out var address) ? address : null)));
+
+    private void ValidateTimings()
+    {
         if (HeartbeatTicks <= 0)
             throw new ArgumentOutOfRangeException(nameof(HeartbeatTicks), HeartbeatTicks, "HeartbeatTicks must be positive.");
         if (ElectionTicksMin <= 0)

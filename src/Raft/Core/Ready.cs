@@ -56,6 +56,14 @@ public sealed class Ready
     public SnapshotMetadata? SnapshotToRestore { get; internal set; }
 
     /// <summary>
+    /// The configuration now in force, when it changed since the previous Ready (a configuration
+    /// entry was appended or rolled back, or a snapshot replaced the log); otherwise null. The host
+    /// tells its transport the new members (<see cref="ITransport.UpdatePeers"/>). The configuration
+    /// in force at start is <see cref="RaftCore.Configuration"/>.
+    /// </summary>
+    public ClusterConfiguration? Configuration { get; internal set; }
+
+    /// <summary>
     /// True when this Ready only appends <see cref="Entries"/> after everything already written or
     /// being written (no hard state, no snapshot, nothing overwritten): the host may then call
     /// <see cref="RaftCore.AdvanceBeforePersisting"/> instead of <see cref="RaftCore.Advance"/>, keep
@@ -93,4 +101,13 @@ public enum ProposeResult
 
     /// <summary>A leadership transfer is in progress; nothing was appended.</summary>
     TransferInProgress = 3,
+
+    /// <summary>A membership change: an earlier change is not committed yet (its joint configuration, or its final one), or this leader has not yet committed an entry of its own term; nothing was appended. Retry later.</summary>
+    MembershipChangePending = 4,
+
+    /// <summary>A membership change that does not fit the configuration in force (adding a member twice, removing a non-member, leaving no voter, changing nothing); nothing was appended.</summary>
+    InvalidMembershipChange = 5,
+
+    /// <summary>A membership change promotes a learner that lags more than <see cref="RaftOptions.MaxPromotionLag"/> entries behind the leader; nothing was appended. Retry once it has caught up.</summary>
+    LearnerNotCaughtUp = 6,
 }

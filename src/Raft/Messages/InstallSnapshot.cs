@@ -10,12 +10,30 @@ namespace Raft;
 /// <param name="Term">The leader's term.</param>
 /// <param name="SnapshotIndex">The last log index the snapshot covers.</param>
 /// <param name="SnapshotTerm">The term of the entry at <paramref name="SnapshotIndex"/>.</param>
-/// <param name="Members">The cluster members as of <paramref name="SnapshotIndex"/>.</param>
+/// <param name="Configuration">The configuration in force as of <paramref name="SnapshotIndex"/>; the follower adopts it with the snapshot.</param>
 /// <param name="Offset">The byte offset of <paramref name="Data"/> within the snapshot.</param>
 /// <param name="Data">The chunk's bytes. Immutable, like <see cref="LogEntry.Data"/>.</param>
 /// <param name="Done">True on the last chunk.</param>
-public sealed record InstallSnapshot(int From, int To, long Term, long SnapshotIndex, long SnapshotTerm, IReadOnlyList<int> Members, long Offset, ReadOnlyMemory<byte> Data, bool Done)
-    : RaftMessage(From, To, Term);
+public sealed record InstallSnapshot(int From, int To, long Term, long SnapshotIndex, long SnapshotTerm, ClusterConfiguration Configuration, long Offset, ReadOnlyMemory<byte> Data, bool Done)
+    : RaftMessage(From, To, Term)
+{
+    /// <summary>A chunk whose configuration is <paramref name="Voters"/>, all voters without addresses (an empty list gives <see cref="ClusterConfiguration.Empty"/>, which a follower refuses).</summary>
+    /// <param name="From">The leader.</param>
+    /// <param name="To">The follower.</param>
+    /// <param name="Term">The leader's term.</param>
+    /// <param name="SnapshotIndex">The last log index the snapshot covers.</param>
+    /// <param name="SnapshotTerm">The term of the entry at <paramref name="SnapshotIndex"/>.</param>
+    /// <param name="Voters">The voters' ids.</param>
+    /// <param name="Offset">The byte offset of <paramref name="Data"/> within the snapshot.</param>
+    /// <param name="Data">The chunk's bytes.</param>
+    /// <param name="Done">True on the last chunk.</param>
+#pragma warning disable CA1725, IDE1006 // named like the record's positional parameters, so named arguments work with either constructor
+    public InstallSnapshot(int From, int To, long Term, long SnapshotIndex, long SnapshotTerm, IReadOnlyList<int> Voters, long Offset, ReadOnlyMemory<byte> Data, bool Done)
+        : this(From, To, Term, SnapshotIndex, SnapshotTerm, Voters is null ? null! : Voters.Count == 0 ? ClusterConfiguration.Empty : ClusterConfiguration.FromVoters(Voters), Offset, Data, Done)
+#pragma warning restore CA1725, IDE1006
+    {
+    }
+}
 
 /// <summary>The answer to an <see cref="InstallSnapshot"/> chunk.</summary>
 /// <param name="From">The follower.</param>

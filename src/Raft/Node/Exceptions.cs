@@ -189,3 +189,31 @@ public sealed class RaftTimeoutException : RaftException
     /// </summary>
     public bool OutcomeKnown { get; }
 }
+
+/// <summary>
+/// The leader refused a membership change for now (<see cref="RaftNode.ChangeMembershipAsync"/>):
+/// an earlier change is not committed yet, the leader has not committed an entry of its own term
+/// yet, or a learner to promote has not caught up. Nothing was proposed; retry later.
+/// </summary>
+public sealed class MembershipChangeException : RaftException
+{
+    /// <summary>Creates the exception.</summary>
+    public MembershipChangeException() : base("The membership change was refused; retry later.") { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What happened.</param>
+    public MembershipChangeException(string message) : base(message) { }
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    /// <param name="message">What happened.</param>
+    /// <param name="innerException">The cause.</param>
+    public MembershipChangeException(string message, Exception innerException) : base(message, innerException) { }
+
+    /// <summary>Creates the exception for a refusal of the core.</summary>
+    /// <param name="result">Why: <see cref="ProposeResult.MembershipChangePending"/> or <see cref="ProposeResult.LearnerNotCaughtUp"/>.</param>
+    /// <param name="message">What happened, with the reason.</param>
+    public MembershipChangeException(ProposeResult result, string message) : base(message) => Result = result;
+
+    /// <summary>Why the change was refused: <see cref="ProposeResult.MembershipChangePending"/> or <see cref="ProposeResult.LearnerNotCaughtUp"/>.</summary>
+    public ProposeResult Result { get; } = ProposeResult.MembershipChangePending;
+}

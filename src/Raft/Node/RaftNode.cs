@@ -138,6 +138,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         _appliedIndex = _core.AppliedIndex;
         _lastSnapshotIndex = snapshotStore?.Latest?.Index ?? 0;
         _lastAppliedTerm = snapshotStore?.Latest?.Term ?? 0;
+        _appliedConfiguration = snapshotStore?.Latest?.Configuration ?? coreOptions.BootstrapConfiguration();
         _status = new StatusHolder(_core.Status);
         _metrics = new RaftMetrics(options.MeterFactory, options.NodeId, () => Status);
         AttachTelemetry(transport, logStore);
@@ -195,6 +196,7 @@ public sealed partial class RaftNode : IAsyncDisposable
                 await RestoreSnapshotWithSessionsAsync(snapshot, cancellationToken).ConfigureAwait(false);
         }
         await _transport.StartAsync(Id, DeliverAsync, cancellationToken).ConfigureAwait(false);
+        _transport.UpdatePeers(_core.Configuration.PeersOf(Id)); // the members its log (or snapshot) names
         Log.Started(_logger, Id, _core.Term, _options.Members);
         if (_manual)
             return; // the simulator runs the rounds and the clock
@@ -230,7 +232,9 @@ public sealed partial class RaftNode : IAsyncDisposable
     // Whether a message may reach the core: addressed here, from another member.
     private bool Accepts(RaftMessage message)
     {
-        if (message.To != Id || message.From == Id || !IsMember(message.From))
+        // A sender the configuration in force does not list may be a member of a newer one this node
+        // has not received yet (or the leader of a node that joins): the core decides (RaftCore.Step).
+        if (message.To != Id || message.From == Id || message.From <= 0)
         {
             Log.Misaddressed(_logger, Id, message.To, message.From);
             return false;
@@ -308,7 +312,7 @@ public sealed partial class RaftNode : IAsyncDisposable
                 // Entries null only from a custom transport's malformed message: the core refuses it.
                 return Overhead + (append.Entries is { } entries ? EntryBytes(entries) : 0);
             case InstallSnapshot chunk:
-                return Overhead + chunk.Data.Length + (4L * (chunk.Members?.Count ?? 0));
+                return Overhead + chunk.Data.Length + (64L * (chunk.Configuration?.Members.Count ?? 0));
             case ForwardRequest forward:
             {
                 long bytes = Overhead;
@@ -443,7 +447,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         {
             var status = Status;
             var target = status.Role == RaftRole.Leader
-                ? status.Progress.Where(p => p.Key != Id).OrderByDescending(p => p.Value).ThenBy(p => p.Key).Select(p => p.Key).FirstOrDefault()
+                ? status.Progress.Where(p => p.Key != Id && status.Configuration.IsVoter(p.Key)).OrderByDescending(p => p.Value).ThenBy(p => p.Key).Select(p => p.Key).FirstOrDefault()
                 : 0;
             if (target != 0)
             {
@@ -613,6 +617,8 @@ public sealed partial class RaftNode : IAsyncDisposable
             FlushForwards();
         while (_core.HasReady)
             await ProcessReadyAsync(token).ConfigureAwait(false);
+        if (_membershipWaiters.Count > 0)
+            CheckMembershipWaiters();
         if (_pendingCompaction >= 0)
             await CompactAsync(token).ConfigureAwait(false);
         PublishStatus();
@@ -666,6 +672,9 @@ public sealed partial class RaftNode : IAsyncDisposable
                 break;
             case QueryRequest query:
                 _applyQueue.Writer.TryWrite(query); // runs after everything queued before it is applied
+                break;
+            case MembershipRequest membership:
+                HandleMembershipRequest(membership);
                 break;
             case TransferRequest transfer:
                 if (_core.Role != RaftRole.Leader)
@@ -840,6 +849,8 @@ public sealed partial class RaftNode : IAsyncDisposable
     {
         if (ready.SoftState is { } soft)
             OnSoftStateChanged(soft);
+        if (ready.Configuration is { } configuration)
+            OnConfigurationChanged(configuration);
         if (ready.CommittedEntries.Count > 0)
         {
             MarkCommitted(ready.CommittedEntries[^1].Index); // before the batch is queued: the apply loop finds the marks
@@ -875,7 +886,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             {
                 if (_incomingSnapshot is not null)
                     await _incomingSnapshot.DisposeAsync().ConfigureAwait(false);
-                _incomingSnapshot = await _snapshots.CreateAsync(new SnapshotMetadata(chunk.SnapshotIndex, chunk.SnapshotTerm, chunk.Members), token).ConfigureAwait(false);
+                _incomingSnapshot = await _snapshots.CreateAsync(new SnapshotMetadata(chunk.SnapshotIndex, chunk.SnapshotTerm, chunk.Configuration), token).ConfigureAwait(false);
             }
             if (_incomingSnapshot is null)
                 throw new UnreachableException($"Snapshot chunk at offset {chunk.Offset} without a snapshot being received.");
@@ -1249,6 +1260,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             }
         }
         _lastAppliedTerm = snapshot.Term;
+        _appliedConfiguration = snapshot.Configuration;
         _lastSnapshotIndex = snapshot.Index;
         Interlocked.Exchange(ref _appliedIndex, snapshot.Index);
         _inbox.Writer.TryWrite(new AppliedSignal(snapshot.Index));
@@ -1275,8 +1287,12 @@ public sealed partial class RaftNode : IAsyncDisposable
         var applied = Interlocked.Read(ref _appliedIndex);
         if (_snapshots is null || _options.SnapshotInterval == 0 || applied - _lastSnapshotIndex < _options.SnapshotInterval)
             return;
+        // A node that joined knows no configuration for the entries before the one that added it;
+        // a snapshot of them could not tell a follower its members, so it waits for that entry.
+        if (_appliedConfiguration is null || _appliedConfiguration.IsEmpty)
+            return;
         // Taken on the apply loop: applying pauses while the state machine writes, heartbeats do not.
-        var writer = await _snapshots.CreateAsync(new SnapshotMetadata(applied, _lastAppliedTerm, _options.Members), token).ConfigureAwait(false);
+        var writer = await _snapshots.CreateAsync(new SnapshotMetadata(applied, _lastAppliedTerm, _appliedConfiguration), token).ConfigureAwait(false);
         await using (writer.ConfigureAwait(false))
         {
             await WriteSessionSnapshotAsync(writer.Stream, token).ConfigureAwait(false);
@@ -1312,6 +1328,10 @@ public sealed partial class RaftNode : IAsyncDisposable
                     Log.ApplyFailed(_logger, Id, entry.Index, ex);
                     throw;
                 }
+            }
+            else if (entry.Kind == EntryKind.Configuration)
+            {
+                OnConfigurationApplied(entry);
             }
             if (waiting.Remove(entry.Index, out var proposal))
                 Resolve(proposal, entry.Term, result);
@@ -1393,8 +1413,14 @@ public sealed partial class RaftNode : IAsyncDisposable
                 case QueryRequest query:
                     query.Fail(error);
                     break;
+                case MembershipRequest membership:
+                    membership.Completion.TrySetException(error);
+                    break;
             }
         }
+        foreach (var membership in _membershipWaiters)
+            membership.Completion.TrySetException(error);
+        _membershipWaiters.Clear();
         foreach (var (_, completion) in _pendingReads)
             completion.TrySetException(error);
         _pendingReads.Clear();

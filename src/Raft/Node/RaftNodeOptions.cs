@@ -6,11 +6,34 @@ namespace Raft;
 /// <summary>The settings of a <see cref="RaftNode"/>. Every property has a documented default except <see cref="NodeId"/> and <see cref="Members"/>.</summary>
 public sealed class RaftNodeOptions
 {
-    /// <summary>The local node's id. Must be positive and one of <see cref="Members"/>.</summary>
+    /// <summary>The local node's id. Must be positive and one of <see cref="Members"/> (unless <see cref="Join"/> is set).</summary>
     public required int NodeId { get; init; }
 
-    /// <summary>Every voting member's id, the local node included. Ids are positive and distinct.</summary>
+    /// <summary>
+    /// The bootstrap configuration: every voting member's id, the local node included. Ids are
+    /// positive and distinct. Used only until the node's log or snapshot holds a configuration
+    /// (after the first membership change, <see cref="RaftNode.ChangeMembershipAsync"/>): from then
+    /// on the log wins, so a restarted node knows its peers from its log. To start a cluster that
+    /// grows later, start one node with itself as the only member, then add the others (see
+    /// docs/membership.md). Empty when <see cref="Join"/> is set.
+    /// </summary>
     public required IReadOnlyList<int> Members { get; init; }
+
+    /// <summary>The bootstrap members' addresses ("host:port" for the TCP transport), recorded in the bootstrap configuration and passed to <see cref="ITransport.UpdatePeers"/>. Keys must be members. The default is null.</summary>
+    public IReadOnlyDictionary<int, string>? MemberAddresses { get; init; }
+
+    /// <summary>
+    /// Whether the node starts without a configuration, to be added to a running cluster: it never
+    /// campaigns and accepts the log and snapshots of a leader it does not know yet, until its log
+    /// holds a configuration listing it (the leader adds it with
+    /// <see cref="RaftNode.ChangeMembershipAsync"/>, typically as a learner first). Its log and
+    /// snapshot store must be empty the first time; on a restart, the configuration in its log wins.
+    /// The default is false.
+    /// </summary>
+    public bool Join { get; init; }
+
+    /// <summary>How many entries a learner may lag behind the leader and still be promoted to voter (see <see cref="RaftOptions.MaxPromotionLag"/>). The default is 1,000.</summary>
+    public long MaxPromotionLag { get; init; } = 1000;
 
     /// <summary>The resolution of the node's logical clock. Other intervals are rounded to whole ticks. The default is 10 ms.</summary>
     public TimeSpan TickInterval { get; init; } = TimeSpan.FromMilliseconds(10);
@@ -260,6 +283,9 @@ public sealed class RaftNodeOptions
         {
             NodeId = NodeId,
             Members = Members,
+            MemberAddresses = MemberAddresses,
+            Join = Join,
+            MaxPromotionLag = MaxPromotionLag,
             HeartbeatTicks = heartbeatTicks,
             ElectionTicksMin = electionTicksMin,
             ElectionTicksMax = electionTicksMax,

@@ -8,12 +8,14 @@ namespace Raft;
 /// <summary>
 /// A durable <see cref="ISnapshotStore"/>: one file per snapshot in a directory, written to a
 /// temporary file, fsynced, renamed into place and made durable with a directory fsync; each file
-/// carries a header (magic, format version, index, term, members) and a CRC32C over all of it.
+/// carries a header (magic, format version, index, term, configuration) and a CRC32C over all of it.
 /// </summary>
 /// <remarks>
 /// <para>File layout (little-endian): magic <c>RSNP</c>, format version (u16), reserved (u16),
-/// index (i64), term (i64), member count (i32), members (i32 each), then the data, then a footer:
-/// data length (i64) and CRC32C (u32) of everything before the CRC.</para>
+/// index (i64), term (i64), configuration length (i32), the configuration
+/// (<see cref="ClusterConfiguration.Encode"/>), then the data, then a footer: data length (i64) and
+/// CRC32C (u32) of everything before the CRC. Files of format version 1 (member count (i32) and
+/// member ids (i32 each) where the configuration is now, all voters) are still read.</para>
 /// <para>The newest valid file is the latest snapshot; the one before it is kept so a leader still
 /// streaming it can finish; older files are deleted. A corrupt newest file refuses to open with a
 /// <see cref="LogCorruptionException"/> naming the file and offset (the log was compacted on the
@@ -23,7 +25,8 @@ namespace Raft;
 public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
 {
     private const uint Magic = 0x504E5352; // "RSNP"
-    private const ushort FormatVersion = 1;
+    private const ushort FormatVersion = 2;
+    private const ushort MembersFormatVersion = 1; // read only: a list of voter ids
     private const string Extension = ".snap";
     private const string TempExtension = ".snap.tmp";
     private const int FooterSize = 12;
@@ -168,14 +171,14 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
 
     private static byte[] EncodeHeader(SnapshotMetadata metadata)
     {
-        var header = new byte[4 + 2 + 2 + 8 + 8 + 4 + 4 * metadata.Members.Count];
+        var configuration = (metadata.Configuration ?? throw new ArgumentException("The snapshot metadata has no configuration.", nameof(metadata))).Encode();
+        var header = new byte[4 + 2 + 2 + 8 + 8 + 4 + configuration.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(header, Magic);
         BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(4), FormatVersion);
         BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(8), metadata.Index);
         BinaryPrimitives.WriteInt64LittleEndian(header.AsSpan(16), metadata.Term);
-        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(24), metadata.Members.Count);
-        for (var i = 0; i < metadata.Members.Count; i++)
-            BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(28 + 4 * i), metadata.Members[i]);
+        BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(24), configuration.Length);
+        configuration.CopyTo(header.AsSpan(28));
         return header;
     }
 
@@ -208,16 +211,18 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             if (BinaryPrimitives.ReadUInt32LittleEndian(fixedHeader) != Magic)
                 throw new LogCorruptionException(path, 0, "bad magic: not a snapshot file");
             var version = BinaryPrimitives.ReadUInt16LittleEndian(fixedHeader.AsSpan(4));
-            if (version != FormatVersion)
-                throw new LogCorruptionException(path, 4, $"unknown snapshot format version {version} (this library reads version {FormatVersion})");
+            if (version is not (FormatVersion or MembersFormatVersion))
+                throw new LogCorruptionException(path, 4, $"unknown snapshot format version {version} (this library reads versions {MembersFormatVersion} and {FormatVersion})");
             var index = BinaryPrimitives.ReadInt64LittleEndian(fixedHeader.AsSpan(8));
             var term = BinaryPrimitives.ReadInt64LittleEndian(fixedHeader.AsSpan(16));
             var count = BinaryPrimitives.ReadInt32LittleEndian(fixedHeader.AsSpan(24));
-            if (index < 0 || term < 0 || count < 0 || count > 100_000 || 28 + 4L * count + FooterSize > length)
-                throw new LogCorruptionException(path, 8, "the header's index, term or member count is impossible");
-            var members = new byte[4 * count];
+            // Version 1: count member ids of 4 bytes; version 2: a configuration of count bytes.
+            var metadataBytes = version == MembersFormatVersion ? 4L * count : count;
+            if (index < 0 || term < 0 || count < 0 || count > (version == MembersFormatVersion ? 100_000 : 8 << 20) || 28 + metadataBytes + FooterSize > length)
+                throw new LogCorruptionException(path, 8, "the header's index, term or configuration size is impossible");
+            var members = new byte[metadataBytes];
             ReadFully(handle, members, 28, path);
-            var dataOffset = 28 + 4L * count;
+            var dataOffset = 28 + metadataBytes;
             var footer = new byte[FooterSize];
             ReadFully(handle, footer, length - FooterSize, path);
             var dataLength = BinaryPrimitives.ReadInt64LittleEndian(footer);
@@ -240,10 +245,26 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             var stored = BinaryPrimitives.ReadUInt32LittleEndian(footer.AsSpan(8));
             if (crc != stored)
                 throw new LogCorruptionException(path, length - 4, $"checksum mismatch (stored {stored:x8}, computed {crc:x8})");
-            var ids = new int[count];
-            for (var i = 0; i < count; i++)
-                ids[i] = BinaryPrimitives.ReadInt32LittleEndian(members.AsSpan(4 * i));
-            return new Snapshot(new SnapshotMetadata(index, term, ids), path, new SharedFile(handle), dataOffset, dataLength);
+            ClusterConfiguration configuration;
+            if (version == MembersFormatVersion)
+            {
+                var ids = new int[count];
+                for (var i = 0; i < count; i++)
+                    ids[i] = BinaryPrimitives.ReadInt32LittleEndian(members.AsSpan(4 * i));
+                try
+                {
+                    configuration = ClusterConfiguration.FromVoters(ids);
+                }
+                catch (ArgumentException ex)
+                {
+                    throw new LogCorruptionException(path, 28, $"the member list is invalid: {ex.Message}");
+                }
+            }
+            else if (!ClusterConfiguration.TryDecode(members, out configuration!, out var problem))
+            {
+                throw new LogCorruptionException(path, 28, $"the configuration cannot be decoded: {problem}");
+            }
+            return new Snapshot(new SnapshotMetadata(index, term, configuration), path, new SharedFile(handle), dataOffset, dataLength);
         }
         catch
         {

@@ -36,8 +36,8 @@ internal enum TransportLane : byte
 /// </remarks>
 internal readonly record struct ConnectionPreface(ushort Version, TransportLane Lane, int SenderId, int ReceiverId, string ClusterId, bool Authenticated = false)
 {
-    /// <summary>The protocol version this build speaks (2: flags byte and the secret handshake).</summary>
-    public const ushort CurrentVersion = 2;
+    /// <summary>The protocol version this build speaks (2: flags byte and the secret handshake; 3: configurations in InstallSnapshot, session kinds and trace context in ForwardRequest).</summary>
+    public const ushort CurrentVersion = 3;
 
     /// <summary>The flag bit (byte 7) saying the sender authenticates with the cluster secret.</summary>
     public const byte AuthenticatedFlag = 0x01;

@@ -48,8 +48,9 @@ internal enum MessageType : byte
 ///                          flags: 0x01 Success
 /// 5 TimeoutNow             from i32, to i32, term i64                                      (16 bytes)
 /// 6 InstallSnapshot        from i32, to i32, term i64, snapshotIndex i64, snapshotTerm i64,
-///                          offset i64, memberCount i32, members i32 * memberCount,
-///                          dataLength i32, data                          (48 bytes + 4 * members + data)
+///                          offset i64, configurationLength i32, configuration (the
+///                          ClusterConfiguration encoding, decoded strictly),
+///                          dataLength i32, data                  (48 bytes + configuration + data)
 ///                          flags: 0x01 Done
 /// 7 InstallSnapshotResponse from i32, to i32, term i64, snapshotIndex i64, nextOffset i64   (32 bytes)
 ///                          flags: 0x01 Success, 0x02 Done
@@ -80,7 +81,7 @@ internal static class MessageCodec
     /// <summary>The per-entry overhead inside an AppendEntries payload, before the entry's data.</summary>
     public const int EntryHeaderSize = 21;
 
-    /// <summary>The fixed part of an InstallSnapshot payload (member count and data length included).</summary>
+    /// <summary>The fixed part of an InstallSnapshot payload (configuration length and data length included).</summary>
     public const int InstallSnapshotFixedSize = 48;
 
     /// <summary>The fixed part of a ForwardRequest payload, before its commands.</summary>
@@ -157,8 +158,8 @@ internal static class MessageCodec
                 return true;
             case InstallSnapshot snap:
                 {
-                    var members = snap.Members ?? throw new ArgumentException("InstallSnapshot.Members is null.", nameof(message));
-                    payloadLength = InstallSnapshotFixedSize + (4L * members.Count) + snap.Data.Length;
+                    var configuration = snap.Configuration ?? throw new ArgumentException("InstallSnapshot.Configuration is null.", nameof(message));
+                    payloadLength = InstallSnapshotFixedSize + (long)configuration.Encode().Length + snap.Data.Length;
                     return true;
                 }
             case InstallSnapshotResponse:
@@ -276,19 +277,14 @@ internal static class MessageCodec
                 }
             case InstallSnapshot m:
                 {
-                    var members = m.Members;
+                    var configuration = m.Configuration.Encode();
                     var w = new FieldWriter(writer, HeaderSize + InstallSnapshotFixedSize - 4);
                     w.Header(length, type, m.Done ? Flag1 : (byte)0);
                     w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);
                     w.Int64(m.SnapshotIndex); w.Int64(m.SnapshotTerm); w.Int64(m.Offset);
-                    w.Int32(members.Count);
+                    w.Int32(configuration.Length);
                     w.Commit();
-                    for (int i = 0; i < members.Count; i++)
-                    {
-                        var mw = new FieldWriter(writer, 4);
-                        mw.Int32(members[i]);
-                        mw.Commit();
-                    }
+                    writer.Write((ReadOnlySpan<byte>)configuration);
                     var dw = new FieldWriter(writer, 4);
                     dw.Int32(m.Data.Length);
                     dw.Commit();
@@ -518,15 +514,18 @@ internal static class MessageCodec
         long snapshotIndex = ReadInt64(ref r);
         long snapshotTerm = ReadInt64(ref r);
         long offset = ReadInt64(ref r);
-        int memberCount = ReadInt32(ref r);
-        if (memberCount < 0)
-            throw new RaftProtocolException($"InstallSnapshot member count is negative ({memberCount}).");
-        // 4 bytes per member plus the 4-byte data length must still fit.
-        if (memberCount > (r.Remaining - 4) / 4)
-            throw new RaftProtocolException($"InstallSnapshot claims {memberCount} members but only {r.Remaining} bytes follow.");
-        var members = memberCount == 0 ? [] : new int[memberCount];
-        for (int i = 0; i < members.Length; i++)
-            members[i] = ReadInt32(ref r);
+        int configurationLength = ReadInt32(ref r);
+        if (configurationLength < 0)
+            throw new RaftProtocolException($"InstallSnapshot configuration length is negative ({configurationLength}).");
+        // The configuration plus the 4-byte data length must still fit.
+        if (configurationLength > r.Remaining - 4)
+            throw new RaftProtocolException($"InstallSnapshot claims a {configurationLength}-byte configuration but only {r.Remaining} bytes follow.");
+        var encoded = new byte[configurationLength];
+        if (!r.TryCopyTo(encoded))
+            throw new RaftProtocolException("InstallSnapshot configuration is truncated.");
+        r.Advance(configurationLength);
+        if (!ClusterConfiguration.TryDecode(encoded, out var configuration, out var problem))
+            throw new RaftProtocolException($"InstallSnapshot carries a configuration that cannot be decoded: {problem}.");
         int length = ReadInt32(ref r);
         if (length < 0)
             throw new RaftProtocolException($"InstallSnapshot data length is negative ({length}).");
@@ -536,7 +535,7 @@ internal static class MessageCodec
         if (!r.TryCopyTo(data))
             throw new RaftProtocolException("InstallSnapshot data is truncated.");
         r.Advance(length);
-        return new InstallSnapshot(from, to, term, snapshotIndex, snapshotTerm, members, offset, data, done);
+        return new InstallSnapshot(from, to, term, snapshotIndex, snapshotTerm, configuration, offset, data, done);
     }
 
     private static ForwardRequest ReadForwardRequest(ref SequenceReader<byte> r, bool isRead, bool traced, bool hasKinds)

@@ -415,7 +415,7 @@ public sealed class HostileMessageTests
         { "not positive", new InstallSnapshot(2, 1, 2, 10, 2, Three, -1, new byte[] { 1 }, Done: true) },
         { "above the leader's term", new InstallSnapshot(2, 1, 2, 10, 3, Three, 0, new byte[] { 1 }, Done: true) },
         { "lists no members", new InstallSnapshot(2, 1, 2, 10, 2, [], 0, new byte[] { 1 }, Done: true) },
-        { "lists no members", new InstallSnapshot(2, 1, 2, 10, 2, null!, 0, new byte[] { 1 }, Done: true) },
+        { "lists no members", new InstallSnapshot(2, 1, 2, 10, 2, (ClusterConfiguration)null!, 0, new byte[] { 1 }, Done: true) },
     };
 
     [Theory]

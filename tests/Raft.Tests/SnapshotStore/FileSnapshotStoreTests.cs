@@ -10,7 +10,7 @@ namespace Raft.Tests.SnapshotStore;
 public sealed class FileSnapshotStoreTests : IDisposable
 {
     // The layout of a snapshot file with the default members (1, 2, 3): see FileSnapshotStore.
-    private const int HeaderSize = 28 + (3 * 4);
+    private static readonly int HeaderSize = 28 + ClusterConfiguration.FromVoters([1, 2, 3]).Encode().Length;
     private const int FooterSize = 12;
 
     private readonly SnapshotTempDirectory _directory = new();
@@ -95,17 +95,18 @@ public sealed class FileSnapshotStoreTests : IDisposable
     {
         var store = Open();
         var data = Bytes(77, 333);
-        await CommitAsync(store, new SnapshotMetadata(77, 9, [4, 5]), data);
+        var configuration = new ClusterConfiguration([ClusterMember.Voter(4, "a:1"), ClusterMember.Learner(5)]);
+        await CommitAsync(store, new SnapshotMetadata(77, 9, configuration), data);
         var bytes = await File.ReadAllBytesAsync(FileOf(77));
-        var header = 28 + 8;
+        var encoded = configuration.Encode();
+        var header = 28 + encoded.Length;
         Assert.Equal(header + data.Length + FooterSize, bytes.Length);
         Assert.Equal("RSNP"u8.ToArray(), bytes[..4]);
-        Assert.Equal(1, BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(4)));
+        Assert.Equal(2, BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(4)));
         Assert.Equal(77, BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(8)));
         Assert.Equal(9, BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(16)));
-        Assert.Equal(2, BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(24)));
-        Assert.Equal(4, BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(28)));
-        Assert.Equal(5, BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(32)));
+        Assert.Equal(encoded.Length, BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(24)));
+        Assert.Equal(encoded, bytes[28..header]);
         Assert.Equal(data, bytes[header..^FooterSize]);
         Assert.Equal(data.Length, BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(bytes.Length - FooterSize)));
         Assert.Equal(LogFormat.Crc32C(bytes.AsSpan(0, bytes.Length - 4)), BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4)));
@@ -164,10 +165,11 @@ public sealed class FileSnapshotStoreTests : IDisposable
         { "index (sign bit)", 15 },
         { "term", 16 },
         { "term (sign bit)", 23 },
-        { "member count", 24 },
-        { "member count (sign bit)", 27 },
-        { "first member", 28 },
-        { "last member", HeaderSize - 1 },
+        { "configuration length", 24 },
+        { "configuration length (sign bit)", 27 },
+        { "configuration version", 28 },
+        { "first member", 31 },
+        { "last member's flags", HeaderSize - 3 },
         { "first data byte", HeaderSize },
         { "middle data byte", HeaderSize + 3000 },
         { "last data byte", HeaderSize + 5999 },
@@ -231,9 +233,32 @@ public sealed class FileSnapshotStoreTests : IDisposable
         AssertRefused(newest);
     }
 
+    [Fact]
+    public async Task A_file_of_format_version_1_with_a_member_list_still_opens_as_a_configuration_of_voters()
+    {
+        // Version 1 (before membership changes): member count and member ids where the configuration is now.
+        var data = Bytes(30, 100);
+        var bytes = new byte[28 + 12 + data.Length + FooterSize];
+        "RSNP"u8.CopyTo(bytes);
+        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(4), 1);
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(8), 30);
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(16), 4);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(24), 3);
+        for (var i = 0; i < 3; i++)
+            BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(28 + (4 * i)), new[] { 3, 1, 2 }[i]);
+        data.CopyTo(bytes.AsSpan(40));
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(bytes.Length - FooterSize), data.Length);
+        Reseal(bytes);
+        await File.WriteAllBytesAsync(Path.Combine(_directory.Path, "00000000000000000030.snap"), bytes);
+
+        var store = Open();
+        Assert.Equal(new SnapshotMetadata(30, 4, ClusterConfiguration.FromVoters([3, 1, 2])), store.Latest);
+        AssertLatest(store, new SnapshotMetadata(30, 4, [3, 1, 2]), data);
+    }
+
     [Theory]
     [InlineData((ushort)0)]
-    [InlineData((ushort)2)]
+    [InlineData((ushort)3)]
     [InlineData(ushort.MaxValue)]
     public async Task An_unknown_format_version_refuses_to_open_even_with_a_valid_checksum(ushort version)
     {

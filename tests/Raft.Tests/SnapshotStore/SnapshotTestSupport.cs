@@ -57,7 +57,7 @@ internal static class SnapshotData
         Assert.NotNull(latest);
         Assert.Equal(metadata.Index, latest.Index);
         Assert.Equal(metadata.Term, latest.Term);
-        Assert.Equal(metadata.Members, latest.Members);
+        Assert.Equal(metadata.Configuration, latest.Configuration);
         Assert.Equal(data.Length, store.LatestLength);
         AssertSameBytes(data, ReadAll(store, metadata.Index));
         AssertSameBytes(data, OpenLatestBytes(store));

@@ -185,7 +185,7 @@ public class MessageCodecFuzzTests(ITestOutputHelper output)
                 L(), L()),
             3 => new AppendEntriesResponse(I(), I(), L(), B(), L(), L(), L(), L()),
             4 => new TimeoutNow(I(), I(), L()),
-            5 => new InstallSnapshot(I(), I(), L(), L(), L(), Enumerable.Range(0, rng.Next(0, 5)).Select(_ => I()).ToArray(), L(), Data(100), B()),
+            5 => new InstallSnapshot(I(), I(), L(), L(), L(), Enumerable.Range(1, rng.Next(1, 5)).Select(i => i * 1000 + rng.Next(1000)).ToArray(), L(), Data(100), B()),
             6 => new InstallSnapshotResponse(I(), I(), L(), L(), L(), B(), B()),
             7 => B()
                 ? new ForwardRequest(I(), I(), L(), L(), IsRead: true, [])

@@ -233,9 +233,24 @@ public class MessageCodecTests
         if (members != 0)
             BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(at), members);
         if (dataLength != 0)
-            BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(at + 4), dataLength);
+            BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(at + 4 + ClusterConfiguration.Empty.Encode().Length), dataLength);
         var buffer = new ReadOnlySequence<byte>(frame);
         Assert.Throws<RaftProtocolException>(() => MessageCodec.TryReadFrame(ref buffer, Max, out _));
+    }
+
+    [Theory]
+    [InlineData(0, (byte)2, "unknown configuration format version 2")]   // version byte
+    [InlineData(7, (byte)0x80, "unknown flags")]                          // the first member's flags
+    [InlineData(3, (byte)0, "is not positive")]                            // the first member's id: 1 -> 0
+    public void A_snapshot_chunk_whose_configuration_cannot_be_decoded_is_refused_with_the_reason(int offset, byte value, string reason)
+    {
+        var configuration = new ClusterConfiguration([ClusterMember.Voter(1, "a:1"), ClusterMember.Learner(2)]);
+        var frame = RawPeer.Frame(new InstallSnapshot(1, 2, 3, 10, 2, configuration, 0, new byte[] { 9, 9 }, false));
+        int at = MessageCodec.HeaderSize + 44; // the configuration's first byte
+        frame[at + offset] = value;
+        var buffer = new ReadOnlySequence<byte>(frame);
+        var error = Assert.Throws<RaftProtocolException>(() => MessageCodec.TryReadFrame(ref buffer, Max, out _));
+        Assert.Contains(reason, error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -265,7 +280,7 @@ public class MessageCodecTests
     [InlineData(typeof(AppendEntries), "From,To,Term,PrevLogIndex,PrevLogTerm,Entries,LeaderCommit,ReadSequence")]
     [InlineData(typeof(AppendEntriesResponse), "From,To,Term,Success,MatchIndex,HintIndex,HintTerm,ReadSequence")]
     [InlineData(typeof(TimeoutNow), "From,To,Term")]
-    [InlineData(typeof(InstallSnapshot), "From,To,Term,SnapshotIndex,SnapshotTerm,Members,Offset,Data,Done")]
+    [InlineData(typeof(InstallSnapshot), "From,To,Term,SnapshotIndex,SnapshotTerm,Configuration,Offset,Data,Done")]
     [InlineData(typeof(InstallSnapshotResponse), "From,To,Term,SnapshotIndex,NextOffset,Success,Done")]
     [InlineData(typeof(ForwardRequest), "From,To,Term,RequestId,IsRead,Commands,TraceParent,Kinds")]
     [InlineData(typeof(ForwardResponse), "From,To,Term,RequestId,Status,Index,Count,LeaderId")]

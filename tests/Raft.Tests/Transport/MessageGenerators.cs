@@ -79,18 +79,37 @@ public static class MessageGenerators
         from term in AnyLong
         select new TimeoutNow(sender, receiver, term);
 
+    /// <summary>Valid configurations: 1 to 9 distinct positive ids, some learners, some addresses (non-ASCII too), sometimes joint.</summary>
+    public static readonly Gen<ClusterConfiguration> Configuration =
+        from count in Gen.Choose(1, 9)
+        from ids in Gen.ArrayOf(Gen.Choose(1, int.MaxValue), count)
+        from learner in Gen.ArrayOf(AnyBool, count)
+        from addressed in Gen.ArrayOf(Gen.Elements(0, 1, 2), count)
+        from outgoingCount in Gen.Frequency((3, Gen.Constant(0)), (1, Gen.Choose(1, 5)))
+        select MakeConfiguration(ids, learner, addressed, outgoingCount);
+
+    private static ClusterConfiguration MakeConfiguration(int[] ids, bool[] learner, int[] addressed, int outgoingCount)
+    {
+        var distinct = ids.Distinct().ToArray();
+        var members = distinct.Select((id, i) => new ClusterMember(
+            id,
+            addressed[i] switch { 0 => null, 1 => $"10.0.0.{i}:{7000 + i}", _ => $"nœud-{id}.example:9" },
+            i == 0 || !learner[i] ? MemberRole.Voter : MemberRole.Learner));
+        var outgoing = distinct.Take(outgoingCount).Select(id => ClusterMember.Voter(id, $"old-{id}:1"));
+        return new ClusterConfiguration(members, outgoing);
+    }
+
     public static readonly Gen<InstallSnapshot> InstallSnapshot =
         from sender in AnyInt
         from receiver in AnyInt
         from term in AnyLong
         from snapshotIndex in AnyLong
         from snapshotTerm in AnyLong
-        from memberCount in Gen.Choose(0, 9)
-        from members in Gen.ArrayOf(AnyInt, memberCount)
+        from configuration in Configuration
         from offset in AnyLong
         from data in Payload
         from done in AnyBool
-        select new InstallSnapshot(sender, receiver, term, snapshotIndex, snapshotTerm, members, offset, data, done);
+        select new InstallSnapshot(sender, receiver, term, snapshotIndex, snapshotTerm, configuration, offset, data, done);
 
     public static readonly Gen<InstallSnapshotResponse> InstallSnapshotResponse =
         from sender in AnyInt

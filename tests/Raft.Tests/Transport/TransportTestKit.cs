@@ -60,12 +60,12 @@ public static class MessageAssert
             case InstallSnapshot e:
                 {
                     var a = (InstallSnapshot)actual;
-                    if (e with { Members = NoMembers, Data = default } != a with { Members = NoMembers, Data = default })
+                    if (e with { Configuration = ClusterConfiguration.Empty, Data = default } != a with { Configuration = ClusterConfiguration.Empty, Data = default })
                     {
                         difference = "scalar fields differ";
                         return false;
                     }
-                    if (!e.Members.SequenceEqual(a.Members))
+                    if (!e.Configuration.Equals(a.Configuration))
                     {
                         difference = "members differ";
                         return false;
@@ -119,7 +119,7 @@ public static class MessageAssert
     public static string Describe(RaftMessage m) => m switch
     {
         AppendEntries ae => $"{ae with { Entries = NoEntries }} entries=[{string.Join(", ", ae.Entries.Select(x => $"({x.Index},{x.Term},{x.Kind},{Convert.ToHexString(x.Data.Span)})"))}]",
-        InstallSnapshot s => $"{s with { Members = NoMembers, Data = default }} members=[{string.Join(",", s.Members)}] data={Convert.ToHexString(s.Data.Span)}",
+        InstallSnapshot s => $"{s with { Configuration = ClusterConfiguration.Empty, Data = default }} configuration=[{s.Configuration}] data={Convert.ToHexString(s.Data.Span)}",
         ForwardRequest f => $"{f with { Commands = NoCommands }} commands=[{string.Join(", ", f.Commands.Select(c => Convert.ToHexString(c.Span)))}]",
         _ => m.ToString(),
     };
