@@ -125,12 +125,13 @@ public sealed class TcpTransportHostileInputTests : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData(99, Local, (ushort)2, "RAFT", "not a configured peer")]     // unknown sender
-    [InlineData(Local, Local, (ushort)2, "RAFT", "not a configured peer")]  // the node itself
-    [InlineData(Attacker, 7, (ushort)2, "RAFT", "this is node 1")]          // wrong receiver
-    [InlineData(Attacker, Local, (ushort)3, "RAFT", "version 3")]           // future version
+    [InlineData(99, Local, (ushort)3, "RAFT", "not a configured peer")]     // unknown sender
+    [InlineData(Local, Local, (ushort)3, "RAFT", "not a configured peer")]  // the node itself
+    [InlineData(Attacker, 7, (ushort)3, "RAFT", "this is node 1")]          // wrong receiver
+    [InlineData(Attacker, Local, (ushort)4, "RAFT", "version 4")]           // future version
+    [InlineData(Attacker, Local, (ushort)2, "RAFT", "version 2")]           // version 2 (no configurations on the wire)
     [InlineData(Attacker, Local, (ushort)1, "RAFT", "version 1")]           // the unauthenticated version 1
-    [InlineData(Attacker, Local, (ushort)2, "RAFX", "magic")]               // bad magic
+    [InlineData(Attacker, Local, (ushort)3, "RAFX", "magic")]               // bad magic
     public async Task A_bad_preface_is_refused(int sender, int receiver, ushort version, string magic, string reason)
     {
         await using var bad = await RawPeer.ConnectAsync(EndPoint);
