@@ -49,4 +49,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1014, Level = LogLevel.Warning, Message = "Node {NodeId} could not hand leadership to node {Target} before stopping ({Reason}); the others will elect a leader after an election timeout")]
     public static partial void LeadershipHandOverFailed(ILogger logger, int nodeId, int target, string reason);
+
+    [LoggerMessage(EventId = 1015, Level = LogLevel.Warning, Message = "Node {NodeId}: an ActivityListener of the Raft.Node activity source threw; the span is skipped and the node goes on (logged once per node)")]
+    public static partial void ListenerFailed(ILogger logger, int nodeId, Exception exception);
 }

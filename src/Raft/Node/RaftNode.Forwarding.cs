@@ -95,7 +95,19 @@ public sealed partial class RaftNode
             _recentForwards[request.From] = recent = new RecentIds(RecentIdsPerFollower);
         if (!recent.Add(request.RequestId))
             return; // A duplicate: the first copy was handled and answered.
-        using var span = StartForwardHandleSpan(request);
+        var span = StartForwardHandleSpan(request);
+        try
+        {
+            HandleForwardRequest(request, span);
+        }
+        finally
+        {
+            EndSpan(span); // never throws: a host listener's exception must not reach the loop
+        }
+    }
+
+    private void HandleForwardRequest(ForwardRequest request, System.Diagnostics.Activity? span)
+    {
         if (request.IsRead)
         {
             if (_remoteReads.Count >= MaxRemoteReads)

@@ -104,6 +104,8 @@ public sealed partial class RaftNode
 
     // ------------------------------------------------------------------ tracing
 
+    private int _listenerFailureLogged;
+
     /// <summary>Starts a span of this node, or returns null when nobody listens. The caller's <see cref="Activity.Current"/> is left as it was.</summary>
     private Activity? StartSpan(string name, ActivityKind kind = ActivityKind.Internal, ActivityContext parent = default)
     {
@@ -111,7 +113,20 @@ public sealed partial class RaftNode
         if (!source.HasListeners())
             return null;
         var previous = Activity.Current;
-        var activity = parent == default ? source.StartActivity(name, kind) : source.StartActivity(name, kind, parent);
+        Activity? activity;
+        try
+        {
+            activity = parent == default ? source.StartActivity(name, kind) : source.StartActivity(name, kind, parent);
+        }
+#pragma warning disable CA1031 // A host's ActivityListener callback that throws must not stop the node: the span is skipped.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Activity.Current = previous;
+            if (Interlocked.Exchange(ref _listenerFailureLogged, 1) == 0)
+                Log.ListenerFailed(_logger, Id, ex);
+            return null;
+        }
         if (activity is null)
             return null;
         // Started outside an async method (or on the loop): do not leave it as the caller's current span.
@@ -131,7 +146,7 @@ public sealed partial class RaftNode
         catch (Exception ex) when (span is not null)
         {
             span.SetStatus(ActivityStatusCode.Error, ex.GetType().Name + ": " + ex.Message);
-            span.Dispose();
+            EndSpan(span);
             throw;
         }
         return span;
@@ -150,7 +165,7 @@ public sealed partial class RaftNode
         }
         finally
         {
-            activity.Dispose();
+            EndSpan(activity);
         }
     }
 
@@ -167,7 +182,7 @@ public sealed partial class RaftNode
         }
         finally
         {
-            activity.Dispose();
+            EndSpan(activity);
         }
     }
 
@@ -230,7 +245,27 @@ public sealed partial class RaftNode
         }
         if (error is not null)
             activity.SetStatus(ActivityStatusCode.Error, error.GetType().Name + ": " + error.Message);
-        activity.Dispose();
+        EndSpan(activity);
+    }
+
+    /// <summary>
+    /// Ends a span. A host's <see cref="ActivityListener"/> whose ActivityStopped callback throws must
+    /// not stop the node's loops (or fail a caller whose command succeeded): the exception is dropped
+    /// (a failing listener is logged once, when it fails at a span's start).
+    /// </summary>
+    internal static void EndSpan(Activity? activity)
+    {
+        if (activity is null)
+            return;
+        try
+        {
+            activity.Dispose();
+        }
+#pragma warning disable CA1031 // See above: the listener's bug, not the node's.
+        catch (Exception)
+#pragma warning restore CA1031
+        {
+        }
     }
 
     // The span of persisting entries (the log append, with its fsync).

@@ -820,8 +820,15 @@ public sealed partial class RaftNode : IAsyncDisposable
                 await ReceiveSnapshotAsync(ready, token).ConfigureAwait(false);
             if (ready.Entries.Count > 0)
             {
-                using var span = StartAppendSpan(ready.Entries);
-                await _store.AppendAsync(ready.Entries, token).ConfigureAwait(false);
+                var span = StartAppendSpan(ready.Entries);
+                try
+                {
+                    await _store.AppendAsync(ready.Entries, token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    EndSpan(span);
+                }
                 Log.Persisted(_logger, Id, ready.Entries.Count, ready.Entries[^1].Index);
             }
             _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
@@ -1007,8 +1014,15 @@ public sealed partial class RaftNode : IAsyncDisposable
 #else
         const bool ackedEarly = false;
 #endif
-        using (StartAppendSpan(entries))
+        var appendSpan = StartAppendSpan(entries);
+        try
+        {
             await _store.AppendAsync(entries, token).ConfigureAwait(false);
+        }
+        finally
+        {
+            EndSpan(appendSpan);
+        }
         Log.Persisted(_logger, Id, entries.Count, entries[^1].Index);
         _metrics.AppendDuration.Record(_time.GetElapsedTime(started).TotalSeconds);
         Interlocked.Add(ref _unpersistedBytes, -EntryBytes(entries));

@@ -142,3 +142,44 @@ public sealed class TracingTests
         Assert.Null(Assert.Single(sent).TraceParent);
     }
 }
+
+/// <summary>A host's <see cref="ActivityListener"/> that throws must not stop a node or fail its callers.</summary>
+[Collection(nameof(TelemetryCollection))]
+public sealed class ThrowingListenerTests
+{
+    [Theory]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public async Task A_listener_that_throws_on_start_or_stop_leaves_the_node_working(bool throwOnStart, bool throwOnStop)
+    {
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == RaftTelemetry.ActivitySourceName,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStarted = _ =>
+            {
+                if (throwOnStart)
+                    throw new InvalidOperationException("listener bug on start");
+            },
+            ActivityStopped = _ =>
+            {
+                if (throwOnStop)
+                    throw new InvalidOperationException("listener bug on stop");
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        await using var cluster = await TelemetryCluster.StartAsync(forwardToLeader: true);
+        var leader = await cluster.LeaderAsync();
+        var follower = cluster.Followers(leader).First();
+
+        // Proposals (the leader's append span, a follower's forward spans) and reads all go through.
+        for (var i = 0; i < 3; i++)
+        {
+            await cluster.RunAsync(leader.ProposeAsync(Encoding.UTF8.GetBytes("on the leader " + i)).AsTask(), "a proposal on the leader");
+            await cluster.RunAsync(follower.ProposeAsync(Encoding.UTF8.GetBytes("through a follower " + i)).AsTask(), "a forwarded proposal");
+            await cluster.RunAsync(follower.ReadBarrierAsync().ContinueWith(t => { t.GetAwaiter().GetResult(); return 0; }, TaskScheduler.Default), "a forwarded read");
+        }
+        foreach (var node in cluster.Nodes)
+            Assert.Null(node.Status.Fault);
+    }
+}
