@@ -4,7 +4,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 namespace Raft.Hosting;
 
 /// <summary>
-/// The health of the host's Raft node: Unhealthy when it is not started, stopped or faulted;
+/// The health of the host's Raft node: Unhealthy when it is not started, stopped, faulted or removed from the cluster;
 /// Degraded when it knows no leader or its state machine lags the commit index by more than
 /// <see cref="MaxApplyLag"/> entries; Healthy otherwise. The data carries "role", "term",
 /// "leader", "commit" and "applied" (and "fault" when faulted).
@@ -52,6 +52,8 @@ public sealed class RaftHealthCheck : IHealthCheck
         }
         if (node.Completion.IsCompleted)
             return Task.FromResult(HealthCheckResult.Unhealthy($"Raft node {status.Id} has stopped.", data: data));
+        if (status.IsRemoved)
+            return Task.FromResult(HealthCheckResult.Unhealthy($"Raft node {status.Id} was removed from the cluster (its configuration no longer lists it); stop it.", data: data));
         if (status.LeaderId == 0)
             return Task.FromResult(HealthCheckResult.Degraded($"Raft node {status.Id} knows no leader in term {status.Term}.", data: data));
         long lag = status.CommitIndex - status.AppliedIndex;

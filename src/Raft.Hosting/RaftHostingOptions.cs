@@ -22,7 +22,7 @@ public sealed class RaftHostingOptions
 
     private static readonly RaftNodeOptions Defaults = new() { NodeId = 1, Members = [1] };
 
-    /// <summary>This node's id: positive, and a key of <see cref="Members"/>. Required.</summary>
+    /// <summary>This node's id: positive, and a key of <see cref="Members"/> (unless <see cref="Join"/> is set). Required.</summary>
     public int NodeId { get; set; }
 
     /// <summary>
@@ -33,6 +33,19 @@ public sealed class RaftHostingOptions
     /// </summary>
     /// <remarks>In JSON: <c>"Members": { "1": "127.0.0.1:7001", "2": "127.0.0.1:7002" }</c>.</remarks>
     public Dictionary<int, string> Members { get; set; } = [];
+
+    /// <summary>
+    /// Whether this node joins a running cluster instead of bootstrapping one
+    /// (<see cref="RaftNodeOptions.Join"/>): it starts with no configuration, never campaigns, and
+    /// waits until the leader adds it (<see cref="RaftNode.ChangeMembershipAsync"/>, as a learner
+    /// first); <see cref="Members"/> then lists the running cluster's members, where this node reaches
+    /// them, and need not list this node (set <see cref="ListenAddress"/>). Keep it set on restarts:
+    /// the configuration in the node's log wins. The default is false.
+    /// </summary>
+    public bool Join { get; set; }
+
+    /// <inheritdoc cref="RaftNodeOptions.MaxPromotionLag"/>
+    public long MaxPromotionLag { get; set; } = Defaults.MaxPromotionLag;
 
     /// <summary>
     /// Where this node accepts peers, as "ip:port" (an IP address, for example "0.0.0.0:7001"
@@ -122,7 +135,11 @@ public sealed class RaftHostingOptions
     internal RaftNodeOptions ToNodeOptions(TimeProvider? timeProvider, ILoggerFactory? loggerFactory, System.Diagnostics.Metrics.IMeterFactory? meterFactory) => new()
     {
         NodeId = NodeId,
-        Members = [.. Members.Keys.Order()],
+        // The bootstrap configuration, with the addresses it records for the transport (a joining node has none).
+        Members = Join ? [] : [.. Members.Keys.Order()],
+        MemberAddresses = Join ? null : Members,
+        Join = Join,
+        MaxPromotionLag = MaxPromotionLag,
         TickInterval = TickInterval,
         HeartbeatInterval = HeartbeatInterval,
         ElectionTimeoutMin = ElectionTimeoutMin,

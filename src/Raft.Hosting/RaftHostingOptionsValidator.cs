@@ -20,7 +20,9 @@ public sealed class RaftHostingOptionsValidator : IValidateOptions<RaftHostingOp
         if (options.NodeId <= 0)
             failures.Add($"NodeId is {options.NodeId}; set it to this node's id, a positive key of Members (for example --Raft:NodeId=1).");
         if (options.Members.Count == 0)
-            failures.Add("Members is empty; list every member as id -> \"host:port\", this node included.");
+            failures.Add(options.Join
+                ? "Members is empty; list the running cluster's members as id -> \"host:port\", so that this joining node can reach them."
+                : "Members is empty; list every member as id -> \"host:port\", this node included.");
         foreach (var (id, address) in options.Members.OrderBy(m => m.Key))
         {
             if (id <= 0)
@@ -34,7 +36,9 @@ public sealed class RaftHostingOptionsValidator : IValidateOptions<RaftHostingOp
                 failures.Add($"Members:{id} is '{address}', not a usable \"host:port\": {ex.Message}");
             }
         }
-        if (options.NodeId > 0 && options.Members.Count > 0 && !options.Members.ContainsKey(options.NodeId))
+        if (options.Join && !options.Members.ContainsKey(options.NodeId) && options.ListenAddress is null)
+            failures.Add($"Join is set and Members does not list node {options.NodeId}: set ListenAddress to where this node accepts peers (the address the leader is given when it adds this node).");
+        if (!options.Join && options.NodeId > 0 && options.Members.Count > 0 && !options.Members.ContainsKey(options.NodeId))
             failures.Add($"NodeId {options.NodeId} is not a key of Members ({string.Join(", ", options.Members.Keys.Order())}).");
         ValidateListen(options, failures);
         if (string.IsNullOrEmpty(options.ClusterId))

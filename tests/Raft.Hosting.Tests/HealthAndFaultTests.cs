@@ -42,6 +42,44 @@ public sealed class HealthAndFaultTests
     }
 
     [Fact]
+    public async Task A_host_that_joins_is_added_and_promoted_and_the_removed_first_node_reports_unhealthy()
+    {
+        var root = TestHosts.TempDirectory();
+        var ports = TestHosts.FreePorts(2);
+        using var first = TestHosts.Build(Settings(1, [ports[0]], root)); // a one-node cluster, grown below
+        var joining = Settings(2, [ports[0]], root); // knows where node 1 is, not listed itself
+        joining["Raft:Join"] = "true";
+        joining["Raft:ListenAddress"] = $"127.0.0.1:{ports[1]}";
+        using var second = TestHosts.Build(joining);
+        await first.StartAsync();
+        await second.StartAsync();
+        var one = first.Node();
+        var two = second.Node();
+        await one.WaitForLeaderAsync().WaitAsync(Eventually);
+        await one.ProposeAsync(Encoding.UTF8.GetBytes("before")).AsTask().WaitAsync(Eventually);
+        Assert.True(two.Status.Configuration.IsEmpty); // waits to be added; never campaigns
+
+        await one.ChangeMembershipAsync(MembershipChange.AddLearner(2, $"127.0.0.1:{ports[1]}")).WaitAsync(Eventually);
+        await TestHosts.Eventually(() => two.Status.AppliedIndex >= one.Status.CommitIndex, Eventually, "the learner caught up");
+        await one.ChangeMembershipAsync(MembershipChange.Promote(2)).WaitAsync(Eventually);
+        Assert.Equal(HealthStatus.Healthy, (await HealthAsync(first)).Status);
+
+        // Removing node 1, the leader: it commits the change, hands over to node 2 and says it was removed.
+        await one.ChangeMembershipAsync(MembershipChange.Remove(1)).WaitAsync(Eventually);
+        await TestHosts.Eventually(() => two.Status.Role == RaftRole.Leader, Eventually, "node 2 leads");
+        await TestHosts.Eventually(() => one.Status.IsRemoved, Eventually, "node 1 knows it was removed");
+        var removed = await HealthAsync(first);
+        Assert.Equal(HealthStatus.Unhealthy, removed.Status);
+        Assert.Contains("was removed from the cluster", removed.Description, StringComparison.Ordinal);
+        await two.ProposeAsync(Encoding.UTF8.GetBytes("after")).AsTask().WaitAsync(Eventually);
+        Assert.Equal(HealthStatus.Healthy, (await HealthAsync(second)).Status);
+
+        await second.StopAsync();
+        await first.StopAsync();
+        Directory.Delete(root, recursive: true);
+    }
+
+    [Fact]
     public async Task Degraded_while_applies_lag_commits_by_more_than_the_threshold()
     {
         var root = TestHosts.TempDirectory();

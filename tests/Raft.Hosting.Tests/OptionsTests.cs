@@ -133,6 +133,46 @@ public sealed class OptionsTests
     }
 
     [Fact]
+    public void A_joining_node_starts_with_no_configuration_and_reaches_the_running_members()
+    {
+        var values = Valid();
+        values["Raft:NodeId"] = "4";
+        values["Raft:Join"] = "true";
+        values["Raft:ListenAddress"] = "127.0.0.1:7004";
+        values["Raft:MaxPromotionLag"] = "50";
+        var options = Bind(values);
+        Assert.True(new RaftHostingOptionsValidator().Validate(null, options).Succeeded);
+
+        var node = options.ToNodeOptions(null, null, null);
+        Assert.True(node.Join);
+        Assert.Empty(node.Members);
+        Assert.Null(node.MemberAddresses);
+        Assert.Equal(50, node.MaxPromotionLag);
+        var transport = options.ToTransportOptions(options.ReadSecret(), null);
+        Assert.Equal("127.0.0.1:7004", transport.ListenEndPoint.ToString());
+        Assert.Equal([1, 2, 3], transport.Peers.Keys.Order());
+    }
+
+    [Fact]
+    public void A_bootstrapping_node_records_every_members_address_in_its_first_configuration()
+    {
+        var node = Bind(Valid()).ToNodeOptions(null, null, null);
+        Assert.False(node.Join);
+        Assert.Equal([1, 2, 3], node.Members);
+        Assert.Equal("node-3.raft.internal:7003", node.MemberAddresses![3]);
+    }
+
+    [Fact]
+    public async Task A_joining_node_not_in_members_needs_a_listen_address()
+    {
+        var values = Valid();
+        values["Raft:NodeId"] = "4";
+        values["Raft:Join"] = "true";
+        var error = await StartFails(values);
+        Assert.Contains(error.Failures, f => f.Contains("Join is set and Members does not list node 4: set ListenAddress", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Own_member_entry_with_a_host_name_needs_a_listen_address()
     {
         var values = Valid();
