@@ -39,6 +39,7 @@ public sealed partial class SimulatedCluster
     private readonly List<ClientOp> _pending = [];
     private readonly bool _preVote;
     private readonly bool _checkQuorum;
+    private long _leaseReads; // served by processes that crashed since
     private readonly bool _pipelined;
     private readonly bool _forward;
     private readonly int _maxInflight;
@@ -140,6 +141,7 @@ public sealed partial class SimulatedCluster
             SessionRetries = _sessionCounters.Retries,
             SessionAcknowledged = _sessionCounters.Acknowledged,
             SessionDuplicatesAnswered = _sessionCounters.DuplicatesAnswered,
+            LeaseReads = _leaseReads + _nodes.Where(n => n.Alive).Sum(n => n.Raft.LeaseReadsServed),
             MembershipChanges = _membershipChanges,
             LeaderRemovals = _leaderRemovals,
             Promotions = _promotions,
@@ -174,6 +176,7 @@ public sealed partial class SimulatedCluster
             SnapshotTrailingEntries = _snapshotTrail,
             PreVote = _preVote,
             CheckQuorum = _checkQuorum,
+            LeaseReads = _options.LeaseReads && _checkQuorum,
             PipelineLogWrites = _pipelined,
             ForwardToLeader = _forward,
             ForwardTimeout = SimulatedTime.TickLength * 50,
@@ -829,6 +832,7 @@ public sealed partial class SimulatedCluster
         if (!node.Alive)
             return;
         node.Alive = false;
+        _leaseReads += node.Raft.LeaseReadsServed; // the process's count dies with it
         node.Store.Crash();
         node.Epoch++;
         _counters.Crashes++;

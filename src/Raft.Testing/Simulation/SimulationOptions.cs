@@ -70,6 +70,14 @@ public sealed class SimulationOptions
     public int SessionClients { get; init; }
 
     /// <summary>
+    /// Whether the nodes serve reads from a leader lease (<see cref="RaftNodeOptions.LeaseReads"/>)
+    /// in the seeds that run with CheckQuorum (leases need it). The simulated clocks never drift, so
+    /// this checks the lease's bookkeeping (rounds, renewal, hand-over, start-up quiet period, joint
+    /// quorums), not the drift bound. The default is false, and every seed replays as before.
+    /// </summary>
+    public bool LeaseReads { get; init; }
+
+    /// <summary>
     /// The probability that a client event is a membership change on the leader (add a learner or a
     /// voter, promote a learner, remove a voter, a learner or the leader itself). 0 (the default)
     /// keeps every seed's run exactly as it was before membership changes existed.
@@ -191,6 +199,9 @@ public sealed record SimulationResult(int Seed)
 
     /// <summary>Copies of acknowledged session commands answered with the kept first result instead of being applied again.</summary>
     public int SessionDuplicatesAnswered { get; init; }
+
+    /// <summary>Reads the leaders confirmed from their lease, without a heartbeat round (<see cref="SimulationOptions.LeaseReads"/>).</summary>
+    public long LeaseReads { get; init; }
 
     /// <summary>Membership changes that committed (their final configuration) and were reported to the client.</summary>
     public int MembershipChanges { get; init; }

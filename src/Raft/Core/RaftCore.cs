@@ -311,12 +311,16 @@ public sealed partial class RaftCore
         {
             // Dissertation §6.4.1: no other leader can have been elected yet, so this node's commit
             // index is the latest; no heartbeat round needed.
+            LeaseReadsServed++;
             _readStates.Add(new ReadState(requestId, _log.Committed));
             return true;
         }
         IssueRead(requestId);
         return true;
     }
+
+    /// <summary>How many reads this core confirmed from its lease, without a heartbeat round (the simulator's coverage count).</summary>
+    internal long LeaseReadsServed { get; private set; }
 
     /// <summary>Whether this leader holds a read lease now (<see cref="RaftOptions.LeaseReads"/>); always false when lease reads are off.</summary>
     public bool HasLease => _role == RaftRole.Leader && HoldsLease();

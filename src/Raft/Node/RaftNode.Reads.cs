@@ -288,4 +288,7 @@ public sealed partial class RaftNode
 
         public override void Fail(Exception error) => Completion.TrySetException(error);
     }
+
+    /// <summary>Reads this node confirmed from its leader lease (event loop; the simulator's coverage count).</summary>
+    internal long LeaseReadsServed => _core.LeaseReadsServed;
 }
