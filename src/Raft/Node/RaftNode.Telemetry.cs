@@ -196,18 +196,6 @@ public sealed partial class RaftNode
             _forwardTrace = traced.Context;
     }
 
-    private static void FailTraced(TracedItem traced, Exception error)
-    {
-        switch (traced.Item)
-        {
-            case Proposal proposal:
-                proposal.TrySetException(error);
-                break;
-            case ReadRequest read:
-                read.Completion.TrySetException(error);
-                break;
-        }
-    }
 
     // Event loop, follower: the span of one ForwardRequest, carried in it as a W3C traceparent.
     private Activity? StartForwardSpan(int leader, bool isRead, int commands)

@@ -1403,35 +1403,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     private void FailPending(Exception error)
     {
         while (_inbox.Reader.TryRead(out var item))
-        {
-            switch (item)
-            {
-                case Proposal proposal:
-                    proposal.TrySetException(error);
-                    break;
-                case ReadRequest read:
-                    read.Completion.TrySetException(error);
-                    break;
-                case TracedItem traced:
-                    FailTraced(traced, error);
-                    break;
-                case TransferRequest transfer:
-                    transfer.Completion.TrySetException(error);
-                    break;
-                case LeaderWaiter waiter:
-                    waiter.Completion.TrySetException(error);
-                    break;
-                case AppliedWaiter applied:
-                    applied.Completion.TrySetException(error);
-                    break;
-                case QueryRequest query:
-                    query.Fail(error);
-                    break;
-                case MembershipRequest membership:
-                    membership.Completion.TrySetException(error);
-                    break;
-            }
-        }
+            FailItem(item, error);
         foreach (var membership in _membershipWaiters)
             membership.Completion.TrySetException(error);
         _membershipWaiters.Clear();
@@ -1442,6 +1414,38 @@ public sealed partial class RaftNode : IAsyncDisposable
         foreach (var waiter in _leaderWaiters)
             waiter.TrySetException(error);
         _leaderWaiters.Clear();
+    }
+
+    // A queued caller's request the loop will never handle: its caller gets the error.
+    private static void FailItem(object item, Exception error)
+    {
+        switch (item)
+        {
+            case Proposal proposal:
+                proposal.TrySetException(error);
+                break;
+            case ReadRequest read:
+                read.Completion.TrySetException(error);
+                break;
+            case TracedItem traced:
+                FailItem(traced.Item, error);
+                break;
+            case TransferRequest transfer:
+                transfer.Completion.TrySetException(error);
+                break;
+            case LeaderWaiter waiter:
+                waiter.Completion.TrySetException(error);
+                break;
+            case AppliedWaiter applied:
+                applied.Completion.TrySetException(error);
+                break;
+            case QueryRequest query:
+                query.Fail(error);
+                break;
+            case MembershipRequest membership:
+                membership.Completion.TrySetException(error);
+                break;
+        }
     }
 
     // ------------------------------------------------------------------ loop items
