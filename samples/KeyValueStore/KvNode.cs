@@ -51,6 +51,9 @@ public sealed class KvNode : IAsyncDisposable
         };
     }
 
+    /// <summary>How many entries a learner may lag behind the leader's last index and still be promoted (<see cref="RaftNodeOptions.MaxPromotionLag"/>): 1,000.</summary>
+    public const long MaxPromotionLag = 1000;
+
     /// <summary>This node's id.</summary>
     public int Id => Options.Id;
 
@@ -153,7 +156,11 @@ public sealed class KvNode : IAsyncDisposable
                 new RaftNodeOptions
                 {
                     NodeId = options.Id,
-                    Members = options.Members,
+                    // A joining node starts with no configuration; --peers then only says where the cluster is.
+                    Members = options.Join ? [] : options.Members,
+                    MemberAddresses = options.Join ? null : BootstrapAddresses(options),
+                    Join = options.Join,
+                    MaxPromotionLag = MaxPromotionLag,
                     SnapshotInterval = options.SnapshotInterval,
                     SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                     LoggerFactory = loggerFactory,
@@ -165,7 +172,8 @@ public sealed class KvNode : IAsyncDisposable
                 logStore,
                 stateMachine,
                 snapshotStore);
-            var directory = new ClusterDirectory(options.Members, options.HttpPeers);
+            var directory = new ClusterDirectory(options.Members, options.HttpPeers, options.HttpPortOffset);
+            directory.Follow(() => raft.Configuration);
             var node = new KvNode(options, app, logStore, snapshotStore, transportOptions, transport, raft, stateMachine, directory);
             KvApi.Map(app, node);
             return node;
@@ -240,6 +248,26 @@ public sealed class KvNode : IAsyncDisposable
         Http.Dispose();
         await _app.DisposeAsync();
         Log.NodeStopped(_logger, Id);
+    }
+
+    // The bootstrap members' Raft addresses, recorded in the bootstrap configuration (so a node added
+    // later learns them from the configuration it receives); null when none is known yet (port 0).
+    private static Dictionary<int, string>? BootstrapAddresses(KvNodeOptions options)
+    {
+        var addresses = new Dictionary<int, string>();
+        foreach (var id in options.Members)
+        {
+            if (id == options.Id)
+            {
+                if (options.RaftListen.Port != 0)
+                    addresses[id] = ClusterDirectory.ToRaftAddress(options.RaftPeers.TryGetValue(id, out var own) ? own : options.RaftListen);
+            }
+            else if (options.RaftPeers.TryGetValue(id, out var peer))
+            {
+                addresses[id] = ClusterDirectory.ToRaftAddress(peer);
+            }
+        }
+        return addresses.Count == 0 ? null : addresses;
     }
 
     private static Uri ToBaseUrl(string address)
