@@ -17,7 +17,7 @@ public sealed record SessionCreated(long ClientId, string Usage);
 /// <param name="Lag">How many entries it is behind the leader's last log index.</param>
 public sealed record FollowerStatus(int Id, long MatchIndex, long Lag);
 
-/// <summary>The body of <c>GET /status</c>: <paramref name="Configuration"/> is the configuration in force on the node, <paramref name="IsRemoved"/> whether it does not list the node (removed, or started with <c>--join</c> and not added yet), <paramref name="Join"/> whether the node was started with <c>--join</c>.</summary>
+/// <summary>The body of <c>GET /status</c>: <paramref name="Configuration"/> is the configuration in force on the node, <paramref name="IsRemoved"/> whether it does not list the node (it was removed; a node started with <c>--join</c> and not added yet has an empty configuration instead), <paramref name="Join"/> whether the node was started with <c>--join</c>.</summary>
 public sealed record NodeStatus(
     int Id,
     string Role,
