@@ -119,7 +119,9 @@ internal sealed partial class KvApi
 
     private async Task ClusterAsync(HttpContext context)
     {
-        var members = await Task.WhenAll(_node.Directory.Members.Select(id => GetMemberAsync(id, context.RequestAborted)));
+        // This node too when the configuration does not list it (joining, or removed).
+        var ids = _node.Directory.Members.Append(_node.Id).Distinct().Order();
+        var members = await Task.WhenAll(ids.Select(id => GetMemberAsync(id, context.RequestAborted)));
         await context.Response.WriteAsJsonAsync(new ClusterStatus(_node.Id, members), context.RequestAborted);
     }
 

@@ -51,9 +51,6 @@ public sealed class KvNode : IAsyncDisposable
         };
     }
 
-    /// <summary>How many entries a learner may lag behind the leader's last index and still be promoted (<see cref="RaftNodeOptions.MaxPromotionLag"/>): 1,000.</summary>
-    public const long MaxPromotionLag = 1000;
-
     /// <summary>This node's id.</summary>
     public int Id => Options.Id;
 
@@ -160,7 +157,7 @@ public sealed class KvNode : IAsyncDisposable
                     Members = options.Join ? [] : options.Members,
                     MemberAddresses = options.Join ? null : BootstrapAddresses(options),
                     Join = options.Join,
-                    MaxPromotionLag = MaxPromotionLag,
+                    MaxPromotionLag = options.MaxPromotionLag,
                     SnapshotInterval = options.SnapshotInterval,
                     SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                     LoggerFactory = loggerFactory,
@@ -199,7 +196,7 @@ public sealed class KvNode : IAsyncDisposable
         await _app.StartAsync(cancellationToken);
         var bound = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault()
             ?? throw new InvalidOperationException("The HTTP server reports no address.");
-        HttpUrl = Directory.TryGet(Id, out var advertised) ? advertised : ToBaseUrl(bound);
+        HttpUrl = Directory.TryGetGiven(Id, out var advertised) ? advertised : ToBaseUrl(bound);
         Directory.Set(Id, HttpUrl!);
         try
         {

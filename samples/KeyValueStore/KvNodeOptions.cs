@@ -69,6 +69,9 @@ public sealed class KvNodeOptions
     /// <summary>The longest a write waits to be committed and applied (then 504, outcome unknown), or a read waits for its barrier (then 503). The default is 5 s.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How many entries a learner may lag behind the leader's last index and still be promoted to voter (<see cref="RaftNodeOptions.MaxPromotionLag"/>; a promotion of one further behind is 409). The default is 1,000.</summary>
+    public long MaxPromotionLag { get; init; } = 1000;
+
     /// <summary>The largest request body accepted (413 above). The default is <see cref="DefaultMaxBodyBytes"/>.</summary>
     public int MaxBodyBytes { get; init; } = DefaultMaxBodyBytes;
 
@@ -177,6 +180,9 @@ public sealed class ClusterDirectory
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(id);
         _httpUrls[id] = httpUrl;
     }
+
+    /// <summary>Gets a node's HTTP base address only when it was given (not derived).</summary>
+    internal bool TryGetGiven(int id, out Uri? httpUrl) => _httpUrls.TryGetValue(id, out httpUrl);
 
     /// <summary>Gets a node's HTTP base address: the one given, else one derived from its Raft address in the configuration (when <see cref="KvNodeOptions.HttpPortOffset"/> is set).</summary>
     public bool TryGet(int id, out Uri? httpUrl)

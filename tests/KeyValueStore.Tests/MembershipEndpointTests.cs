@@ -155,25 +155,32 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
     private readonly byte[] _secret = RandomNumberGenerator.GetBytes(KvNodeOptions.GeneratedClusterSecretBytes);
     private readonly HttpClient _http = TestCluster.CreateClient();
     private readonly List<KvNode> _joiners = [];
-    private EmbeddedCluster _cluster = null!;
+    private EmbeddedCluster? _cluster;
 
-    public async Task InitializeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    /// <summary>Starts this test's 3-node cluster and returns its leader.</summary>
+    private async Task<KvNode> StartClusterAsync(long maxPromotionLag = 1000)
     {
         _cluster = await EmbeddedCluster.StartAsync(new EmbeddedClusterOptions
         {
             MinimumLogLevel = LogLevel.Error,
             RequestTimeout = TimeSpan.FromSeconds(3),
             ClusterSecret = _secret,
+            MaxPromotionLag = maxPromotionLag,
         });
-        await _cluster.WaitForLeaderAsync(TestCluster.LeaderTimeout);
+        return await _cluster.WaitForLeaderAsync(TestCluster.LeaderTimeout);
     }
+
+    private EmbeddedCluster Cluster => _cluster ?? throw new InvalidOperationException("StartClusterAsync first");
 
     public async Task DisposeAsync()
     {
         foreach (var joiner in _joiners)
             await joiner.DisposeAsync();
         _http.Dispose();
-        await _cluster.DisposeAsync();
+        if (_cluster is not null)
+            await _cluster.DisposeAsync();
     }
 
     /// <summary>Starts a node with <see cref="KvNodeOptions.Join"/>, which knows the running members' Raft addresses (as <c>--peers</c> gives them) and nothing else.</summary>
@@ -186,17 +193,17 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
             Join = true,
             RaftListen = new IPEndPoint(IPAddress.Loopback, 0),
             HttpListen = new IPEndPoint(IPAddress.Loopback, 0),
-            DataDirectory = Path.Combine(_cluster.DataDirectory, $"node-{id}"),
+            DataDirectory = Path.Combine(Cluster.DataDirectory, $"node-{id}"),
             MinimumLogLevel = LogLevel.Error,
             RequestTimeout = TimeSpan.FromSeconds(3),
             ClusterSecret = _secret,
         });
         _joiners.Add(node);
         await node.StartAsync();
-        foreach (var member in _cluster.Nodes)
+        foreach (var member in Cluster.Nodes)
             node.SetPeer(member.Id, member.RaftEndPoint!, member.HttpUrl!);
         // Only the HTTP address (as --http-peers would give it): the Raft address must come from the configuration.
-        foreach (var member in _cluster.Nodes)
+        foreach (var member in Cluster.Nodes)
             member.Directory.Set(id, node.HttpUrl!);
         return node;
     }
@@ -213,8 +220,8 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
     [Fact]
     public async Task A_joining_node_is_added_as_learner_promoted_then_the_leader_is_removed_and_writes_go_on()
     {
-        var leader = await _cluster.WaitForLeaderAsync(TestCluster.LeaderTimeout);
-        var follower = _cluster.Nodes.First(n => n != leader);
+        var leader = await StartClusterAsync();
+        var follower = Cluster.Nodes.First(n => n != leader);
         using (var put = await _http.PutAsync(leader.Url("kv/before"), new StringContent("1")))
             Assert.Equal(HttpStatusCode.NoContent, put.StatusCode);
 
@@ -246,6 +253,15 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
         Assert.True(status == HttpStatusCode.BadRequest, body.ToString());
         Assert.Contains("Node 4 already has the address", body.GetProperty("error").GetString(), StringComparison.Ordinal);
 
+        // GET /cluster lists the new member wherever it is served.
+        foreach (var node in (KvNode[])[joiner, follower])
+        {
+            using var cluster = await _http.GetAsync(node.Url("cluster"));
+            var nodes = (await cluster.ReadJsonAsync()).GetProperty("nodes").EnumerateArray().ToList();
+            Assert.Equal([1, 2, 3, 4], nodes.Select(n => n.GetProperty("id").GetInt32()));
+            Assert.All(nodes, n => Assert.True(n.GetProperty("reachable").GetBoolean(), n.ToString()));
+        }
+
         // The joiner's status shows it is a voter now.
         using (var joinerStatus = await _http.GetAsync(joiner.Url("status")))
         {
@@ -260,7 +276,7 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
         Assert.True(status == HttpStatusCode.OK, body.ToString());
         var remaining = new[] { 1, 2, 3, 4 }.Where(i => i != leader.Id).ToArray();
         Assert.Equal(remaining, Ids(body.GetProperty("configuration"), "voters"));
-        var survivors = _cluster.Nodes.Where(n => n != leader).Append(joiner).ToList();
+        var survivors = Cluster.Nodes.Where(n => n != leader).Append(joiner).ToList();
         await TestCluster.WaitUntilAsync(() => survivors.Count(n => n.Raft.Status.Role == RaftRole.Leader) == 1, "a new leader among the remaining voters", TestCluster.LeaderTimeout);
         await TestCluster.WaitUntilAsync(() => leader.Raft.Status.IsRemoved, "the old leader knows it was removed");
         var newLeader = survivors.Single(n => n.Raft.Status.Role == RaftRole.Leader);
@@ -280,7 +296,7 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
     [Fact]
     public async Task Add_in_one_request_promotes_a_caught_up_node_and_leaves_an_unreachable_one_a_learner_with_202()
     {
-        var leader = await _cluster.WaitForLeaderAsync(TestCluster.LeaderTimeout);
+        var leader = await StartClusterAsync();
         var joiner = await StartJoinerAsync(4);
         var (status, body) = await PostAsync(leader, new { action = "add", id = 4, address = ClusterDirectory.ToRaftAddress(joiner.RaftEndPoint!) });
         Assert.True(status == HttpStatusCode.OK, body.ToString());
@@ -299,6 +315,25 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
         (status, body) = await PostAsync(leader, new { action = "remove", id = 5 });
         Assert.True(status == HttpStatusCode.OK, body.ToString());
         Assert.Empty(Ids(body.GetProperty("configuration"), "learners"));
+    }
+
+    [Fact]
+    public async Task Promoting_a_learner_that_lags_beyond_the_limit_is_a_409_with_the_reason_and_changes_nothing()
+    {
+        var leader = await StartClusterAsync(maxPromotionLag: 1);
+        var nobody = new TcpListenerPort();
+        var (status, body) = await PostAsync(leader, new { action = "add", id = 5, address = $"127.0.0.1:{nobody.Port}", role = "learner" });
+        Assert.True(status == HttpStatusCode.OK, body.ToString());
+        var before = leader.Raft.Configuration;
+        Assert.True(leader.Raft.Status.LastLogIndex > 1, "the leader's log is longer than the lag limit");
+
+        (status, body) = await PostAsync(leader, new { action = "promote", id = 5 });
+        Assert.True(status == HttpStatusCode.Conflict, body.ToString());
+        var error = body.GetProperty("error").GetString();
+        Assert.Contains("learner 5 holds entries up to index 0", error, StringComparison.Ordinal);
+        Assert.Contains("Nothing was changed", error, StringComparison.Ordinal);
+        Assert.Equal(before, leader.Raft.Configuration);
+        Assert.Equal([5], leader.Raft.Configuration.Learners);
     }
 
     /// <summary>A loopback port that was free a moment ago (nothing listens there).</summary>
