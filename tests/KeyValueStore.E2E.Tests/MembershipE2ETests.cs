@@ -117,6 +117,8 @@ public sealed class MembershipE2ETests(ITestOutputHelper output)
                 var configuration = status.Value.GetProperty("configuration");
                 Assert.Equal(remaining.Select(n => n.Id), Ids(configuration, "voters"));
                 Assert.Empty(Ids(configuration, "learners"));
+                // Every member's Raft address is in the configuration (the bootstrap members' from --peers, node 4's from the add).
+                Assert.Equal(remaining.Select(r => Raft(r.Id)), configuration.GetProperty("members").EnumerateArray().Select(m => m.GetProperty("address").GetString()));
                 Assert.False(configuration.GetProperty("joint").GetBoolean());
                 Assert.False(status.Value.GetProperty("isRemoved").GetBoolean());
             }

@@ -231,6 +231,19 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
         Assert.Equal(RaftRole.Follower, joiner.Raft.Status.Role);
         Assert.Equal(0, joiner.Raft.Status.Term);
 
+        using (var joining = await _http.GetAsync(joiner.Url("status")))
+        {
+            var json = await joining.ReadJsonAsync();
+            Assert.True(json.GetProperty("join").GetBoolean());
+            Assert.Empty(json.GetProperty("configuration").GetProperty("members").EnumerateArray());
+        }
+        using (var joiningCluster = await _http.GetAsync(joiner.Url("cluster")))
+        {
+            // The running members (as --peers gives them) and the joiner itself, which no configuration lists yet.
+            var ids = (await joiningCluster.ReadJsonAsync()).GetProperty("nodes").EnumerateArray().Select(n => n.GetProperty("id").GetInt32());
+            Assert.Equal([1, 2, 3, 4], ids);
+        }
+
         // Sent to a follower: forwarded to the leader over HTTP.
         var address = ClusterDirectory.ToRaftAddress(joiner.RaftEndPoint!);
         var (status, body) = await PostAsync(follower, new { action = "add", id = 4, address, role = "learner" });
