@@ -23,8 +23,8 @@ public enum RunMode
 /// Parses the node's command line:
 /// <c>--id N --listen HOST:PORT --http HOST:PORT --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR</c>
 /// (<c>--secret-file PATH</c> | <c>--insecure</c>) [<c>--http-peers 1=HOST:PORT,...</c>] [<c>--cluster-id NAME</c>]
-/// [<c>--forward raft|http</c>] [<c>--allowed-hosts NAME,...</c>] [<c>--allowed-origins ORIGIN,...</c>]. Options are
-/// written <c>--name value</c> or <c>--name=value</c>; <c>--insecure</c> takes no value. The secret may also come from
+/// [<c>--forward raft|http</c>] [<c>--allowed-hosts NAME,...</c>] [<c>--allowed-origins ORIGIN,...</c>] [<c>--join</c>]. Options are
+/// written <c>--name value</c> or <c>--name=value</c>; <c>--insecure</c> and <c>--join</c> take no value. The secret may also come from
 /// the environment variable <see cref="SecretVariable"/>.
 /// </summary>
 public sealed class CommandLine
@@ -36,17 +36,25 @@ public sealed class CommandLine
                         --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR
                         (--secret-file PATH | --insecure) [--cluster-id NAME]
                         [--http-peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT] [--forward raft|http]
-                        [--allowed-hosts NAME,...] [--allowed-origins ORIGIN,...]
+                        [--allowed-hosts NAME,...] [--allowed-origins ORIGIN,...] [--join]
 
-          --id          this node's id (a positive integer, one of the ids in --peers)
+          --id          this node's id (a positive integer, one of the ids in --peers unless --join)
           --listen      where this node's Raft transport listens (an IP address or localhost, and a port)
           --http        where this node's HTTP API listens (an IP address or localhost, and a port)
-          --peers       every member's Raft address, this node included: id=host:port, comma-separated
+          --peers       every member's Raft address, this node included: id=host:port, comma-separated.
+                        Used until the log holds a configuration (after the first membership change
+                        the log wins). With --join: the running cluster's members, only to reach them.
+          --join        start with no configuration, to be added to a running cluster: the node never
+                        campaigns until the leader adds it (POST /cluster/members on the leader with
+                        {"action":"add","id":N,"address":"HOST:PORT"}, the --listen address), then
+                        follows its log. Keep --join on restarts: the log holds the configuration.
           --data        this node's data directory (log and snapshots); created if missing
           --http-peers  every other member's HTTP address, used to forward requests to the leader.
                         Default: each member's Raft host, at its Raft port plus this node's offset
                         (--http port minus --listen port), e.g. Raft :7001..7003 and --http :8001
-                        give HTTP :8001..8003.
+                        give HTTP :8001..8003. Without --http-peers, a member added later gets
+                        its HTTP address the same way from its Raft address in the configuration;
+                        with --http-peers, list it there (restart) or send requests to the leader.
           --secret-file a file holding the cluster secret, base64 (at least 16 bytes decoded; make one
                         with: head -c 32 /dev/urandom | base64 > cluster.secret), the same on every node.
                         Peers must prove they hold it to use the Raft port. Instead of the file, the
@@ -71,10 +79,10 @@ public sealed class CommandLine
     /// <summary>The largest secret file read, in bytes (a secret is tens of bytes; anything this big is the wrong file).</summary>
     public const int MaxSecretFileBytes = 4096;
 
-    private static readonly string[] Known = ["id", "listen", "http", "peers", "data", "http-peers", "cluster-id", "forward", "secret-file", "insecure", "allowed-hosts", "allowed-origins"];
+    private static readonly string[] Known = ["id", "listen", "http", "peers", "data", "http-peers", "cluster-id", "forward", "secret-file", "insecure", "allowed-hosts", "allowed-origins", "join"];
 
     // Options that take no value.
-    private static readonly string[] Flags = ["insecure"];
+    private static readonly string[] Flags = ["insecure", "join"];
 
     private CommandLine(RunMode mode, KvNodeOptions? options, string? error)
     {
@@ -158,7 +166,10 @@ public sealed class CommandLine
         }
         var id = ParseId(values["id"], "--id");
         var peers = ParseMap(values["peers"], "--peers");
-        if (!peers.ContainsKey(id))
+        var join = values.ContainsKey("join");
+        if (join && peers.Keys.All(k => k == id))
+            throw new ConfigurationException($"--join: --peers must list at least one member of the running cluster (besides node {id}) to reach.");
+        if (!join && !peers.ContainsKey(id))
             throw new ConfigurationException($"--id {id} is not one of the members in --peers ({string.Join(",", peers.Keys.Order())}); --peers lists every member, this node included.");
         var duplicate = peers.GroupBy(p => p.Value.ToString(), StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
         if (duplicate is not null)
@@ -174,6 +185,7 @@ public sealed class CommandLine
             throw new ConfigurationException("--cluster-id must not be empty.");
 
         Dictionary<int, Uri> httpPeers;
+        int? httpPortOffset = null;
         if (values.TryGetValue("http-peers", out var httpPeersText))
         {
             var given = ParseMap(httpPeersText, "--http-peers");
@@ -189,6 +201,7 @@ public sealed class CommandLine
         {
             // Documented convention: every member's HTTP port is its Raft port plus this node's offset.
             var offset = PortOf(http) - listen.Port;
+            httpPortOffset = offset;
             httpPeers = [];
             foreach (var (peerId, raft) in peers)
             {
@@ -208,7 +221,9 @@ public sealed class CommandLine
         return new KvNodeOptions
         {
             Id = id,
-            Members = [.. peers.Keys.Order()],
+            Members = join ? [.. peers.Keys.Where(k => k != id).Order()] : [.. peers.Keys.Order()],
+            Join = join,
+            HttpPortOffset = httpPortOffset,
             RaftListen = listen,
             HttpListen = http,
             RaftPeers = peers,

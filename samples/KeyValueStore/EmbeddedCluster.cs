@@ -35,6 +35,9 @@ public sealed class EmbeddedClusterOptions
 
     /// <summary>The secret the nodes share on their Raft ports. The default (null) is <see cref="KvNodeOptions.GeneratedClusterSecretBytes"/> random bytes, new for each cluster.</summary>
     public byte[]? ClusterSecret { get; init; }
+
+    /// <summary>See <see cref="KvNodeOptions.MaxPromotionLag"/>. The default is 1,000.</summary>
+    public long MaxPromotionLag { get; init; } = 1000;
 }
 
 /// <summary>
@@ -117,6 +120,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
             SnapshotTrailingEntries = options.SnapshotTrailingEntries,
             RequestTimeout = options.RequestTimeout,
             ClusterSecret = clusterSecret,
+            MaxPromotionLag = options.MaxPromotionLag,
         };
     }
 

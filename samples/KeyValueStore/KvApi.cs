@@ -25,7 +25,7 @@ namespace Raft.Samples.KeyValueStore;
 /// submitted (no leader, leader unreachable, busy, shutting down); 500/502/504 on a write mean its
 /// outcome is unknown or it was dropped (the message says which).</para>
 /// </remarks>
-internal sealed class KvApi
+internal sealed partial class KvApi
 {
     /// <summary>The header a node adds to a request it forwards to the leader: the forwarding node's id.</summary>
     public const string ForwardedHeader = "X-Raft-Forwarded-By";
@@ -41,7 +41,7 @@ internal sealed class KvApi
     public const string IdempotencyKeyHeader = "Idempotency-Key";
 
     private const string RetryAfterSeconds = "1";
-    private const string Routes = "GET /, GET /status, GET /cluster, GET|PUT|DELETE /kv/{key}, POST /kv/{key}/cas, POST /kv/{key}/incr, POST /sessions";
+    private const string Routes = "GET /, GET /status, GET /cluster, GET|PUT|DELETE /kv/{key}, POST /kv/{key}/cas, POST /kv/{key}/incr, POST /sessions, GET|POST /cluster/members";
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
     private static readonly TimeSpan StatusTimeout = TimeSpan.FromSeconds(1.5);
     private static readonly Lazy<byte[]> Page = new(LoadPage);
@@ -102,6 +102,7 @@ internal sealed class KvApi
         app.MapPost("/kv/{key}/cas", api.CompareAndSwapAsync);
         app.MapPost("/kv/{key}/incr", api.IncrementAsync);
         app.MapPost("/sessions", api.OpenSessionAsync);
+        MapMembership(app, api);
         app.Map("/kv", MissingKeyAsync); // "/kv" and "/kv/", any method
     }
 
@@ -118,7 +119,9 @@ internal sealed class KvApi
 
     private async Task ClusterAsync(HttpContext context)
     {
-        var members = await Task.WhenAll(_node.Directory.Members.Select(id => GetMemberAsync(id, context.RequestAborted)));
+        // This node too when the configuration does not list it (joining, or removed).
+        var ids = _node.Directory.Members.Append(_node.Id).Distinct().Order();
+        var members = await Task.WhenAll(ids.Select(id => GetMemberAsync(id, context.RequestAborted)));
         await context.Response.WriteAsJsonAsync(new ClusterStatus(_node.Id, members), context.RequestAborted);
     }
 
@@ -622,7 +625,10 @@ internal sealed class KvApi
             status.LeaderId == 0 ? null : leaderUrl?.ToString(),
             _node.StateMachine.Count,
             failure,
-            followers);
+            followers,
+            DescribeConfiguration(status),
+            status.IsRemoved,
+            _node.Options.Join);
     }
 
     private async Task<ClusterMember> GetMemberAsync(int id, CancellationToken cancellationToken)

@@ -17,7 +17,7 @@ public sealed record SessionCreated(long ClientId, string Usage);
 /// <param name="Lag">How many entries it is behind the leader's last log index.</param>
 public sealed record FollowerStatus(int Id, long MatchIndex, long Lag);
 
-/// <summary>The body of <c>GET /status</c>.</summary>
+/// <summary>The body of <c>GET /status</c>: <paramref name="Configuration"/> is the configuration in force on the node, <paramref name="IsRemoved"/> whether it does not list the node (it was removed; a node started with <c>--join</c> and not added yet has an empty configuration instead), <paramref name="Join"/> whether the node was started with <c>--join</c>.</summary>
 public sealed record NodeStatus(
     int Id,
     string Role,
@@ -31,7 +31,30 @@ public sealed record NodeStatus(
     string? LeaderUrl,
     int Keys,
     string? Failure,
-    IReadOnlyList<FollowerStatus> Followers);
+    IReadOnlyList<FollowerStatus> Followers,
+    ConfigurationView Configuration,
+    bool IsRemoved,
+    bool Join);
+
+/// <summary>One member of the configuration, in <see cref="ConfigurationView"/>.</summary>
+/// <param name="Id">The member's id.</param>
+/// <param name="Role">"voter", "learner" or, while joint, "outgoing voter" (a voter of the old half only).</param>
+/// <param name="Address">Its Raft address as the configuration records it, or null when none was given.</param>
+/// <param name="Outgoing">Whether it votes in the old half of a joint configuration.</param>
+/// <param name="MatchIndex">On the leader: the highest index known replicated on it (the leader's own durable last index for itself); otherwise null.</param>
+/// <param name="Lag">On the leader: how many entries it is behind the leader's last log index; otherwise null.</param>
+public sealed record MemberView(int Id, string Role, string? Address, bool Outgoing, long? MatchIndex, long? Lag);
+
+/// <summary>The cluster configuration in force on a node (in <c>GET /status</c>, <c>GET /cluster/members</c> and the answer of <c>POST /cluster/members</c>).</summary>
+/// <param name="Joint">Whether a change of voters is under way (C(old,new): decisions need a majority of both halves).</param>
+/// <param name="Voters">The (new) voters' ids.</param>
+/// <param name="Learners">The learners' ids (they replicate but never vote).</param>
+/// <param name="OutgoingVoters">While joint, the old voters' ids; otherwise empty.</param>
+/// <param name="Members">Every member with its role and address.</param>
+public sealed record ConfigurationView(bool Joint, IReadOnlyList<int> Voters, IReadOnlyList<int> Learners, IReadOnlyList<int> OutgoingVoters, IReadOnlyList<MemberView> Members);
+
+/// <summary>The answer of <c>POST /cluster/members</c>: what happened, and the configuration afterwards.</summary>
+public sealed record MembershipResult(string Result, ConfigurationView Configuration);
 
 /// <summary>One member in the body of <c>GET /cluster</c>.</summary>
 public sealed record ClusterMember(int Id, string? Url, bool Reachable, JsonElement? Status, string? Error);

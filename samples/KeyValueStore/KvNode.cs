@@ -153,7 +153,11 @@ public sealed class KvNode : IAsyncDisposable
                 new RaftNodeOptions
                 {
                     NodeId = options.Id,
-                    Members = options.Members,
+                    // A joining node starts with no configuration; --peers then only says where the cluster is.
+                    Members = options.Join ? [] : options.Members,
+                    MemberAddresses = options.Join ? null : BootstrapAddresses(options),
+                    Join = options.Join,
+                    MaxPromotionLag = options.MaxPromotionLag,
                     SnapshotInterval = options.SnapshotInterval,
                     SnapshotTrailingEntries = options.SnapshotTrailingEntries,
                     LoggerFactory = loggerFactory,
@@ -165,7 +169,8 @@ public sealed class KvNode : IAsyncDisposable
                 logStore,
                 stateMachine,
                 snapshotStore);
-            var directory = new ClusterDirectory(options.Members, options.HttpPeers);
+            var directory = new ClusterDirectory(options.Members, options.HttpPeers, options.HttpPortOffset);
+            directory.Follow(() => raft.Configuration);
             var node = new KvNode(options, app, logStore, snapshotStore, transportOptions, transport, raft, stateMachine, directory);
             KvApi.Map(app, node);
             return node;
@@ -191,7 +196,7 @@ public sealed class KvNode : IAsyncDisposable
         await _app.StartAsync(cancellationToken);
         var bound = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault()
             ?? throw new InvalidOperationException("The HTTP server reports no address.");
-        HttpUrl = Directory.TryGet(Id, out var advertised) ? advertised : ToBaseUrl(bound);
+        HttpUrl = Directory.TryGetGiven(Id, out var advertised) ? advertised : ToBaseUrl(bound);
         Directory.Set(Id, HttpUrl!);
         try
         {
@@ -240,6 +245,26 @@ public sealed class KvNode : IAsyncDisposable
         Http.Dispose();
         await _app.DisposeAsync();
         Log.NodeStopped(_logger, Id);
+    }
+
+    // The bootstrap members' Raft addresses, recorded in the bootstrap configuration (so a node added
+    // later learns them from the configuration it receives); null when none is known yet (port 0).
+    private static Dictionary<int, string>? BootstrapAddresses(KvNodeOptions options)
+    {
+        var addresses = new Dictionary<int, string>();
+        foreach (var id in options.Members)
+        {
+            if (id == options.Id)
+            {
+                if (options.RaftListen.Port != 0)
+                    addresses[id] = ClusterDirectory.ToRaftAddress(options.RaftPeers.TryGetValue(id, out var own) ? own : options.RaftListen);
+            }
+            else if (options.RaftPeers.TryGetValue(id, out var peer))
+            {
+                addresses[id] = ClusterDirectory.ToRaftAddress(peer);
+            }
+        }
+        return addresses.Count == 0 ? null : addresses;
     }
 
     private static Uri ToBaseUrl(string address)

@@ -11,11 +11,31 @@ public sealed class KvNodeOptions
     /// <summary>The default <see cref="MaxBodyBytes"/>: 1 MiB.</summary>
     public const int DefaultMaxBodyBytes = 1024 * 1024;
 
-    /// <summary>This node's id; one of <see cref="Members"/>.</summary>
+    /// <summary>This node's id; one of <see cref="Members"/> (unless <see cref="Join"/>).</summary>
     public required int Id { get; init; }
 
-    /// <summary>Every member's id, this node included.</summary>
+    /// <summary>
+    /// The bootstrap members' ids, this node included. With <see cref="Join"/>, the members of the
+    /// running cluster this node will be added to (only to reach them; the node starts with no
+    /// configuration). Once the log holds a configuration, the log wins (docs/membership.md).
+    /// </summary>
     public required IReadOnlyList<int> Members { get; init; }
+
+    /// <summary>
+    /// Whether the node starts without a configuration, to be added to a running cluster with
+    /// <c>POST /cluster/members</c> (<see cref="RaftNodeOptions.Join"/>): it never campaigns until a
+    /// configuration lists it, and then follows its log. Keep it set on restarts (the log then holds
+    /// the configuration). The default is false.
+    /// </summary>
+    public bool Join { get; init; }
+
+    /// <summary>
+    /// When set, the HTTP address of a member whose address is not in <see cref="HttpPeers"/> is
+    /// derived from its Raft address in the cluster configuration: the same host, at its Raft port
+    /// plus this offset (the command line's convention when <c>--http-peers</c> is not given). This
+    /// is how a node finds the HTTP address of a member added later. The default is null (no derivation).
+    /// </summary>
+    public int? HttpPortOffset { get; init; }
 
     /// <summary>Where the Raft transport listens. Port 0 picks a free port (see <see cref="KvNode.RaftEndPoint"/>).</summary>
     public required IPEndPoint RaftListen { get; init; }
@@ -48,6 +68,9 @@ public sealed class KvNodeOptions
 
     /// <summary>The longest a write waits to be committed and applied (then 504, outcome unknown), or a read waits for its barrier (then 503). The default is 5 s.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How many entries a learner may lag behind the leader's last index and still be promoted to voter (<see cref="RaftNodeOptions.MaxPromotionLag"/>; a promotion of one further behind is 409). The default is 1,000.</summary>
+    public long MaxPromotionLag { get; init; } = 1000;
 
     /// <summary>The largest request body accepted (413 above). The default is <see cref="DefaultMaxBodyBytes"/>.</summary>
     public int MaxBodyBytes { get; init; } = DefaultMaxBodyBytes;
@@ -111,33 +134,93 @@ public enum ForwardMode
     Http,
 }
 
-/// <summary>The cluster's members and their HTTP addresses, as one node knows them. Thread-safe.</summary>
+/// <summary>
+/// The members' HTTP addresses, as one node knows them: given (<see cref="KvNodeOptions.HttpPeers"/>,
+/// <see cref="KvNode.SetPeer"/>) or, for a member added later, derived from its Raft address in the
+/// configuration with <see cref="KvNodeOptions.HttpPortOffset"/>. Thread-safe.
+/// </summary>
 public sealed class ClusterDirectory
 {
     private readonly ConcurrentDictionary<int, Uri> _httpUrls = new();
+    private readonly int? _httpPortOffset;
+    private Func<ClusterConfiguration> _configuration = static () => ClusterConfiguration.Empty;
 
     /// <summary>Creates the directory.</summary>
-    public ClusterDirectory(IEnumerable<int> members, IEnumerable<KeyValuePair<int, Uri>> httpUrls)
+    /// <param name="members">The bootstrap members (listed until the node knows a configuration).</param>
+    /// <param name="httpUrls">The HTTP addresses given.</param>
+    /// <param name="httpPortOffset">See <see cref="KvNodeOptions.HttpPortOffset"/>.</param>
+    public ClusterDirectory(IEnumerable<int> members, IEnumerable<KeyValuePair<int, Uri>> httpUrls, int? httpPortOffset = null)
     {
-        Members = [.. members.Order()];
+        BootstrapMembers = [.. members.Order()];
+        _httpPortOffset = httpPortOffset;
         foreach (var (id, url) in httpUrls)
             Set(id, url);
     }
 
-    /// <summary>Every member's id, ascending.</summary>
-    public IReadOnlyList<int> Members { get; }
+    /// <summary>The members given at start, ascending.</summary>
+    public IReadOnlyList<int> BootstrapMembers { get; }
 
-    /// <summary>Sets a member's HTTP base address.</summary>
+    /// <summary>Every member's id, ascending: those of the configuration in force (both halves of a joint one), or, while the node knows none, the bootstrap members.</summary>
+    public IReadOnlyList<int> Members
+    {
+        get
+        {
+            var configuration = _configuration();
+            return configuration.IsEmpty ? BootstrapMembers : [.. configuration.AllIds.Order()];
+        }
+    }
+
+    /// <summary>Where the configuration in force comes from (the node's <see cref="RaftNode.Configuration"/>).</summary>
+    internal void Follow(Func<ClusterConfiguration> configuration) => _configuration = configuration;
+
+    /// <summary>Sets a node's HTTP base address.</summary>
     public void Set(int id, Uri httpUrl)
     {
         ArgumentNullException.ThrowIfNull(httpUrl);
-        if (!Members.Contains(id))
-            throw new ArgumentException($"Node {id} is not a member ({string.Join(',', Members)}).", nameof(id));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(id);
         _httpUrls[id] = httpUrl;
     }
 
-    /// <summary>Gets a member's HTTP base address, when known.</summary>
-    public bool TryGet(int id, out Uri? httpUrl) => _httpUrls.TryGetValue(id, out httpUrl);
+    /// <summary>Gets a node's HTTP base address only when it was given (not derived).</summary>
+    internal bool TryGetGiven(int id, out Uri? httpUrl) => _httpUrls.TryGetValue(id, out httpUrl);
+
+    /// <summary>Gets a node's HTTP base address: the one given, else one derived from its Raft address in the configuration (when <see cref="KvNodeOptions.HttpPortOffset"/> is set).</summary>
+    public bool TryGet(int id, out Uri? httpUrl)
+    {
+        if (_httpUrls.TryGetValue(id, out httpUrl))
+            return true;
+        httpUrl = Derive(_configuration().Find(id)?.Address);
+        return httpUrl is not null;
+    }
+
+    private Uri? Derive(string? raftAddress)
+    {
+        if (_httpPortOffset is not { } offset || raftAddress is null)
+            return null;
+        EndPoint endPoint;
+        try
+        {
+            endPoint = TcpTransportOptions.ParseEndPoint(raftAddress);
+        }
+        catch (Exception ex) when (ex is FormatException or ArgumentException)
+        {
+            return null;
+        }
+        return endPoint switch
+        {
+            IPEndPoint ip when ip.Port + offset is >= 1 and <= IPEndPoint.MaxPort => ToHttpUrl(new IPEndPoint(ip.Address, ip.Port + offset)),
+            DnsEndPoint dns when dns.Port + offset is >= 1 and <= IPEndPoint.MaxPort => ToHttpUrl(new DnsEndPoint(dns.Host, dns.Port + offset)),
+            _ => null,
+        };
+    }
+
+    /// <summary>Formats an endpoint as the "host:port" address the Raft transport and the cluster configuration use.</summary>
+    public static string ToRaftAddress(EndPoint endPoint) => endPoint switch
+    {
+        IPEndPoint ip => ip.ToString(),
+        DnsEndPoint dns => string.Create(CultureInfo.InvariantCulture, $"{dns.Host}:{dns.Port}"),
+        _ => throw new ArgumentException($"Cannot make a Raft address of {endPoint}.", nameof(endPoint)),
+    };
 
     /// <summary>Formats a base address for an endpoint: <c>http://host:port/</c>, with IPv6 in brackets and "any" addresses shown as loopback.</summary>
     public static Uri ToHttpUrl(EndPoint endPoint) => endPoint switch

@@ -43,7 +43,9 @@ static async Task<int> RunNodeAsync(KvNodeOptions options, CancellationToken sto
 {
     await using var node = await KvNode.CreateAsync(options, CancellationToken.None);
     await node.StartAsync(CancellationToken.None);
-    Console.WriteLine($"Node {node.Id} of cluster {string.Join(",", options.Members)}: HTTP {node.HttpUrl}, Raft {node.RaftEndPoint}, data in {options.DataDirectory}");
+    Console.WriteLine(options.Join
+        ? $"Node {node.Id} joining the cluster of {string.Join(",", options.Members)} (--join: it waits to be added with POST /cluster/members on the leader): HTTP {node.HttpUrl}, Raft {node.RaftEndPoint}, data in {options.DataDirectory}"
+        : $"Node {node.Id} of cluster {string.Join(",", options.Members)}: HTTP {node.HttpUrl}, Raft {node.RaftEndPoint}, data in {options.DataDirectory}");
     foreach (var id in node.Directory.Members.Where(id => id != node.Id))
     {
         node.Directory.TryGet(id, out var url);

@@ -45,6 +45,9 @@ internal sealed class NodeProcess : IDisposable
 
     public string LogFile { get; }
 
+    /// <summary>Arguments added after the standard ones on every start (e.g. --join).</summary>
+    public IReadOnlyList<string> ExtraArgs { get; init; } = [];
+
     /// <summary>The cluster secret file every node is started with (--secret-file).</summary>
     public string SecretFile { get; }
 
@@ -92,6 +95,8 @@ internal sealed class NodeProcess : IDisposable
         {
             psi.ArgumentList.Add(a);
         }
+        foreach (var a in ExtraArgs)
+            psi.ArgumentList.Add(a);
         psi.Environment.Remove(SecretVariable); // the file is the one source of the secret
         psi.Environment["DOTNET_gcServer"] = "0";
         psi.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
