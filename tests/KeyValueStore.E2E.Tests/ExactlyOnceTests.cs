@@ -29,7 +29,7 @@ public sealed class ExactlyOnceTests(ITestOutputHelper output)
         var seconds = int.TryParse(Environment.GetEnvironmentVariable("RAFT_E2E_EXACTLY_ONCE_SECONDS"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var s) && s > 0 ? s : 10;
         var seed = int.TryParse(Environment.GetEnvironmentVariable("RAFT_E2E_SEED"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var sd) ? sd : Random.Shared.Next();
         Say($"seed {seed} (RAFT_E2E_SEED={seed} replays the schedule), {seconds} s of clients");
-        var (executable, prefix) = LocateSample();
+        var (executable, prefix) = E2EKit.LocateSample();
         var root = Path.Combine(Path.GetTempPath(), "raft-kv-once-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(root);
         var ports = NodeProcess.FreePorts(2 * NodeCount);
@@ -46,7 +46,7 @@ public sealed class ExactlyOnceTests(ITestOutputHelper output)
         {
             foreach (var n in nodes)
                 n.Start();
-            Assert.True(await WaitForLeaderAsync(http, nodes, TimeSpan.FromSeconds(30)) is not null, "no leader within 30 s of start\n" + Tails(nodes));
+            Assert.True(await WaitForLeaderAsync(http, nodes, TimeSpan.FromSeconds(30)) is not null, "no leader within 30 s of start\n" + E2EKit.Tails(nodes));
 
             var rng = new Random(seed);
             var stats = new ConcurrentDictionary<string, int>(StringComparer.Ordinal);
@@ -68,7 +68,7 @@ public sealed class ExactlyOnceTests(ITestOutputHelper output)
                 if (!n.IsRunning)
                     n.Start();
             }
-            Assert.True(await WaitForLeaderAsync(http, nodes, TimeSpan.FromSeconds(30)) is not null, "no leader after the faults\n" + Tails(nodes));
+            Assert.True(await WaitForLeaderAsync(http, nodes, TimeSpan.FromSeconds(30)) is not null, "no leader after the faults\n" + E2EKit.Tails(nodes));
 
             // Every counter, read (linearizably) through every node, equals its acknowledged increments.
             foreach (var client in clients)
@@ -78,13 +78,13 @@ public sealed class ExactlyOnceTests(ITestOutputHelper output)
                 {
                     var value = await ReadWithRetriesAsync(http, n, client.Key);
                     Assert.True(value == client.Acknowledged.ToString(CultureInfo.InvariantCulture),
-                        $"counter {client.Key} reads {value ?? "(absent)"} through node {n.Id}, but {client.Acknowledged} increments were acknowledged\n" + Tails(nodes));
+                        $"counter {client.Key} reads {value ?? "(absent)"} through node {n.Id}, but {client.Acknowledged} increments were acknowledged\n" + E2EKit.Tails(nodes));
                 }
             }
             Assert.True(problems.IsEmpty, "unexpected answers:\n" + string.Join('\n', problems.Take(20)));
             Assert.True(clients.Sum(c => c.Acknowledged) > 0, "no increment was acknowledged");
             Assert.True(clients.Sum(c => c.Retries) > 0, "no write was retried: the faults did not reach the clients");
-            Assert.All(nodes, n => Assert.True(n.UnexpectedExits == 0, $"node {n.Id} exited on its own\n" + Tails(nodes)));
+            Assert.All(nodes, n => Assert.True(n.UnexpectedExits == 0, $"node {n.Id} exited on its own\n" + E2EKit.Tails(nodes)));
             failed = false;
         }
         finally
@@ -192,7 +192,7 @@ public sealed class ExactlyOnceTests(ITestOutputHelper output)
                 var down = TimeSpan.FromMilliseconds(rng.Next(300, 1500));
                 target.Kill9();
                 await Task.Delay(down);
-                StartWithRetry(target);
+                E2EKit.StartWithRetry(target);
                 faults.Add(string.Create(CultureInfo.InvariantCulture, $"t={t:0.0}s SIGKILL leader {target.Id}, restarted after {down.TotalSeconds:0.0}s"));
             }
             else
@@ -245,18 +245,6 @@ public sealed class ExactlyOnceTests(ITestOutputHelper output)
         throw new TimeoutException($"GET {key} through node {node.Id} kept failing");
     }
 
-    private static void StartWithRetry(NodeProcess node)
-    {
-        node.Start();
-        for (var i = 0; i < 10; i++)
-        {
-            Thread.Sleep(300);
-            if (node.IsRunning)
-                return;
-            node.Start();
-        }
-    }
-
     private static async Task<int?> FindLeaderAsync(HttpClient http, NodeProcess[] nodes)
     {
         foreach (var n in nodes)
@@ -287,27 +275,6 @@ public sealed class ExactlyOnceTests(ITestOutputHelper output)
             await Task.Delay(200);
         }
         return null;
-    }
-
-    private static string Tails(NodeProcess[] nodes) =>
-        string.Join('\n', nodes.Select(n => $"--- node {n.Id} ({n.LogFile}) ---\n{n.Tail(40)}"));
-
-    // As FaultInjectionTests: the sample built next to this test's output.
-    private static (string Executable, string[] Prefix) LocateSample()
-    {
-        var baseDir = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar);
-        var tfm = Path.GetFileName(baseDir);
-        var configuration = Path.GetFileName(Path.GetDirectoryName(baseDir)) ?? "Debug";
-        var dir = new DirectoryInfo(baseDir);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Raft.sln")))
-            dir = dir.Parent;
-        Assert.True(dir is not null, "repository root (Raft.sln) not found above " + baseDir);
-        var dll = new[] { configuration, "Debug", "Release" }.Distinct()
-            .Select(c => Path.Combine(dir.FullName, "samples", "KeyValueStore", "bin", c, tfm, "KeyValueStore.dll"))
-            .FirstOrDefault(File.Exists);
-        Assert.True(dll is not null, "KeyValueStore.dll not built under samples/KeyValueStore/bin");
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        return (string.IsNullOrEmpty(host) || !File.Exists(host) ? "dotnet" : host, [dll]);
     }
 
     private void Say(string line)

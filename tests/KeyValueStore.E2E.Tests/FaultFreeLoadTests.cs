@@ -18,7 +18,7 @@ public sealed class FaultFreeLoadTests(ITestOutputHelper output)
     public async Task A_fault_free_write_load_over_every_node_answers_no_5xx_and_loses_nothing()
     {
         var seconds = int.TryParse(Environment.GetEnvironmentVariable("RAFT_E2E_LOAD_SECONDS"), out var s) && s > 0 ? s : 10;
-        var generator = LocateLoadGenerator();
+        var generator = E2EKit.LocateBuilt(Path.Combine("benchmarks", "KeyValueStore.LoadGenerator"), "KeyValueStore.LoadGenerator.dll");
         // Writes only, many keys and clients, enough for the leader to take snapshots while followers catch up (the load
         // of the issue that found "outcome unknown" 5xx answers with no fault), then a mixed load with reads.
         string[] args =
@@ -64,22 +64,4 @@ public sealed class FaultFreeLoadTests(ITestOutputHelper output)
         Assert.Contains("| 48x100 | ours |", log, StringComparison.Ordinal);
     }
 
-    private static string LocateLoadGenerator()
-    {
-        var baseDir = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar);
-        var tfm = Path.GetFileName(baseDir);
-        var configuration = Path.GetFileName(Path.GetDirectoryName(baseDir)) ?? "Debug";
-        var dir = new DirectoryInfo(baseDir);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Raft.sln")))
-            dir = dir.Parent;
-        Assert.True(dir is not null, "repository root (Raft.sln) not found above " + baseDir);
-        var found = new[] { configuration, "Release", "Debug" }
-            .Distinct()
-            .Select(c => Path.Combine(dir.FullName, "benchmarks", "KeyValueStore.LoadGenerator", "bin", c, tfm, "KeyValueStore.LoadGenerator.dll"))
-            .Where(File.Exists)
-            .OrderByDescending(File.GetLastWriteTimeUtc)
-            .FirstOrDefault();
-        Assert.True(found is not null, "the load generator is not built (dotnet build benchmarks/KeyValueStore.LoadGenerator)");
-        return found;
-    }
 }

@@ -30,7 +30,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         var seed = int.TryParse(Environment.GetEnvironmentVariable("RAFT_E2E_SEED"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var sd) ? sd : Random.Shared.Next();
         Say($"seed {seed} (set RAFT_E2E_SEED={seed} to replay the schedule), {seconds} s of clients");
 
-        var (executable, prefix) = LocateSample();
+        var (executable, prefix) = E2EKit.LocateSample();
         Say($"sample: {executable} {string.Join(' ', prefix)}");
 
         var root = Path.Combine(Path.GetTempPath(), "raft-kv-e2e-" + Guid.NewGuid().ToString("N")[..8]);
@@ -53,7 +53,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
             foreach (var n in nodes)
                 n.Start();
             var leader = await WaitForLeaderAsync(http, nodes, TimeSpan.FromSeconds(30));
-            Assert.True(leader is not null, "no leader within 30 s of start\n" + Tails(nodes));
+            Assert.True(leader is not null, "no leader within 30 s of start\n" + E2EKit.Tails(nodes));
             Say($"leader: node {leader}");
 
             var recorder = new HistoryRecorder();
@@ -84,7 +84,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
                     n.Start();
             }
             var converged = await WaitForConvergenceAsync(http, nodes, TimeSpan.FromSeconds(40));
-            Assert.True(converged.Ok, "the nodes did not converge: " + converged.Detail + "\n" + Tails(nodes));
+            Assert.True(converged.Ok, "the nodes did not converge: " + converged.Detail + "\n" + E2EKit.Tails(nodes));
             Say("converged: " + converged.Detail);
 
             // Final reads through every node, recorded in the history.
@@ -102,7 +102,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
                         else
                             Say($"final read of {key} through node {n.Id}: {(value is null ? "absent" : "\"" + value + "\"")}");
                     }
-                    Assert.True(done, $"final GET {key} through node {n.Id} kept failing\n" + Tails(nodes));
+                    Assert.True(done, $"final GET {key} through node {n.Id} kept failing\n" + E2EKit.Tails(nodes));
                 }
             }
 
@@ -121,7 +121,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
             Assert.True(result.IsLinearizable, result.ToString());
 
             var unexpected = nodes.Where(n => n.UnexpectedExits > 0).Select(n => $"node {n.Id}: {n.UnexpectedExits}").ToArray();
-            Assert.True(unexpected.Length == 0, "nodes exited on their own: " + string.Join(", ", unexpected) + "\n" + Tails(nodes));
+            Assert.True(unexpected.Length == 0, "nodes exited on their own: " + string.Join(", ", unexpected) + "\n" + E2EKit.Tails(nodes));
             Assert.True(stats.Unexpected.IsEmpty, "unexpected answers:\n" + string.Join('\n', stats.Unexpected.Take(20)));
             Assert.True(stats.SuccessfulWrites > 0, "no write succeeded");
             failed = false;
@@ -344,7 +344,7 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
                     var down = TimeSpan.FromMilliseconds(rng.Next(500, 3000));
                     target.Kill9();
                     await Task.Delay(down);
-                    StartWithRetry(target);
+                    E2EKit.StartWithRetry(target);
                     faults.Add(string.Create(CultureInfo.InvariantCulture, $"t={t:0.0}s SIGKILL node {target.Id} ({role}), restarted after {down.TotalSeconds:0.0}s"));
                     break;
                 }
@@ -368,26 +368,13 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
                     var clean = target.Terminate(TimeSpan.FromSeconds(10), out var code);
                     var down = TimeSpan.FromMilliseconds(rng.Next(500, 2000));
                     await Task.Delay(down);
-                    StartWithRetry(target);
+                    E2EKit.StartWithRetry(target);
                     faults.Add(string.Create(CultureInfo.InvariantCulture,
                         $"t={t:0.0}s SIGTERM node {target.Id} ({role}), exit {(clean ? "clean, code " + code : "TIMED OUT (SIGKILLed)")}, restarted after {down.TotalSeconds:0.0}s"));
                     break;
                 }
             }
             await Task.Delay(rng.Next(1500, 4000));
-        }
-    }
-
-    private static void StartWithRetry(NodeProcess node)
-    {
-        node.Start();
-        // A restart may race the release of the ports by the previous process: retry a few times.
-        for (var i = 0; i < 10; i++)
-        {
-            Thread.Sleep(300);
-            if (node.IsRunning)
-                return;
-            node.Start();
         }
     }
 
@@ -464,32 +451,6 @@ public sealed class FaultInjectionTests(ITestOutputHelper output)
         {
             return null;
         }
-    }
-
-    private static string Tails(NodeProcess[] nodes) =>
-        string.Join('\n', nodes.Select(n => $"--- node {n.Id} ({n.LogFile}) ---\n{n.Tail(40)}"));
-
-    /// <summary>Finds the built sample next to this repository's test output: bin/&lt;Configuration&gt;/net10.0.</summary>
-    private static (string Executable, string[] Prefix) LocateSample()
-    {
-        var baseDir = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar);
-        var tfm = Path.GetFileName(baseDir);
-        var configuration = Path.GetFileName(Path.GetDirectoryName(baseDir)) ?? "Debug";
-        var dir = new DirectoryInfo(baseDir);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Raft.sln")))
-            dir = dir.Parent;
-        Assert.True(dir is not null, "repository root (Raft.sln) not found above " + baseDir);
-        var candidates = new[] { configuration, "Debug", "Release" }
-            .Distinct()
-            .Select(c => Path.Combine(dir.FullName, "samples", "KeyValueStore", "bin", c, tfm, "KeyValueStore.dll"))
-            .Where(File.Exists)
-            .ToArray();
-        Assert.True(candidates.Length > 0, "KeyValueStore.dll not built under samples/KeyValueStore/bin");
-        var dll = candidates[0];
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (string.IsNullOrEmpty(host) || !File.Exists(host))
-            host = "dotnet";
-        return (host, [dll]);
     }
 
     private void Say(string line)

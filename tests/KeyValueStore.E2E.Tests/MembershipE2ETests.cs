@@ -22,7 +22,7 @@ public sealed class MembershipE2ETests(ITestOutputHelper output)
     [E2EFact]
     public async Task A_fourth_node_joins_the_leader_is_removed_and_no_acknowledged_write_is_lost()
     {
-        var (executable, prefix) = LocateSample();
+        var (executable, prefix) = E2EKit.LocateSample();
         var root = Path.Combine(Path.GetTempPath(), "raft-kv-member-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(root);
         var ports = NodeProcess.FreePorts(8);
@@ -43,7 +43,7 @@ public sealed class MembershipE2ETests(ITestOutputHelper output)
         {
             foreach (var n in nodes[..3])
                 n.Start();
-            Assert.True(await WaitForLeaderAsync(http, nodes[..3], TimeSpan.FromSeconds(30)) is not null, "no leader within 30 s of start\n" + Tails(nodes));
+            Assert.True(await WaitForLeaderAsync(http, nodes[..3], TimeSpan.FromSeconds(30)) is not null, "no leader within 30 s of start\n" + E2EKit.Tails(nodes));
 
             // Writes go on through the whole change, to every member but the one about to be removed.
             var targets = new ConcurrentDictionary<int, NodeProcess>(nodes[..3].ToDictionary(n => n.Id));
@@ -80,7 +80,7 @@ public sealed class MembershipE2ETests(ITestOutputHelper output)
             // Command 1 of the README: start node 4 with --join. Command 2: POST the add to any node (here the leader).
             nodes[3].Start();
             Assert.True(await WaitAsync(async () => await StatusAsync(http, nodes[3]) is { } s && s.GetProperty("join").GetBoolean(), TimeSpan.FromSeconds(30)),
-                "node 4 did not start\n" + Tails(nodes));
+                "node 4 did not start\n" + E2EKit.Tails(nodes));
             var added = await ChangeAsync(http, nodes, $"{{\"action\":\"add\",\"id\":4,\"address\":\"{Raft(4)}\"}}");
             Say("add: " + added);
             if (added.GetProperty("result").GetString()!.Contains("not promoted", StringComparison.Ordinal))
@@ -90,15 +90,15 @@ public sealed class MembershipE2ETests(ITestOutputHelper output)
 
             // Remove the leader: it commits C(new), hands leadership over and steps down.
             var gone = await WaitForLeaderAsync(http, nodes, TimeSpan.FromSeconds(30));
-            Assert.True(gone is not null, "no leader before the removal\n" + Tails(nodes));
+            Assert.True(gone is not null, "no leader before the removal\n" + E2EKit.Tails(nodes));
             targets.TryRemove(gone.Id, out _);
             var removed = await ChangeAsync(http, nodes, $"{{\"action\":\"remove\",\"id\":{gone.Id}}}");
             Say($"remove node {gone.Id}: {removed}");
             var remaining = nodes.Where(n => n != gone).ToArray();
             Assert.Equal(remaining.Select(n => n.Id), Ids(removed.GetProperty("configuration"), "voters"));
             Assert.True(await WaitAsync(async () => await StatusAsync(http, gone) is { } s && s.GetProperty("isRemoved").GetBoolean() && s.GetProperty("role").GetString() != "leader", TimeSpan.FromSeconds(20)),
-                $"node {gone.Id} never reported isRemoved as a follower\n" + Tails(nodes));
-            Assert.True(await WaitForLeaderAsync(http, remaining, TimeSpan.FromSeconds(30)) is not null, "no leader among the remaining nodes\n" + Tails(nodes));
+                $"node {gone.Id} never reported isRemoved as a follower\n" + E2EKit.Tails(nodes));
+            Assert.True(await WaitForLeaderAsync(http, remaining, TimeSpan.FromSeconds(30)) is not null, "no leader among the remaining nodes\n" + E2EKit.Tails(nodes));
 
             await Task.Delay(TimeSpan.FromSeconds(1)); // a few more writes under the final configuration
             await stopWriting.CancelAsync();
@@ -113,7 +113,7 @@ public sealed class MembershipE2ETests(ITestOutputHelper output)
                 Assert.True(n.Terminate(TimeSpan.FromSeconds(10), out _), $"node {n.Id} did not stop on SIGTERM");
             foreach (var n in remaining)
                 n.Start();
-            Assert.True(await WaitForLeaderAsync(http, remaining, TimeSpan.FromSeconds(30)) is not null, "no leader after the restart\n" + Tails(nodes));
+            Assert.True(await WaitForLeaderAsync(http, remaining, TimeSpan.FromSeconds(30)) is not null, "no leader after the restart\n" + E2EKit.Tails(nodes));
             foreach (var n in remaining)
             {
                 var status = await StatusAsync(http, n);
@@ -168,7 +168,7 @@ public sealed class MembershipE2ETests(ITestOutputHelper output)
             }
             await Task.Delay(250);
         }
-        Assert.Fail($"POST /cluster/members {body} did not succeed within 30 s (last: {last})\n" + Tails(nodes));
+        Assert.Fail($"POST /cluster/members {body} did not succeed within 30 s (last: {last})\n" + E2EKit.Tails(nodes));
         return default;
     }
 
@@ -256,27 +256,6 @@ public sealed class MembershipE2ETests(ITestOutputHelper output)
 
     private static int[] Ids(JsonElement configuration, string property) =>
         [.. configuration.GetProperty(property).EnumerateArray().Select(e => e.GetInt32())];
-
-    private static string Tails(NodeProcess[] nodes) =>
-        string.Join('\n', nodes.Select(n => $"--- node {n.Id} ({n.LogFile}) ---\n{n.Tail(40)}"));
-
-    // As the other E2E tests: the sample built next to this test's output.
-    private static (string Executable, string[] Prefix) LocateSample()
-    {
-        var baseDir = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar);
-        var tfm = Path.GetFileName(baseDir);
-        var configuration = Path.GetFileName(Path.GetDirectoryName(baseDir)) ?? "Debug";
-        var dir = new DirectoryInfo(baseDir);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Raft.sln")))
-            dir = dir.Parent;
-        Assert.True(dir is not null, "repository root (Raft.sln) not found above " + baseDir);
-        var dll = new[] { configuration, "Debug", "Release" }.Distinct()
-            .Select(c => Path.Combine(dir.FullName, "samples", "KeyValueStore", "bin", c, tfm, "KeyValueStore.dll"))
-            .FirstOrDefault(File.Exists);
-        Assert.True(dll is not null, "KeyValueStore.dll not built under samples/KeyValueStore/bin");
-        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        return (string.IsNullOrEmpty(host) || !File.Exists(host) ? "dotnet" : host, [dll]);
-    }
 
     private void Say(string line)
     {
