@@ -106,7 +106,7 @@ internal static partial class TcpTransportLog
     [LoggerMessage(EventId = 3033, Level = LogLevel.Information, Message = "Peer {PeerId} removed")]
     public static partial void PeerRemoved(ILogger logger, int peerId);
 
-    [LoggerMessage(EventId = 3034, Level = LogLevel.Warning, Message = "The cluster configuration lists node {PeerId} without an address, and none is configured: messages to it are dropped")]
+    [LoggerMessage(EventId = 3034, Level = LogLevel.Debug, Message = "The cluster configuration lists node {PeerId} without an address, and none is set yet: messages to it are dropped until one is (SetPeer, or a configuration that records it; a drop is logged as 3024)")]
     public static partial void PeerWithoutAddress(ILogger logger, int peerId);
 
     [LoggerMessage(EventId = 3035, Level = LogLevel.Warning, Message = "The cluster configuration gives node {PeerId} the address '{Address}', which is not host:port ({Reason}); the peer is left as it was")]
