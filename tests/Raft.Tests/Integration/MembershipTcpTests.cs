@@ -139,6 +139,132 @@ public sealed class MembershipTcpTests(ITestOutputHelper output)
         cluster.Print($"done: {cluster.Describe()}");
     }
 
+    [Fact]
+    public async Task Members_added_at_run_time_and_removed_again_learn_they_were_removed()
+    {
+        // Nodes 4 and 5 are reachable only through the addresses the configuration gives them: the
+        // leader must keep those addresses until the removing configuration has reached them.
+        await using var cluster = new TcpMemberCluster(output, [1, 2, 3, 4, 5]);
+        foreach (var id in Originals)
+            await cluster.StartAsync(id, Originals, join: false, peers: Originals);
+        await cluster.WaitForLeaderAsync();
+        await cluster.StartAsync(4, [], join: true, peers: Originals);
+        await cluster.StartAsync(5, [], join: true, peers: Originals);
+        await cluster.ChangeAsync(MembershipChange.AddLearner(4, cluster.Address(4)), c => c.Learners.Contains(4));
+        await cluster.ChangeAsync(MembershipChange.AddLearner(5, cluster.Address(5)), c => c.Learners.Contains(5));
+        await cluster.WaitUntilAsync(() => cluster.Nodes[4].Node.Status.Configuration.Contains(5), "node 4 holds the configuration adding node 5");
+        await cluster.ChangeAsync(MembershipChange.Promote(4), c => c.IsVoter(4));
+        await cluster.WaitUntilAsync(() => cluster.Nodes[4].Node.Status.Configuration.IsVoter(4) && cluster.Nodes[5].Node.Status.Configuration.IsVoter(4), "nodes 4 and 5 hold the configuration promoting node 4");
+
+        // A learner's removal takes effect in one step; a voter's goes through the joint configuration.
+        await cluster.ChangeAsync(MembershipChange.Remove(5), c => !c.Contains(5));
+        await cluster.WaitUntilAsync(() => cluster.Nodes[5].Node.Status.IsRemoved, "the removed learner 5 learns it was removed");
+        await cluster.ChangeAsync(MembershipChange.Remove(4), c => !c.Contains(4));
+        await cluster.WaitUntilAsync(() => cluster.Nodes[4].Node.Status.IsRemoved, "the removed voter 4 learns it was removed");
+
+        // The three originals carry on.
+        var leader = await cluster.WaitForLeaderAsync(among: Originals);
+        await ProposeUntilAcceptedAsync(cluster, leader, KvMachine.Put("k", "v"));
+        AssertRemovedStaySilent(cluster, [4, 5], Originals);
+    }
+
+    [Fact]
+    public async Task A_learner_added_before_its_address_is_reachable_catches_up_once_it_starts()
+    {
+        await using var cluster = new TcpMemberCluster(output, [1, 2, 3, 4]);
+        await using var clients = new KvClients(cluster, Keys);
+        foreach (var id in Originals)
+            await cluster.StartAsync(id, Originals, join: false, peers: Originals);
+        await cluster.WaitForLeaderAsync();
+        clients.Target(Originals);
+        clients.Start(clients: 2);
+
+        // Nothing listens at node 4's address yet: the change still commits (learners never count),
+        // and the leader keeps trying to reach it.
+        await cluster.ChangeAsync(MembershipChange.AddLearner(4, cluster.Address(4)), c => c.Learners.Contains(4));
+        await clients.WaitForWritesAsync(20, "while the new learner is unreachable");
+        var learner = await cluster.StartAsync(4, [], join: true, peers: Originals);
+        await cluster.WaitUntilAsync(
+            () => cluster.Leader() is { } l && learner.Node.Status.AppliedIndex >= l.Node.Status.CommitIndex - TcpMemberCluster.SnapshotInterval && learner.Node.Status.Configuration.Contains(4),
+            "the late learner catches up");
+        await cluster.ChangeAsync(MembershipChange.Promote(4), c => c.IsVoter(4));
+        await clients.WaitForWritesAsync(20, "with the late learner promoted");
+        await clients.StopAsync();
+        var check = LinearizabilityChecker.Check(clients.History.Operations, TimeSpan.FromSeconds(30));
+        Assert.True(check.IsLinearizable, check.ToString());
+        await ReadAllAsync(cluster, [1, 2, 3, 4]);
+    }
+
+    [Fact]
+    public async Task A_member_that_is_down_is_removed_and_does_not_disturb_the_cluster_when_it_comes_back()
+    {
+        await using var cluster = new TcpMemberCluster(output, [1, 2, 3, 4]);
+        foreach (var id in Originals)
+            await cluster.StartAsync(id, Originals, join: false, peers: Originals);
+        await cluster.WaitForLeaderAsync();
+        await cluster.StartAsync(4, [], join: true, peers: Originals);
+        await cluster.ChangeAsync(MembershipChange.AddVoter(4, cluster.Address(4)), c => c.IsVoter(4));
+        await cluster.WaitUntilAsync(() => cluster.Nodes[4].Node.Status.Configuration.IsVoter(4), "node 4 holds the configuration adding it");
+
+        // Node 4 goes down; the other three (a majority of both halves) remove it.
+        await cluster.StopAsync(4);
+        await cluster.ChangeAsync(MembershipChange.Remove(4), c => !c.Contains(4));
+        var leader = await cluster.WaitForLeaderAsync(among: Originals);
+        await ProposeUntilAcceptedAsync(cluster, leader, KvMachine.Put("k", "without 4"));
+
+        // It comes back from its disk, still believing it is a voter: it must not disturb the others.
+        var back = await cluster.StartAsync(4, [], join: true, peers: Originals);
+        var termBefore = Originals.Max(id => cluster.Nodes[id].Node.Status.Term);
+        await Task.Delay(TimeSpan.FromSeconds(3)); // several election timeouts of node 4's
+        leader = await cluster.WaitForLeaderAsync(among: Originals);
+        await ProposeUntilAcceptedAsync(cluster, leader, KvMachine.Put("k", "still without 4"));
+        var status = back.Node.Status;
+        cluster.Print($"node 4 after coming back: {back.Describe()}; members' term before {termBefore}, now {leader.Node.Status.Term}");
+        Assert.NotEqual(RaftRole.Leader, status.Role);
+        Assert.Null(status.Fault);
+        Assert.False(leader.Node.Status.Configuration.Contains(4));
+        Assert.True(status.Term <= leader.Node.Status.Term, $"node 4 reached term {status.Term}, past the members' {leader.Node.Status.Term}");
+    }
+
+    [Fact]
+    public async Task A_learner_restarted_in_the_middle_of_its_catch_up_finishes_it_from_its_disk_and_is_promoted()
+    {
+        await using var cluster = new TcpMemberCluster(output, [1, 2, 3, 4]);
+        foreach (var id in Originals)
+            await cluster.StartAsync(id, Originals, join: false, peers: Originals);
+        var leader = await cluster.WaitForLeaderAsync();
+        // A state of a few hundred KiB: its snapshot streams in hundreds of 1 KiB chunks.
+        var big = new string('x', 2048);
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            for (var i = w; i < 200; i += 4)
+                await ProposeUntilAcceptedAsync(cluster, cluster.Nodes[1 + (i % 3)], KvMachine.Put($"big{i}", big + i));
+        })));
+        await cluster.WaitUntilAsync(() => cluster.Leader() is { } l && l.Log.FirstIndex > 1, "the leader compacts its log");
+
+        var learner = await cluster.StartAsync(4, [], join: true, peers: Originals);
+        await cluster.ChangeAsync(MembershipChange.AddLearner(4, cluster.Address(4)), c => c.Learners.Contains(4));
+        // Stop it while the snapshot streams in (a partial file in its snapshot directory), or, should
+        // the stream win the race, right after.
+        await cluster.WaitUntilAsync(
+            () => learner.Machine.Restores > 0 || Directory.EnumerateFiles(learner.Snapshots.DirectoryPath, "*.tmp").Any(f => new FileInfo(f).Length > 0),
+            "the learner starts receiving the snapshot");
+        var before = learner.Describe();
+        await cluster.StopAsync(4);
+        cluster.Print($"stopped the learner mid-catch-up: {before}");
+
+        var restarted = await cluster.StartAsync(4, [], join: true, peers: Originals);
+        await cluster.WaitUntilAsync(
+            () => cluster.Leader() is { } l && restarted.Node.Status.AppliedIndex >= l.Node.Status.CommitIndex && restarted.Node.Status.Configuration.Contains(4),
+            "the restarted learner catches up");
+        await cluster.ChangeAsync(MembershipChange.Promote(4), c => c.IsVoter(4));
+        leader = await cluster.WaitForLeaderAsync();
+        await ProposeUntilAcceptedAsync(cluster, restarted, KvMachine.Put("after", "promotion"));
+        var state = await ReadAllAsync(cluster, [1, 2, 3, 4]);
+        Assert.Equal(big + 199, state["big199"]);
+        Assert.Equal(201, state.Count);
+    }
+
     /// <summary>A removed node says so, never leads, and never campaigned past the term the members reached.</summary>
     private static void AssertRemovedStaySilent(TcpMemberCluster cluster, int[] removed, int[] members)
     {

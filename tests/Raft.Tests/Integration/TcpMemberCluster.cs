@@ -88,8 +88,8 @@ internal sealed class TcpMemberCluster : IAsyncDisposable
                 MaxSnapshotChunkBytes = 1024, // several chunks per snapshot
                 ForwardToLeader = true,
                 ForwardTimeout = TimeSpan.FromSeconds(3),
-                ProposalTimeout = TimeSpan.FromSeconds(5),
-                ReadTimeout = TimeSpan.FromSeconds(5),
+                ProposalTimeout = TimeSpan.FromSeconds(3),
+                ReadTimeout = TimeSpan.FromSeconds(3),
                 Random = new Random(id * 7919),
                 LoggerFactory = logs,
             },
