@@ -238,7 +238,7 @@ public sealed partial class RaftCore
         || _readStates.Count > 0
         || _snapshotChunks.Count > 0
         || _snapshotToRestore is not null
-        || _configurationChanged
+        || _configurationChanged || _peersChanged
         || CurrentHardState() != _persistedHardState
         || new SoftState(_role, _leader, _term) != _reportedSoftState
         || (_role == RaftRole.Leader && (_broadcastPending || _readBroadcastPending || _commitBroadcastPending));
@@ -667,6 +667,8 @@ public sealed partial class RaftCore
             ready.Configuration = _config;
             _configurationChanged = false;
         }
+        ready.PeersChanged = _peersChanged;
+        _peersChanged = false;
         ready.CanPersistAsynchronously = ready.Entries.Count > 0 && !overwrites && ready.HardState is null
             && ready.SnapshotChunks.Count == 0 && ready.SnapshotToRestore is null && !_log.HasPendingSnapshot;
         var soft = new SoftState(_role, _leader, _term);
