@@ -24,6 +24,9 @@ public sealed partial class RaftCore
     private int[] _outgoingVoters = [];
     private int[] _voterPeers = [];
     private bool _configurationChanged;
+    // The members a committed configuration removed, to whom this node (as leader) sent one last
+    // append: their answers are expected and ignored rather than refused as a hostile peer's.
+    private readonly HashSet<int> _departed = [];
     private bool _peersChanged; // the members of _configurations changed (also when a committed one prunes older ones)
     private int _configurationsSeen;
 
@@ -52,6 +55,10 @@ public sealed partial class RaftCore
         }
         return peers;
     }
+
+    /// <summary>Whether <paramref name="message"/>, from a non-member, answers the last append this node sent a member it removed.</summary>
+    private bool IsAnswerFromDeparted(RaftMessage message) =>
+        message is AppendEntriesResponse or InstallSnapshotResponse && _departed.Contains(message.From);
 
     /// <summary>The term of the entry at <paramref name="index"/>, or -1 when it is compacted or beyond the log.</summary>
     internal long TermAt(long index) => _log.TryTerm(index);
@@ -292,6 +299,7 @@ public sealed partial class RaftCore
                 // and CheckQuorum it is refused; without, it can only win with an up-to-date log,
                 // and as a leader outside its configuration it hands over once it commits).
                 var removed = _progress[id];
+                _departed.Add(id);
                 if (removed.Match >= _configIndex)
                 {
                     SendHeartbeat(removed);

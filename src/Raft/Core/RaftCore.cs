@@ -394,6 +394,8 @@ public sealed partial class RaftCore
             throw new ArgumentException($"Message addressed to node {message.To} was stepped into node {Id}.", nameof(message));
         if (message.From == Id || message.From <= 0 || (Array.IndexOf(_members, message.From) < 0 && !AcceptsFromOutsideConfiguration(message)))
         {
+            if (IsAnswerFromDeparted(message))
+                return; // a removed member answering the leader's last append: expected, and it changes nothing
             Reject(message, "the sender is not another member of the cluster");
             return;
         }
