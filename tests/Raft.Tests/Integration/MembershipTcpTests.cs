@@ -137,6 +137,10 @@ public sealed class MembershipTcpTests(ITestOutputHelper output)
         Assert.Equal(reference.OrderBy(p => p.Key, StringComparer.Ordinal), restartedState.OrderBy(p => p.Key, StringComparer.Ordinal));
         AssertRemovedStaySilent(cluster, [removedLeader, removedOther], finalMembers);
         cluster.Print($"done: {cluster.Describe()}");
+
+        // No node ever sent to a member its transport did not know (3024), nor took a correct peer
+        // for a hostile one (1011): the transport follows every member the node sends to.
+        Assert.DoesNotContain(cluster.Logs.Records, r => r.EventId is 3024 or 1011);
     }
 
     [Fact]
