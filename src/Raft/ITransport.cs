@@ -48,13 +48,17 @@ public interface ITransport
     /// <param name="peers">
     /// Every other member of the configuration (voters and learners, and during a joint change the
     /// members of both halves), by id, with the address the configuration records for it ("host:port"
-    /// for the TCP transport), or null when it records none; the local node is not in the map.
+    /// for the TCP transport), or null when it records none; the local node is not in the map. A
+    /// member that an uncommitted configuration removes is still listed (the node still sends to it,
+    /// so it learns of its removal) until that configuration commits.
     /// </param>
     /// <remarks>
     /// The node calls this from its event loop, so an implementation must not block: once after it
-    /// has read its log at start, and again each time the configuration in force changes (a
-    /// configuration entry is appended, rolled back by a conflicting leader, or replaced by a
-    /// snapshot). The default implementation ignores it, which suits transports that reach every node
+    /// has read its log at start, and again each time the members it sends to change (a
+    /// configuration entry is appended, committed, rolled back by a conflicting leader, or replaced by
+    /// a snapshot). A member joins the map before the first message to it is sent, and leaves it only
+    /// after the last one (the leader's final append to a removed member) was handed to
+    /// <see cref="Send"/>. The default implementation ignores it, which suits transports that reach every node
     /// by id (such as the in-memory network) or whose peers the host configures itself.
     /// </remarks>
     void UpdatePeers(IReadOnlyDictionary<int, string?> peers)

@@ -24,6 +24,10 @@ public sealed partial class RaftCore
     private int[] _outgoingVoters = [];
     private int[] _voterPeers = [];
     private bool _configurationChanged;
+    // The members a committed configuration removed, to whom this node (as leader) sent one last
+    // append: their answers are expected and ignored rather than refused as a hostile peer's.
+    private readonly HashSet<int> _departed = [];
+    private bool _peersChanged; // the members of _configurations changed (also when a committed one prunes older ones)
     private int _configurationsSeen;
 
     /// <summary>The configuration in force on this node: the last one in its log (or snapshot), committed or not.</summary>
@@ -34,6 +38,27 @@ public sealed partial class RaftCore
 
     /// <summary>Whether the configuration in force lists members but not this node: it was removed (or, while it catches up, its log is not yet at the configuration that adds it). Such a node never campaigns.</summary>
     public bool IsRemoved => !_config.IsEmpty && !_config.Contains(Id);
+
+    /// <summary>
+    /// The other members this node sends to and hears from, with their addresses: those of every
+    /// configuration not yet superseded by a committed one (a member the newest configuration removes
+    /// is still one of them until that configuration commits and the leader's last append to it is
+    /// sent). A later configuration's address wins. The host keeps its transport able to reach them.
+    /// </summary>
+    internal IReadOnlyDictionary<int, string?> PeerAddresses()
+    {
+        var peers = new Dictionary<int, string?>();
+        foreach (var (_, configuration) in _configurations)
+        {
+            foreach (var (id, address) in configuration.PeersOf(Id))
+                peers[id] = address ?? peers.GetValueOrDefault(id);
+        }
+        return peers;
+    }
+
+    /// <summary>Whether <paramref name="message"/>, from a non-member, answers the last append this node sent a member it removed.</summary>
+    private bool IsAnswerFromDeparted(RaftMessage message) =>
+        message is AppendEntriesResponse or InstallSnapshotResponse && _departed.Contains(message.From);
 
     /// <summary>The term of the entry at <paramref name="index"/>, or -1 when it is compacted or beyond the log.</summary>
     internal long TermAt(long index) => _log.TryTerm(index);
@@ -112,6 +137,7 @@ public sealed partial class RaftCore
         }
         RefreshConfiguration();
         _configurationChanged = false; // the host reads the first one from Configuration
+        _peersChanged = false;         // and the first peers from PeerAddresses
     }
 
     /// <summary>The follower replaced its log from <paramref name="entries"/>[<paramref name="from"/>] on: roll back the configurations of the removed entries, take in the new ones.</summary>
@@ -240,6 +266,7 @@ public sealed partial class RaftCore
         if (index == _configIndex && ReferenceEquals(configuration, _config) && _configurations.Count == _configurationsSeen)
             return;
         _configurationsSeen = _configurations.Count;
+        _peersChanged = true;
         var previous = _config;
         _config = configuration;
         _configIndex = index;
@@ -272,6 +299,7 @@ public sealed partial class RaftCore
                 // and CheckQuorum it is refused; without, it can only win with an up-to-date log,
                 // and as a leader outside its configuration it hands over once it commits).
                 var removed = _progress[id];
+                _departed.Add(id);
                 if (removed.Match >= _configIndex)
                 {
                     SendHeartbeat(removed);

@@ -238,7 +238,7 @@ public sealed partial class RaftCore
         || _readStates.Count > 0
         || _snapshotChunks.Count > 0
         || _snapshotToRestore is not null
-        || _configurationChanged
+        || _configurationChanged || _peersChanged
         || CurrentHardState() != _persistedHardState
         || new SoftState(_role, _leader, _term) != _reportedSoftState
         || (_role == RaftRole.Leader && (_broadcastPending || _readBroadcastPending || _commitBroadcastPending));
@@ -398,6 +398,8 @@ public sealed partial class RaftCore
             throw new ArgumentException($"Message addressed to node {message.To} was stepped into node {Id}.", nameof(message));
         if (message.From == Id || message.From <= 0 || (Array.IndexOf(_members, message.From) < 0 && !AcceptsFromOutsideConfiguration(message)))
         {
+            if (IsAnswerFromDeparted(message))
+                return; // a removed member answering the leader's last append: expected, and it changes nothing
             Reject(message, "the sender is not another member of the cluster");
             return;
         }
@@ -671,6 +673,8 @@ public sealed partial class RaftCore
             ready.Configuration = _config;
             _configurationChanged = false;
         }
+        ready.PeersChanged = _peersChanged;
+        _peersChanged = false;
         ready.CanPersistAsynchronously = ready.Entries.Count > 0 && !overwrites && ready.HardState is null
             && ready.SnapshotChunks.Count == 0 && ready.SnapshotToRestore is null && !_log.HasPendingSnapshot;
         var soft = new SoftState(_role, _leader, _term);

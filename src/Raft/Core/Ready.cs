@@ -63,6 +63,9 @@ public sealed class Ready
     /// </summary>
     public ClusterConfiguration? Configuration { get; internal set; }
 
+    /// <summary>Whether the members the core sends to changed (<see cref="RaftCore.PeerAddresses"/>): RaftNode then updates its transport.</summary>
+    internal bool PeersChanged { get; set; }
+
     /// <summary>
     /// True when this Ready only appends <see cref="Entries"/> after everything already written or
     /// being written (no hard state, no snapshot, nothing overwritten): the host may then call

@@ -15,6 +15,11 @@ public sealed partial class RaftNode
     // snapshots this node takes (the snapshot is where a compacted log keeps its configuration).
     private ClusterConfiguration? _appliedConfiguration;
 
+    // Owned by the event loop: the peers the transport was last told, and those the Ready being
+    // handled reaches (set before its messages go out, given to the transport after).
+    private IReadOnlyDictionary<int, string?> _transportPeers = new Dictionary<int, string?>();
+    private IReadOnlyDictionary<int, string?>? _nextTransportPeers;
+
     /// <summary>The configuration in force on this node: its members with roles and addresses (the same as <see cref="RaftStatus.Configuration"/>).</summary>
     public ClusterConfiguration Configuration => _status.Value.Configuration;
 
@@ -122,10 +127,54 @@ public sealed partial class RaftNode
     }
 
     // Event loop: the configuration in force changed (an entry appended or rolled back, a snapshot installed).
-    private void OnConfigurationChanged(ClusterConfiguration configuration)
-    {
+    private void OnConfigurationChanged(ClusterConfiguration configuration) =>
         MembershipLog.ConfigurationInForce(_logger, Id, configuration, _core.ConfigurationIndex, _core.IsRemoved);
-        _transport.UpdatePeers(configuration.PeersOf(Id));
+
+    // Event loop: tells the transport the members the core sends to (RaftCore.PeerAddresses), at start.
+    private void InitTransportPeers()
+    {
+        _transportPeers = _core.PeerAddresses();
+        _transport.UpdatePeers(_transportPeers);
+    }
+
+    // Event loop, before a Ready's messages go out: the transport learns the members the core now
+    // sends to, so the first append to a member just added is not dropped as addressed to an unknown
+    // peer; it keeps those the core no longer sends to until the messages are out (NarrowTransportPeers).
+    private void WidenTransportPeers(Ready ready)
+    {
+        if (!ready.PeersChanged && ready.Configuration is null)
+            return;
+        var next = _core.PeerAddresses();
+        _nextTransportPeers = next;
+        var widened = new Dictionary<int, string?>(_transportPeers);
+        var grew = false;
+        foreach (var (id, address) in next)
+        {
+            if (!widened.TryGetValue(id, out var known) || (address is not null && address != known))
+            {
+                widened[id] = address ?? known;
+                grew = true;
+            }
+        }
+        if (grew)
+        {
+            _transport.UpdatePeers(widened);
+            _transportPeers = widened;
+        }
+    }
+
+    // Event loop, once a Ready's messages went out: the transport forgets the members the core no
+    // longer sends to (a removed member, after the entry removing it and the leader's last append).
+    private void NarrowTransportPeers()
+    {
+        if (_nextTransportPeers is not { } next)
+            return;
+        _nextTransportPeers = null;
+        var same = next.Count == _transportPeers.Count
+            && next.All(p => _transportPeers.TryGetValue(p.Key, out var address) && address == p.Value);
+        if (!same)
+            _transport.UpdatePeers(next);
+        _transportPeers = next;
     }
 
     // Apply loop: the configuration as of an applied configuration entry.

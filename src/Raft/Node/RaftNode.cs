@@ -196,7 +196,7 @@ public sealed partial class RaftNode : IAsyncDisposable
                 await RestoreSnapshotWithSessionsAsync(snapshot, cancellationToken).ConfigureAwait(false);
         }
         await _transport.StartAsync(Id, DeliverAsync, cancellationToken).ConfigureAwait(false);
-        _transport.UpdatePeers(_core.Configuration.PeersOf(Id)); // the members its log (or snapshot) names
+        InitTransportPeers(); // the members its log (or snapshot) names
         Log.Started(_logger, Id, _core.Term, _options.Members);
         if (_manual)
             return; // the simulator runs the rounds and the clock
@@ -797,6 +797,7 @@ public sealed partial class RaftNode : IAsyncDisposable
     private async Task ProcessReadyAsync(CancellationToken token)
     {
         var ready = _core.GetReady();
+        WidenTransportPeers(ready);
         if (_pipelined && ready.CanPersistAsynchronously && Interlocked.Read(ref _unpersistedBytes) < _options.MaxUnpersistedBytes)
         {
             HandOffWrite(ready);
@@ -858,6 +859,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             OnSoftStateChanged(soft);
         if (ready.Configuration is { } configuration)
             OnConfigurationChanged(configuration);
+        NarrowTransportPeers();
         if (ready.CommittedEntries.Count > 0)
         {
             MarkCommitted(ready.CommittedEntries[^1].Index); // before the batch is queued: the apply loop finds the marks
