@@ -226,7 +226,7 @@ internal sealed partial class KvApi
                 (_, null) => $"Key '{key}' exists; expected it to be absent.",
                 _ => $"The current value of '{key}' differs from the expected '{expected}'.",
             };
-            await context.Response.WriteAsJsonAsync(new CasConflict(message, cas.Current), context.RequestAborted);
+            await context.Response.WriteAsJsonAsync(CasConflict.For(message, cas.Current), options: null, ProblemContentType, context.RequestAborted);
         }));
     }
 
@@ -261,7 +261,7 @@ internal sealed partial class KvApi
             if (!increment.Done)
             {
                 context.Response.StatusCode = StatusCodes.Status409Conflict;
-                await context.Response.WriteAsJsonAsync(new CasConflict($"The value of '{key}' is not a 64-bit integer, or adding {delta} would overflow; nothing changed.", increment.Current), context.RequestAborted);
+                await context.Response.WriteAsJsonAsync(CasConflict.For($"The value of '{key}' is not a 64-bit integer, or adding {delta} would overflow; nothing changed.", increment.Current), options: null, ProblemContentType, context.RequestAborted);
                 return;
             }
             var bytes = StrictUtf8.GetBytes(increment.Current!);
@@ -737,6 +737,9 @@ internal sealed partial class KvApi
     private Task ShuttingDownAsync(HttpContext context) =>
         WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable, $"Node {_node.Id} is shutting down; nothing was submitted.", retryLater: true);
 
+    /// <summary>The content type of every error body (RFC 9457 problem details).</summary>
+    internal const string ProblemContentType = "application/problem+json; charset=utf-8";
+
     internal static Task WriteErrorAsync(HttpContext context, int status, string message, bool retryLater = false)
     {
         if (context.Response.HasStarted)
@@ -744,7 +747,7 @@ internal sealed partial class KvApi
         context.Response.StatusCode = status;
         if (retryLater)
             context.Response.Headers.RetryAfter = RetryAfterSeconds;
-        return context.Response.WriteAsJsonAsync(new ErrorResponse(message), context.RequestAborted);
+        return context.Response.WriteAsJsonAsync(ErrorResponse.For(status, message), options: null, ProblemContentType, context.RequestAborted);
     }
 
     private static string PathAndQuery(HttpContext context)

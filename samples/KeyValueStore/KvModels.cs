@@ -2,11 +2,26 @@ using System.Text.Json;
 
 namespace Raft.Samples.KeyValueStore;
 
-/// <summary>The body of every error answer.</summary>
-public sealed record ErrorResponse(string Error);
+/// <summary>
+/// The body of every error answer: an RFC 9457 problem details object (<c>application/problem+json</c>) with
+/// <c>type</c> ("about:blank": the status says it all), <c>title</c> (the status's reason phrase), <c>status</c> and
+/// <c>detail</c> (what happened and what to do), plus <c>error</c>, the same text as <c>detail</c>, which clients of
+/// earlier versions read.
+/// </summary>
+public sealed record ErrorResponse(string Type, string Title, int Status, string Detail, string Error)
+{
+    /// <summary>The problem for <paramref name="status"/> with <paramref name="detail"/>.</summary>
+    public static ErrorResponse For(int status, string detail) =>
+        new("about:blank", Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status), status, detail, detail);
+}
 
-/// <summary>The body of a 409 from compare-and-swap: why, and the current value (null: absent).</summary>
-public sealed record CasConflict(string Error, string? Current);
+/// <summary>The body of a 409 from compare-and-swap or increment: the problem (as <see cref="ErrorResponse"/>) and the current value (null: absent).</summary>
+public sealed record CasConflict(string Type, string Title, int Status, string Detail, string Error, string? Current)
+{
+    /// <summary>A 409 with <paramref name="detail"/> and the key's <paramref name="current"/> value.</summary>
+    public static CasConflict For(string detail, string? current) =>
+        new("about:blank", Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(409), 409, detail, detail, current);
+}
 
 /// <summary>The body of <c>POST /sessions</c>: the new exactly-once session's client id, for the <c>Idempotency-Key</c> header.</summary>
 public sealed record SessionCreated(long ClientId, string Usage);

@@ -117,9 +117,15 @@ public sealed class BadInputTests(ClusterFixture fixture)
             Assert.True(response.Status == c.Status, $"expected {c.Status}: {where}");
             if (c.Message is not null)
             {
-                Assert.StartsWith("application/json", response.Headers.GetValueOrDefault("Content-Type", ""));
+                // An RFC 9457 problem: type, title, status and detail, plus "error" (the same text) for older clients.
+                Assert.StartsWith("application/problem+json", response.Headers.GetValueOrDefault("Content-Type", ""));
                 Assert.Equal("nosniff", response.Headers.GetValueOrDefault("X-Content-Type-Options"));
-                var error = JsonDocument.Parse(response.Body).RootElement.GetProperty("error").GetString();
+                var problem = JsonDocument.Parse(response.Body).RootElement;
+                Assert.Equal("about:blank", problem.GetProperty("type").GetString());
+                Assert.Equal(c.Status, problem.GetProperty("status").GetInt32());
+                Assert.False(string.IsNullOrEmpty(problem.GetProperty("title").GetString()), where);
+                var error = problem.GetProperty("error").GetString();
+                Assert.Equal(error, problem.GetProperty("detail").GetString());
                 Assert.True(error?.Contains(c.Message, StringComparison.OrdinalIgnoreCase) == true, $"message should contain '{c.Message}': {where}");
             }
             // Answered by the node that was asked: refused before anything was forwarded or submitted.

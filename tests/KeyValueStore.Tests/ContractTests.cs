@@ -119,6 +119,11 @@ public sealed class ContractTests(ClusterFixture fixture)
             var body = await createAgain.ReadJsonAsync();
             Assert.Equal("owner-1", body.GetProperty("current").GetString());
             Assert.False(string.IsNullOrEmpty(body.GetProperty("error").GetString()));
+            // A problem details object (RFC 9457) with the current value as an extension.
+            Assert.StartsWith("application/problem+json", createAgain.Content.Headers.ContentType?.ToString() ?? "", StringComparison.Ordinal);
+            Assert.Equal(409, body.GetProperty("status").GetInt32());
+            Assert.Equal("Conflict", body.GetProperty("title").GetString());
+            Assert.Equal(body.GetProperty("error").GetString(), body.GetProperty("detail").GetString());
         }
         using (var wrong = await PostCasAsync(leader.Url("kv/lock/cas"), expected: "owner-9", value: "owner-2"))
         {
