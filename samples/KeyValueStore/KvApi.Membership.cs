@@ -173,42 +173,8 @@ internal sealed partial class KvApi
     }
 
     /// <summary>Runs <paramref name="local"/> when this node leads; otherwise forwards the request to the leader over HTTP (whatever <see cref="KvNode.Forward"/> says), or answers 503.</summary>
-    private async Task OnMembershipLeaderAsync(HttpContext context, byte[] body, Func<Task> local)
-    {
-        var status = _node.Raft.Status;
-        var leaderId = status.LeaderId;
-        if (status.Role == RaftRole.Leader)
-        {
-            try
-            {
-                await local();
-                return;
-            }
-            catch (NotLeaderException ex)
-            {
-                leaderId = ex.LeaderId; // nothing was proposed: the leader, if known, gets it
-            }
-        }
-        if (leaderId == 0 || leaderId == _node.Id)
-        {
-            await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable,
-                $"Node {_node.Id} knows no leader right now (an election may be under way); nothing was changed. Retry shortly.", retryLater: true);
-            return;
-        }
-        if (context.Request.Headers.TryGetValue(ForwardedHeader, out var from))
-        {
-            await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable,
-                $"Node {from} forwarded this request to node {_node.Id} as the leader, but node {_node.Id} is not the leader (it knows node {leaderId}); nothing was changed. Retry.", retryLater: true);
-            return;
-        }
-        if (!_node.Directory.TryGet(leaderId, out var leaderUrl))
-        {
-            await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable,
-                $"The leader is node {leaderId}, but node {_node.Id} does not know its HTTP address (give it in --http-peers, or send the request to the leader); nothing was changed.", retryLater: true);
-            return;
-        }
-        await ForwardAsync(context, leaderId, leaderUrl!, isRead: false, body);
-    }
+    private Task OnMembershipLeaderAsync(HttpContext context, byte[] body, Func<Task> local) =>
+        OnLeaderOrRelayAsync(context, isRead: false, body, local, nothingWas: "changed", addressHint: " (give it in --http-peers, or send the request to the leader)");
 
     private async Task RunMembershipChangeAsync(HttpContext context, MembershipRequest request)
     {

@@ -366,6 +366,17 @@ internal sealed partial class KvApi
             }
             return;
         }
+        await OnLeaderOrRelayAsync(context, isRead, body, local, nothingWas: "submitted", addressHint: "");
+    }
+
+    /// <summary>
+    /// Runs <paramref name="local"/> when this node leads; otherwise relays the request to the leader's HTTP address, or
+    /// answers 503 saying that nothing was <paramref name="nothingWas"/> (submitted, changed).
+    /// </summary>
+    /// <param name="local">Serves the request; throws <see cref="NotLeaderException"/> only when nothing was submitted.</param>
+    /// <param name="addressHint">Added to the 503 for a leader whose HTTP address this node does not know.</param>
+    private async Task OnLeaderOrRelayAsync(HttpContext context, bool isRead, byte[]? body, Func<Task> local, string nothingWas, string addressHint)
+    {
         var status = _node.Raft.Status;
         var leaderId = status.LeaderId;
         if (status.Role == RaftRole.Leader)
@@ -384,19 +395,19 @@ internal sealed partial class KvApi
         if (leaderId == 0 || leaderId == _node.Id)
         {
             await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable,
-                $"Node {_node.Id} knows no leader right now (an election may be under way); nothing was submitted. Retry shortly.", retryLater: true);
+                $"Node {_node.Id} knows no leader right now (an election may be under way); nothing was {nothingWas}. Retry shortly.", retryLater: true);
             return;
         }
         if (context.Request.Headers.TryGetValue(ForwardedHeader, out var from))
         {
             await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable,
-                $"Node {from} forwarded this request to node {_node.Id} as the leader, but node {_node.Id} is not the leader (it knows node {leaderId}); nothing was submitted. Retry.", retryLater: true);
+                $"Node {from} forwarded this request to node {_node.Id} as the leader, but node {_node.Id} is not the leader (it knows node {leaderId}); nothing was {nothingWas}. Retry.", retryLater: true);
             return;
         }
         if (!_node.Directory.TryGet(leaderId, out var leaderUrl))
         {
             await WriteErrorAsync(context, StatusCodes.Status503ServiceUnavailable,
-                $"The leader is node {leaderId}, but node {_node.Id} does not know its HTTP address; nothing was submitted.", retryLater: true);
+                $"The leader is node {leaderId}, but node {_node.Id} does not know its HTTP address{addressHint}; nothing was {nothingWas}.", retryLater: true);
             return;
         }
         await ForwardAsync(context, leaderId, leaderUrl!, isRead, body);
