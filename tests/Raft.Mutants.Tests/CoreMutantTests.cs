@@ -23,45 +23,12 @@ public class CoreMutantTests
 
     private static LogEntry Entry(long index, long term, string text) => new(index, term, EntryKind.Command, Encoding.UTF8.GetBytes(text));
 
-    /// <summary>One core and its store, driven as a host drives it.</summary>
-    private sealed class Host(RaftOptions options, InMemoryLogStore store)
-    {
-        public RaftCore Core { get; } = new(options, store);
-
-        public InMemoryLogStore Store { get; } = store;
-
-        public List<LogEntry> Applied { get; } = [];
-
-        public List<ReadState> Reads { get; } = [];
-
-        public List<RaftMessage> Drain()
-        {
-            var sent = new List<RaftMessage>();
-            while (Core.HasReady)
-            {
-                var ready = Core.GetReady();
-                if (ready.HardState is { } hs)
-                    Store.SaveHardStateAsync(hs).AsTask().GetAwaiter().GetResult();
-                if (ready.Entries.Count > 0)
-                    Store.AppendAsync(ready.Entries).AsTask().GetAwaiter().GetResult();
-                sent.AddRange(ready.Messages);
-                sent.AddRange(ready.MessagesAfterPersist);
-                Applied.AddRange(ready.CommittedEntries);
-                Reads.AddRange(ready.ReadStates);
-                Core.Advance(ready);
-                if (ready.CommittedEntries.Count > 0)
-                    Core.ReportApplied(ready.CommittedEntries[^1].Index);
-            }
-            return sent;
-        }
-    }
-
     /// <summary>Three hosts; messages are delivered in order until none is left, except across cut links.</summary>
     private sealed class Net(Mutation mutations)
     {
         private readonly HashSet<int> _isolated = [];
 
-        public Dictionary<int, Host> Nodes { get; } = Three.ToDictionary(id => id, id => new Host(Options(id, mutations), new InMemoryLogStore()));
+        public Dictionary<int, CoreHost> Nodes { get; } = Three.ToDictionary(id => id, id => new CoreHost(Options(id, mutations), new InMemoryLogStore()));
 
         public void Isolate(int id) => _isolated.Add(id);
 
@@ -138,7 +105,7 @@ public class CoreMutantTests
         var store = new InMemoryLogStore();
         await store.AppendAsync([Entry(1, 1, "a"), Entry(2, 1, "stale b"), Entry(3, 1, "stale c")]);
         await store.SaveHardStateAsync(new HardState(1, 0, 1));
-        var follower = new Host(Options(1, mutation), store);
+        var follower = new CoreHost(Options(1, mutation), store);
         follower.Drain();
         follower.Core.Step(new AppendEntries(2, 1, 3, 1, 1, [Entry(2, 3, "b"), Entry(3, 3, "c")], 3));
         var ready = follower.Core.GetReady();
@@ -147,7 +114,7 @@ public class CoreMutantTests
 
         // Crash: the hard state is durable, the entries are not.
         await store.SaveHardStateAsync(ready.HardState.Value);
-        var restarted = new Host(Options(1, mutation), store.Clone());
+        var restarted = new CoreHost(Options(1, mutation), store.Clone());
         restarted.Drain();
 
         var staleApplied = restarted.Applied.Where(e => e.Term == 1 && e.Index >= 2).ToList();

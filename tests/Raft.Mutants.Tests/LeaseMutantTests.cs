@@ -19,7 +19,7 @@ public class LeaseMutantTests
     {
         // The InMemoryLogStore the core reads must be the one the host writes: build them together.
         var stores = Three.ToDictionary(id => id, _ => new InMemoryLogStore());
-        var nodes = Three.ToDictionary(id => id, id => new Node(new RaftOptions
+        var nodes = Three.ToDictionary(id => id, id => new CoreHost(new RaftOptions
         {
             NodeId = id,
             Members = Three,
@@ -102,32 +102,5 @@ public class LeaseMutantTests
             Assert.Empty(stale);
         else
             Assert.Equal([new ReadState(99, first)], stale); // reflects x=1 after x=2 committed
-    }
-
-    private sealed class Node(RaftOptions options, InMemoryLogStore store)
-    {
-        public RaftCore Core { get; } = new(options, store);
-
-        public List<ReadState> Reads { get; } = [];
-
-        public List<RaftMessage> Drain()
-        {
-            var sent = new List<RaftMessage>();
-            while (Core.HasReady)
-            {
-                var ready = Core.GetReady();
-                if (ready.HardState is { } hs)
-                    store.SaveHardStateAsync(hs).AsTask().GetAwaiter().GetResult();
-                if (ready.Entries.Count > 0)
-                    store.AppendAsync(ready.Entries).AsTask().GetAwaiter().GetResult();
-                sent.AddRange(ready.Messages);
-                sent.AddRange(ready.MessagesAfterPersist);
-                Reads.AddRange(ready.ReadStates);
-                Core.Advance(ready);
-                if (ready.CommittedEntries.Count > 0)
-                    Core.ReportApplied(ready.CommittedEntries[^1].Index);
-            }
-            return sent;
-        }
     }
 }
