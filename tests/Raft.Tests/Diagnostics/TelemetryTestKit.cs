@@ -183,19 +183,8 @@ internal sealed class TelemetryCluster : IAsyncDisposable
         MeterFactory = Meters,
     };
 
-    public async Task RunUntilAsync(Func<bool> condition, string what, double maxVirtualSeconds = 30)
-    {
-        var real = Stopwatch.StartNew();
-        var elapsed = TimeSpan.Zero;
-        while (!condition())
-        {
-            if (elapsed > TimeSpan.FromSeconds(maxVirtualSeconds) || real.Elapsed > RealTimeGuard)
-                throw new TimeoutException($"Gave up waiting for {what} after {elapsed.TotalSeconds:0.0} s of virtual time ({real.Elapsed.TotalSeconds:0.0} s real).");
-            Time.Advance(Tick);
-            elapsed += Tick;
-            await Task.Delay(1);
-        }
-    }
+    public Task RunUntilAsync(Func<bool> condition, string what, double maxVirtualSeconds = 30) =>
+        VirtualTime.RunUntilAsync(Time, Tick, condition, what, TimeSpan.FromSeconds(maxVirtualSeconds), RealTimeGuard);
 
     public async Task<T> RunAsync<T>(Task<T> task, string what)
     {
@@ -212,15 +201,7 @@ internal sealed class TelemetryCluster : IAsyncDisposable
     public async Task<RaftNode> LeaderAsync()
     {
         RaftNode? leader = null;
-        await RunUntilAsync(() =>
-        {
-            var statuses = _nodes.Values.Select(n => n.Status).ToArray();
-            var leaders = statuses.Where(s => s.Role == RaftRole.Leader).ToArray();
-            if (leaders.Length != 1 || statuses.Any(s => s.LeaderId != leaders[0].Id || s.Term != leaders[0].Term))
-                return false;
-            leader = _nodes[leaders[0].Id];
-            return true;
-        }, "a leader that every node follows");
+        await RunUntilAsync(() => (leader = VirtualTime.AgreedLeader(_nodes.Values)) is not null, "a leader that every node follows");
         return leader!;
     }
 

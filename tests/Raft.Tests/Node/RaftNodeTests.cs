@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text;
 using Microsoft.Extensions.Time.Testing;
 using Raft.Testing;
@@ -85,21 +84,8 @@ internal sealed class NodeCluster : IAsyncDisposable
     }
 
     /// <summary>Advances virtual time a tick at a time until <paramref name="condition"/> holds.</summary>
-    public async Task RunUntilAsync(Func<bool> condition, string what, double maxVirtualSeconds = 30)
-    {
-        var real = Stopwatch.StartNew();
-        var limit = TimeSpan.FromSeconds(maxVirtualSeconds);
-        var elapsed = TimeSpan.Zero;
-        while (!condition())
-        {
-            if (elapsed > limit || real.Elapsed > RealTimeGuard)
-                throw new TimeoutException($"Gave up waiting for {what} after {elapsed.TotalSeconds:0.0} s of virtual time ({real.Elapsed.TotalSeconds:0.0} s real).");
-            Time.Advance(Tick);
-            elapsed += Tick;
-            // Let the nodes' loops and the network pumps run before the clock moves again.
-            await Task.Delay(1);
-        }
-    }
+    public Task RunUntilAsync(Func<bool> condition, string what, double maxVirtualSeconds = 30) =>
+        VirtualTime.RunUntilAsync(Time, Tick, condition, what, TimeSpan.FromSeconds(maxVirtualSeconds), RealTimeGuard);
 
     /// <summary>Advances virtual time by <paramref name="duration"/>, a tick at a time, letting the nodes run.</summary>
     public async Task AdvanceAsync(TimeSpan duration)
@@ -131,15 +117,7 @@ internal sealed class NodeCluster : IAsyncDisposable
     public async Task<RaftNode> LeaderAsync()
     {
         RaftNode? leader = null;
-        await RunUntilAsync(() =>
-        {
-            var statuses = _nodes.Values.Select(n => n.Status).ToArray();
-            var leaders = statuses.Where(s => s.Role == RaftRole.Leader).ToArray();
-            if (leaders.Length != 1 || statuses.Any(s => s.LeaderId != leaders[0].Id || s.Term != leaders[0].Term))
-                return false;
-            leader = _nodes[leaders[0].Id];
-            return true;
-        }, "a leader that every running node follows");
+        await RunUntilAsync(() => (leader = VirtualTime.AgreedLeader(_nodes.Values)) is not null, "a leader that every running node follows");
         return leader!;
     }
 

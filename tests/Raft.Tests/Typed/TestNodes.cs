@@ -1,6 +1,6 @@
-using System.Diagnostics;
 using Microsoft.Extensions.Time.Testing;
 using Raft.Testing;
+using Raft.Tests.Node;
 
 namespace Raft.Tests.Typed;
 
@@ -65,20 +65,8 @@ internal sealed class TestNodes : IAsyncDisposable
     };
 
     /// <summary>Advances virtual time a tick at a time until <paramref name="condition"/> holds; returns the virtual time it took.</summary>
-    public async Task<TimeSpan> RunUntilAsync(Func<bool> condition, string what, double maxVirtualSeconds = 60)
-    {
-        var real = Stopwatch.StartNew();
-        var elapsed = TimeSpan.Zero;
-        while (!condition())
-        {
-            if (elapsed > TimeSpan.FromSeconds(maxVirtualSeconds) || real.Elapsed > RealTimeGuard)
-                throw new TimeoutException($"Gave up waiting for {what} after {elapsed.TotalSeconds:0.0} s of virtual time ({real.Elapsed.TotalSeconds:0.0} s real).");
-            Time.Advance(Tick);
-            elapsed += Tick;
-            await Task.Delay(1);
-        }
-        return elapsed;
-    }
+    public Task<TimeSpan> RunUntilAsync(Func<bool> condition, string what, double maxVirtualSeconds = 60) =>
+        VirtualTime.RunUntilAsync(Time, Tick, condition, what, TimeSpan.FromSeconds(maxVirtualSeconds), RealTimeGuard);
 
     /// <summary>Drives virtual time until <paramref name="task"/> completes; returns it (completed, maybe faulted).</summary>
     public async Task<T> RunAsync<T>(T task, string what, double maxVirtualSeconds = 60) where T : Task
@@ -90,15 +78,8 @@ internal sealed class TestNodes : IAsyncDisposable
     public async Task<RaftNode> LeaderAsync()
     {
         RaftNode? leader = null;
-        await RunUntilAsync(() =>
-        {
-            var statuses = Nodes.Values.Select(n => n.Status).ToArray();
-            var leaders = statuses.Where(s => s.Role == RaftRole.Leader).ToArray();
-            if (leaders.Length != 1 || statuses.Any(s => s.LeaderId != leaders[0].Id || s.Term != leaders[0].Term))
-                return false;
-            leader = Nodes[leaders[0].Id];
-            return leader.Status.CommitIndex >= 1; // its no-op committed: reads are served
-        }, "a leader every node follows");
+        // Its no-op committed too: reads are served.
+        await RunUntilAsync(() => (leader = VirtualTime.AgreedLeader(Nodes.Values)) is { Status.CommitIndex: >= 1 }, "a leader every node follows");
         return leader!;
     }
 
