@@ -127,8 +127,17 @@ public sealed class MetricsTests
         var leader = await cluster.LeaderAsync();
         using var recorder = new MetricsRecorder(cluster.Meters);
 
-        // Twenty proposals without the clock moving: one batch.
+        // Twenty proposals accepted without the clock moving: one batch. The leader appends them on
+        // its own loop, so wait (in real time, the virtual clock still) until all twenty are in its
+        // log; moving the clock earlier would split them between two marks.
+        var before = leader.Status.LastLogIndex;
         var proposals = Enumerable.Range(0, 20).Select(i => leader.ProposeAsync(Command($"b{i}")).AsTask()).ToArray();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (leader.Status.LastLogIndex < before + 20)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the leader did not append twenty proposals within 30 s");
+            await Task.Delay(1);
+        }
         await cluster.RunAsync(Task.WhenAll(proposals), "twenty proposals");
 
         Assert.Single(recorder.Of("raft.proposal.commit.duration", leader.Id));
