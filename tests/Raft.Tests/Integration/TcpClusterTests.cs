@@ -29,7 +29,8 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
     private readonly string _root = Path.Combine(Path.GetTempPath(), "raft-integration-tests", Guid.NewGuid().ToString("N"));
     private readonly string _clusterId = $"tcp-cluster-{Guid.NewGuid():N}";
     private readonly WarningCollector _logs = new();
-    private readonly Dictionary<int, ClusterNode> _nodes = [];
+    // Workers read it while the test thread stops and restarts nodes.
+    private readonly ConcurrentDictionary<int, ClusterNode> _nodes = new();
     private readonly Stopwatch _clock = new();
     private long _retries;
 
@@ -104,22 +105,24 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
         }
         Print($"all 3 nodes applied {commit}; snapshots at {string.Join(", ", _nodes.Values.Select(n => $"{n.Id}:{n.Snapshots.Latest!.Index}"))}");
 
-        // 3. Stop the leader; the other two elect a new one, which takes commands.
+        // 3. Stop the leader while 64 clients are writing; the other two elect a new one, and every
+        // client retries what was in flight (sessions make each retry take effect once).
         var stopped = Leader()!;
         var stoppedId = stopped.Id;
-        var stoppedLastIndex = stopped.Node.Status.LastLogIndex;
         phase.Restart();
+        var writing = ProposeAsync(first: 10_001, count: 2_000);
+        await WaitUntilAsync(() => stopped.Machine.Capture().Count >= 10_300 || writing.IsCompleted, "300 commands applied on the leader");
+        await stopped.Node.DisposeAsync();
+        var stoppedLastIndex = stopped.Log.LastIndex; // read once nothing more can be appended
         await stopped.DisposeAsync();
-        _nodes.Remove(stoppedId);
-        Print($"stopped leader {stoppedId} (last log index {stoppedLastIndex}) in {phase.ElapsedMilliseconds} ms");
+        _nodes.TryRemove(stoppedId, out _);
+        Print($"stopped leader {stoppedId} (last log index {stoppedLastIndex}) with writes in flight");
 
-        phase.Restart();
         var newLeader = await WaitForLeaderAsync(except: stoppedId);
         Print($"node {newLeader.Id} elected leader at term {newLeader.Node.Status.Term} after {phase.ElapsedMilliseconds} ms");
 
-        phase.Restart();
-        await ProposeAsync(first: 10_001, count: 2_000);
-        Print($"2,000 more commands committed by two nodes in {phase.ElapsedMilliseconds} ms");
+        await writing;
+        Print($"2,000 more commands committed across the leader change in {phase.ElapsedMilliseconds} ms");
         // The survivors compact past everything the stopped node holds, so it can only catch up from a snapshot.
         await WaitUntilAsync(
             () => _nodes.Values.All(n => n.Log.FirstIndex > stoppedLastIndex + 1),
@@ -155,7 +158,12 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
         Print($"total {_clock.ElapsedMilliseconds} ms");
     }
 
-    /// <summary>Proposes commands first..first+count-1 (each a distinct number), <see cref="InFlight"/> at a time, to whoever leads; retries refused ones.</summary>
+    /// <summary>
+    /// Proposes commands first..first+count-1 (each a distinct number), <see cref="InFlight"/> at a
+    /// time, to whoever leads. Each worker is a client with its own exactly-once session: a command
+    /// refused or of unknown outcome is retried, through whichever node leads then, under the same
+    /// sequence number, so it takes effect once however often it is sent.
+    /// </summary>
     private async Task ProposeAsync(long first, long count)
     {
         using var timeout = new CancellationTokenSource(Patience);
@@ -163,6 +171,7 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
         var last = first + count - 1;
         var workers = Enumerable.Range(0, InFlight).Select(_ => Task.Run(async () =>
         {
+            var client = new Client();
             while (true)
             {
                 var value = Interlocked.Increment(ref next);
@@ -170,7 +179,7 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
                     return;
                 var command = new byte[8];
                 BinaryPrimitives.WriteInt64LittleEndian(command, value);
-                await ProposeOneAsync(command, timeout.Token);
+                await ProposeOneAsync(client, command, timeout.Token);
             }
         }));
         try
@@ -183,8 +192,9 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
         }
     }
 
-    private async Task ProposeOneAsync(byte[] command, CancellationToken cancellationToken)
+    private async Task ProposeOneAsync(Client client, byte[] command, CancellationToken cancellationToken)
     {
+        var sequence = ++client.LastSequence;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -193,13 +203,16 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
             {
                 try
                 {
-                    await leader.Node.ProposeAsync(command, cancellationToken);
+                    if (client.Id == 0)
+                        client.Id = (await leader.Node.OpenSessionAsync(cancellationToken)).ClientId;
+                    await leader.Node.ResumeSession(client.Id, sequence).ProposeAsync(command, sequence, cancellationToken);
                     return;
                 }
-                catch (RaftException)
+                catch (RaftException ex) when (ex is not (SessionExpiredException or SessionSequenceException))
                 {
-                    // Not the leader any more, busy, or dropped by a leader change: try again
-                    // (a command whose outcome is unknown may then apply twice; the checks allow it).
+                    // Not the leader any more, busy, dropped or of unknown outcome: send it again under
+                    // the same sequence number (a session that failed to open is opened again: an
+                    // unused one only expires).
                 }
                 catch (ObjectDisposedException)
                 {
@@ -208,6 +221,14 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
             Interlocked.Increment(ref _retries);
             await Task.Delay(5, cancellationToken);
         }
+    }
+
+    /// <summary>A worker's session: its client id (0 until opened) and the last sequence number it used.</summary>
+    private sealed class Client
+    {
+        public long Id { get; set; }
+
+        public long LastSequence { get; set; }
     }
 
     /// <summary>
@@ -260,11 +281,13 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
             Assert.True(reference.Count == state.Count && reference.Hash == state.Hash,
                 $"node {id} holds {state.Count} commands (hash {state.Hash:x16}), node {firstId} holds {reference.Count} (hash {reference.Hash:x16})");
         }
-        // Every command took effect; a retried one whose first attempt committed after all may appear twice.
-        Assert.True(reference.Count >= mustContain, $"{reference.Count} commands applied, expected at least {mustContain}");
+        // Every command took effect exactly once: retries went through sessions.
         var distinct = reference.Values.ToHashSet();
         var missing = Enumerable.Range(1, (int)mustContain).Where(v => !distinct.Contains(v)).Take(10).ToList();
         Assert.True(missing.Count == 0, $"commands never applied: {string.Join(", ", missing)}");
+        var duplicates = reference.Values.GroupBy(v => v).Where(g => g.Count() > 1).Select(g => g.Key).Take(10).ToList();
+        Assert.True(duplicates.Count == 0, $"commands applied more than once: {string.Join(", ", duplicates)}");
+        Assert.Equal(mustContain, reference.Count);
     }
 
     private void Print(string line) => output.WriteLine($"[{_clock.ElapsedMilliseconds,6} ms] {line}");
