@@ -39,6 +39,9 @@ public sealed class CommandLine
     /// <summary>The environment variable that may hold the cluster secret, in base64 (it becomes Raft:ClusterSecret).</summary>
     public const string SecretVariable = "RAFT_CLUSTER_SECRET";
 
+    /// <summary>The largest secret file read, in bytes (a secret is tens of bytes; anything this big is the wrong file).</summary>
+    public const int MaxSecretFileBytes = KvSettings.MaxSecretFileBytes;
+
     /// <summary>Which flag writes which setting, for error messages that name a setting.</summary>
     public const string SettingsAndFlags =
         "Settings and their flags: Raft:NodeId --id, Raft:Members --peers, Raft:ListenAddress --listen, Raft:DataDirectory --data, " +
@@ -146,6 +149,9 @@ public sealed class CommandLine
         var none = new Dictionary<string, string?>();
         if (args.Count == 0)
             return new CommandLine(RunMode.Embedded, none, null, null);
+        // System.CommandLine would call "yes" a stray argument; say what is wrong.
+        if (args.FirstOrDefault(a => a.StartsWith("--insecure=", StringComparison.Ordinal) || a.StartsWith("--join=", StringComparison.Ordinal)) is { } valued)
+            return new CommandLine(RunMode.Invalid, none, null, $"{valued[..valued.IndexOf('=', StringComparison.Ordinal)]} takes no value.");
         var result = Root.Parse([.. args]);
         if (result.Action is HelpAction)
             return new CommandLine(RunMode.Help, none, null, null);
@@ -214,10 +220,7 @@ public sealed class CommandLine
         var secretFile = result.GetValue(SecretFileOption);
         if (secretFile is not null)
         {
-            if (string.IsNullOrWhiteSpace(secretFile))
-                errors.Add("--secret-file must name a file.");
-            else if (!File.Exists(secretFile))
-                errors.Add($"--secret-file {secretFile}: no such file.");
+            CheckSecretFile(secretFile, errors);
             settings[Raft + nameof(RaftHostingOptions.ClusterSecretFile)] = secretFile;
         }
         var variable = environment(SecretVariable);
@@ -225,7 +228,8 @@ public sealed class CommandLine
         {
             if (secretFile is not null)
                 errors.Add($"Both --secret-file and {SecretVariable} give a cluster secret; use one.");
-            settings[Raft + nameof(RaftHostingOptions.ClusterSecret)] = variable;
+            CheckSecret(variable, SecretVariable, errors);
+            settings[Raft + nameof(RaftHostingOptions.ClusterSecret)] = variable.Trim();
         }
         // No secret at all is reported by the hosting package's check (the configuration may still give one).
         if (result.GetValue(InsecureOption))
@@ -242,6 +246,42 @@ public sealed class CommandLine
         AddList(result.GetValue(AllowedHostsOption), "--allowed-hosts", Service + nameof(KvServiceOptions.AllowedHosts), settings, errors);
         AddList(result.GetValue(AllowedOriginsOption), "--allowed-origins", Service + nameof(KvServiceOptions.AllowedOrigins), settings, errors);
         return settings;
+    }
+
+    // The hosting package checks the secret too, in its settings' names; these messages name the flag or variable.
+    private static void CheckSecretFile(string path, List<string> errors)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            errors.Add("--secret-file must name a file.");
+            return;
+        }
+        try
+        {
+            var info = new FileInfo(path);
+            if (!info.Exists)
+                errors.Add($"--secret-file {path}: no such file.");
+            else if (info.Length > MaxSecretFileBytes)
+                errors.Add($"--secret-file {path}: the file is {info.Length} bytes; a secret file holds a short base64 line (at most {MaxSecretFileBytes} bytes).");
+            else
+                CheckSecret(File.ReadAllText(path), $"--secret-file {path}", errors);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            errors.Add($"--secret-file {path}: cannot be read: {ex.Message}");
+        }
+    }
+
+    private static void CheckSecret(string base64, string source, List<string> errors)
+    {
+        var text = base64.Trim();
+        var buffer = new byte[text.Length];
+        if (text.Length == 0)
+            errors.Add($"{source}: the secret is empty.");
+        else if (!Convert.TryFromBase64String(text, buffer, out var length))
+            errors.Add($"{source}: the secret is not valid base64.");
+        else if (length < RaftHostingOptions.MinClusterSecretBytes)
+            errors.Add($"{source}: the secret is {length} bytes; at least {RaftHostingOptions.MinClusterSecretBytes} are needed ({KvNodeOptions.GeneratedClusterSecretBytes} random bytes are recommended).");
     }
 
     private static void AddList(string? text, string option, string key, Dictionary<string, string?> settings, List<string> errors)
