@@ -39,6 +39,9 @@ public sealed class EmbeddedClusterOptions
 
     /// <summary>See <see cref="KvNodeOptions.MaxPromotionLag"/>. The default is 1,000.</summary>
     public long MaxPromotionLag { get; init; } = 1000;
+
+    /// <summary>Called with each node's id and its application's builder before it is built (to add a logging provider, a service...). The default is none.</summary>
+    public Action<int, WebApplicationBuilder>? ConfigureNode { get; init; }
 }
 
 /// <summary>
@@ -97,7 +100,7 @@ public sealed class EmbeddedCluster : IAsyncDisposable
             try
             {
                 foreach (var id in members)
-                    nodes.Add(await KvNode.CreateAsync(NodeOptions(options, id, members, dataDirectory, secret, raftEndPoints), cancellationToken));
+                    nodes.Add(await KvNode.CreateAsync(NodeOptions(options, id, members, dataDirectory, secret, raftEndPoints), options.ConfigureNode is { } configure ? builder => configure(id, builder) : null, cancellationToken));
                 foreach (var node in nodes)
                     await node.StartAsync(cancellationToken);
                 if (recorded is null)

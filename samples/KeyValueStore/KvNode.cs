@@ -176,7 +176,13 @@ public sealed class KvNode : IAsyncDisposable
     /// <param name="cancellationToken">Unused: building does no I/O. Present for the async pattern.</param>
     /// <exception cref="ArgumentException">The settings have no usable secret, or no Raft port.</exception>
     /// <exception cref="OptionsValidationException">The settings break a rule of the hosting package or of the sample.</exception>
-    public static Task<KvNode> CreateAsync(KvNodeOptions options, CancellationToken cancellationToken = default)
+    public static Task<KvNode> CreateAsync(KvNodeOptions options, CancellationToken cancellationToken = default) => CreateAsync(options, configure: null, cancellationToken);
+
+    /// <inheritdoc cref="CreateAsync(KvNodeOptions, CancellationToken)"/>
+    /// <param name="options">The settings. <see cref="KvNodeOptions.RaftListen"/> needs a port (the Raft transport does not pick one); the HTTP port may be 0.</param>
+    /// <param name="configure">Called with the application's builder before it is built (to add a logging provider, a service...); null for none.</param>
+    /// <param name="cancellationToken">Unused: building does no I/O. Present for the async pattern.</param>
+    public static Task<KvNode> CreateAsync(KvNodeOptions options, Action<WebApplicationBuilder>? configure, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         cancellationToken.ThrowIfCancellationRequested();
@@ -186,7 +192,9 @@ public sealed class KvNode : IAsyncDisposable
             throw new ArgumentException($"Node {options.Id}'s cluster secret is {shortSecret.Length} bytes; at least {KvNodeOptions.MinClusterSecretBytes} are needed.", nameof(options));
         if (options.RaftListen.Port == 0)
             throw new ArgumentException($"Node {options.Id}'s Raft address {options.RaftListen} has port 0: give a port (EmbeddedCluster.FreePorts picks free ones).", nameof(options));
-        var app = Build(CreateBuilder(KvSettings.ToConfiguration(options)));
+        var builder = CreateBuilder(KvSettings.ToConfiguration(options));
+        configure?.Invoke(builder);
+        var app = Build(builder);
         var node = app.Services.GetRequiredService<KvNode>();
         node._app = app;
         return Task.FromResult(node);
