@@ -29,7 +29,9 @@ public sealed class KvNode : IAsyncDisposable
 {
     private readonly RaftNodeAccessor _accessor;
     private readonly IServer _server;
+    private readonly IHostApplicationLifetime _lifetime;
     private WebApplication? _app;
+    private Uri? _httpUrl;
     private int _started;
     private int _disposed;
 
@@ -44,6 +46,7 @@ public sealed class KvNode : IAsyncDisposable
         Forward = options.Forward;
         _accessor = accessor;
         _server = server;
+        _lifetime = lifetime;
         StateMachine = stateMachine;
         RaftSettings = raftSettings.Value;
         Logger = logger;
@@ -82,8 +85,17 @@ public sealed class KvNode : IAsyncDisposable
     /// <summary>The members' HTTP addresses.</summary>
     public ClusterDirectory Directory { get; }
 
-    /// <summary>The HTTP base address this node serves, once started.</summary>
-    public Uri? HttpUrl { get; private set; }
+    /// <summary>The HTTP base address this node serves, once started (the address given for it in <see cref="KvNodeOptions.HttpPeers"/>, else the one the server bound).</summary>
+    public Uri? HttpUrl
+    {
+        get
+        {
+            // Read once the server has started: only then does it report the address it bound.
+            if (_httpUrl is null && _lifetime.ApplicationStarted.IsCancellationRequested && _server.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() is { } bound)
+                _httpUrl = Directory.TryGetGiven(Id, out var advertised) ? advertised : ToBaseUrl(bound);
+            return _httpUrl;
+        }
+    }
 
     /// <summary>The address the Raft transport listens on, once started.</summary>
     public IPEndPoint? RaftEndPoint => _accessor.ListenEndPoint;
@@ -252,12 +264,10 @@ public sealed class KvNode : IAsyncDisposable
 
     private void OnStarted()
     {
-        var bound = _server.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault();
-        if (bound is null)
+        if (HttpUrl is not { } url)
             return;
-        HttpUrl = Directory.TryGetGiven(Id, out var advertised) ? advertised : ToBaseUrl(bound);
-        Directory.Set(Id, HttpUrl!);
-        Log.NodeStarted(Logger, Id, HttpUrl!, RaftEndPoint);
+        Directory.Set(Id, url);
+        Log.NodeStarted(Logger, Id, url, RaftEndPoint);
         if (Options.ClusterSecret is null)
             Log.InsecureTransport(Logger, Id, RaftEndPoint, Options.ClusterId);
     }

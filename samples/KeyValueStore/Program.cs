@@ -32,19 +32,9 @@ if (failures.Count > 0)
 try
 {
     await using var app = KvNode.Build(builder);
-    await app.StartAsync();
     var node = app.Services.GetRequiredService<KvNode>();
-    Console.WriteLine(options!.Join
-        ? $"Node {node.Id} joining the cluster of {string.Join(",", options.Members)} (--join: it waits to be added with POST /cluster/members on the leader): HTTP {node.HttpUrl}, Raft {node.RaftEndPoint}, data in {options.DataDirectory}"
-        : $"Node {node.Id} of cluster {string.Join(",", options.Members)}: HTTP {node.HttpUrl}, Raft {node.RaftEndPoint}, data in {options.DataDirectory}");
-    foreach (var id in node.Directory.Members.Where(id => id != node.Id))
-    {
-        node.Directory.TryGet(id, out var url);
-        Console.WriteLine($"  forwards to node {id} at {url}");
-    }
-    Console.WriteLine("Press Ctrl+C to stop.");
-    await app.WaitForShutdownAsync();
-    // The hosting package stops the application when the node faults (a disk error...): say so in the exit code.
+    app.Lifetime.ApplicationStarted.Register(() => PrintNode(node, options!));
+    await app.RunAsync(); // until Ctrl+C, SIGTERM or SIGQUIT (or the node faults: the hosting package then stops the application)
     return node.Raft.Completion.IsFaulted ? 1 : 0;
 }
 catch (OptionsValidationException ex)
@@ -55,6 +45,19 @@ catch (Exception ex) when (ex is IOException or LogCorruptionException or Unauth
 {
     await Console.Error.WriteLineAsync($"error: {ex.Message}");
     return 1;
+}
+
+static void PrintNode(KvNode node, KvNodeOptions options)
+{
+    Console.WriteLine(options.Join
+        ? $"Node {node.Id} joining the cluster of {string.Join(",", options.Members)} (--join: it waits to be added with POST /cluster/members on the leader): HTTP {node.HttpUrl}, Raft {node.RaftEndPoint}, data in {options.DataDirectory}"
+        : $"Node {node.Id} of cluster {string.Join(",", options.Members)}: HTTP {node.HttpUrl}, Raft {node.RaftEndPoint}, data in {options.DataDirectory}");
+    foreach (var id in node.Directory.Members.Where(id => id != node.Id))
+    {
+        node.Directory.TryGet(id, out var url);
+        Console.WriteLine($"  forwards to node {id} at {url}");
+    }
+    Console.WriteLine("Press Ctrl+C to stop.");
 }
 
 static async Task<int> MisconfiguredAsync(string error)
