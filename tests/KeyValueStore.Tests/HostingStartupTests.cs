@@ -317,15 +317,21 @@ public sealed class MembershipOutcomeUnknownTests
             ConfigureNode = (_, builder) => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Raft:CheckQuorum"] = "false" }),
         });
         using var http = TestCluster.CreateClient();
-        var leader = await cluster.WaitForLeaderAsync(TestCluster.LeaderTimeout);
-        var followers = cluster.Nodes.Where(n => n != leader).ToList();
         var nowhere = new IPEndPoint(IPAddress.Loopback, 1);
-
-        // Isolate the leader both ways: it sends nowhere, and the followers send it nowhere.
-        foreach (var follower in followers)
+        KvNode leader;
+        List<KvNode> followers;
+        while (true)
         {
-            leader.SetPeer(follower.Id, nowhere, follower.HttpUrl!);
-            follower.SetPeer(leader.Id, nowhere, leader.HttpUrl!);
+            leader = await cluster.WaitForLeaderAsync(TestCluster.LeaderTimeout);
+            followers = [.. cluster.Nodes.Where(n => n != leader)];
+            // A leader accepts a membership change only once it has committed an entry of its term.
+            using (var put = await http.PutAsync(leader.Url("kv/before"), new StringContent("x")))
+                Assert.Equal(HttpStatusCode.NoContent, put.StatusCode);
+            // Isolate the leader both ways: it sends nowhere, and the followers send it nowhere.
+            Connect(leader, followers, nowhere);
+            if (leader.Raft.Status.Role == RaftRole.Leader && leader.Raft.Status.CommitIndex == leader.Raft.Status.LastLogIndex)
+                break;
+            Connect(leader, followers, null); // leadership moved in between: heal and try again
         }
         try
         {
@@ -340,11 +346,17 @@ public sealed class MembershipOutcomeUnknownTests
         }
         finally
         {
-            foreach (var follower in followers)
-            {
-                leader.SetPeer(follower.Id, follower.RaftEndPoint!, follower.HttpUrl!);
-                follower.SetPeer(leader.Id, leader.RaftEndPoint!, leader.HttpUrl!);
-            }
+            Connect(leader, followers, null);
+        }
+    }
+
+    // Points the leader's transport and its followers' at "nowhere" (both ways), or back at each other when null.
+    private static void Connect(KvNode leader, List<KvNode> followers, IPEndPoint? nowhere)
+    {
+        foreach (var follower in followers)
+        {
+            leader.SetPeer(follower.Id, nowhere ?? follower.RaftEndPoint!, follower.HttpUrl!);
+            follower.SetPeer(leader.Id, nowhere ?? leader.RaftEndPoint!, leader.HttpUrl!);
         }
     }
 }
