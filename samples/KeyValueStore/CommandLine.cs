@@ -1,15 +1,18 @@
+using System.CommandLine;
+using System.CommandLine.Help;
 using System.Globalization;
 using System.Net;
+using Raft.Hosting;
 
 namespace Raft.Samples.KeyValueStore;
 
 /// <summary>What the command line asks for.</summary>
 public enum RunMode
 {
-    /// <summary>No arguments: an embedded 3-node cluster in this process.</summary>
+    /// <summary>No arguments (and no node configured elsewhere): an embedded 3-node cluster in this process.</summary>
     Embedded,
 
-    /// <summary>One node of a cluster, configured by the arguments.</summary>
+    /// <summary>One node of a cluster, configured by the arguments (and configuration).</summary>
     Node,
 
     /// <summary>--help: print the usage.</summary>
@@ -20,81 +23,117 @@ public enum RunMode
 }
 
 /// <summary>
-/// Parses the node's command line:
+/// The node's command line (System.CommandLine):
 /// <c>--id N --listen HOST:PORT --http HOST:PORT --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR</c>
 /// (<c>--secret-file PATH</c> | <c>--insecure</c>) [<c>--http-peers 1=HOST:PORT,...</c>] [<c>--cluster-id NAME</c>]
-/// [<c>--forward raft|http</c>] [<c>--allowed-hosts NAME,...</c>] [<c>--allowed-origins ORIGIN,...</c>] [<c>--join</c>]. Options are
-/// written <c>--name value</c> or <c>--name=value</c>; <c>--insecure</c> and <c>--join</c> take no value. The secret may also come from
-/// the environment variable <see cref="SecretVariable"/>.
+/// [<c>--forward raft|http</c>] [<c>--allowed-hosts NAME,...</c>] [<c>--allowed-origins ORIGIN,...</c>] [<c>--join</c>].
 /// </summary>
+/// <remarks>
+/// The flags are only a way to write configuration: <see cref="Settings"/> holds them as the keys
+/// the host binds ("Raft:*" for the hosting package, "KeyValueStore:*" for the service), so
+/// appsettings.json and environment variables (<c>Raft__NodeId=1</c>) can say the same, and a flag
+/// wins over them. The secret may also come from the environment variable <see cref="SecretVariable"/>.
+/// </remarks>
 public sealed class CommandLine
 {
-    public const string Usage = """
-        Usage:
-          KeyValueStore                      start an embedded 3-node cluster on loopback (data in a temp folder)
-          KeyValueStore --id N --listen HOST:PORT --http HOST:PORT
-                        --peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT --data DIR
-                        (--secret-file PATH | --insecure) [--cluster-id NAME]
-                        [--http-peers 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT] [--forward raft|http]
-                        [--allowed-hosts NAME,...] [--allowed-origins ORIGIN,...] [--join]
-
-          --id          this node's id (a positive integer, one of the ids in --peers unless --join)
-          --listen      where this node's Raft transport listens (an IP address or localhost, and a port)
-          --http        where this node's HTTP API listens (an IP address or localhost, and a port)
-          --peers       every member's Raft address, this node included: id=host:port, comma-separated.
-                        Used until the log holds a configuration (after the first membership change
-                        the log wins). With --join: the running cluster's members, only to reach them.
-          --join        start with no configuration, to be added to a running cluster: the node never
-                        campaigns until the leader adds it (POST /cluster/members on the leader with
-                        {"action":"add","id":N,"address":"HOST:PORT"}, the --listen address), then
-                        follows its log. Keep --join on restarts: the log holds the configuration.
-          --data        this node's data directory (log and snapshots); created if missing
-          --http-peers  every other member's HTTP address, used to forward requests to the leader.
-                        Default: each member's Raft host, at its Raft port plus this node's offset
-                        (--http port minus --listen port), e.g. Raft :7001..7003 and --http :8001
-                        give HTTP :8001..8003. Without --http-peers, a member added later gets
-                        its HTTP address the same way from its Raft address in the configuration;
-                        with --http-peers, list it there (restart) or send requests to the leader.
-          --secret-file a file holding the cluster secret, base64 (at least 16 bytes decoded; make one
-                        with: head -c 32 /dev/urandom | base64 > cluster.secret), the same on every node.
-                        Peers must prove they hold it to use the Raft port. Instead of the file, the
-                        secret may be given in base64 in the environment variable RAFT_CLUSTER_SECRET.
-          --insecure    run the Raft port without a secret: anyone who can reach it and knows the
-                        cluster id can join or disrupt the cluster (a warning is logged)
-          --cluster-id  a name every node of the cluster shares (default raft-kv-sample)
-          --forward     how a follower hands requests to the leader: raft (default; over the Raft
-                        transport, batched, answered from the follower's own copy once applied)
-                        or http (the request is sent to the leader's HTTP address and relayed)
-          --allowed-hosts  host names the HTTP API answers to besides loopback and this node's own
-                        --http, --peers and --http-peers hosts (others get 421); * allows any
-          --allowed-origins  web origins (http://host:port) allowed to change data besides the
-                        node's own pages (others get 403); * allows any
-
-        Misconfiguration exits with code 2.
-        """;
-
-    /// <summary>The environment variable that may hold the cluster secret, in base64.</summary>
+    /// <summary>The environment variable that may hold the cluster secret, in base64 (it becomes Raft:ClusterSecret).</summary>
     public const string SecretVariable = "RAFT_CLUSTER_SECRET";
 
     /// <summary>The largest secret file read, in bytes (a secret is tens of bytes; anything this big is the wrong file).</summary>
-    public const int MaxSecretFileBytes = 4096;
+    public const int MaxSecretFileBytes = KvSettings.MaxSecretFileBytes;
 
-    private static readonly string[] Known = ["id", "listen", "http", "peers", "data", "http-peers", "cluster-id", "forward", "secret-file", "insecure", "allowed-hosts", "allowed-origins", "join"];
+    /// <summary>Which flag writes which setting, for error messages that name a setting.</summary>
+    public const string SettingsAndFlags =
+        "Settings and their flags: Raft:NodeId --id, Raft:Members --peers, Raft:ListenAddress --listen, Raft:DataDirectory --data, " +
+        "Raft:ClusterSecretFile --secret-file, Raft:ClusterSecret " + SecretVariable + ", Raft:Insecure --insecure, Raft:ClusterId --cluster-id, Raft:Join --join, " +
+        "KeyValueStore:Http --http, KeyValueStore:HttpPeers --http-peers, KeyValueStore:Forward --forward, KeyValueStore:AllowedHosts --allowed-hosts, KeyValueStore:AllowedOrigins --allowed-origins.";
 
-    // Options that take no value.
-    private static readonly string[] Flags = ["insecure", "join"];
+    private static readonly Option<string?> IdOption = new("--id") { Description = "this node's id (a positive integer, one of the ids in --peers unless --join)", HelpName = "N" };
+    private static readonly Option<string?> ListenOption = new("--listen") { Description = "where this node's Raft transport listens (an IP address or localhost, and a port)", HelpName = "HOST:PORT" };
+    private static readonly Option<string?> HttpOption = new("--http") { Description = "where this node's HTTP API listens (an IP address or localhost, and a port)", HelpName = "HOST:PORT" };
+    private static readonly Option<string?> PeersOption = new("--peers")
+    {
+        Description = "every member's Raft address, this node included: id=host:port, comma-separated. Used until the log holds a configuration (after the first membership change the log wins). With --join: the running cluster's members, only to reach them.",
+        HelpName = "1=HOST:PORT,2=HOST:PORT,...",
+    };
+    private static readonly Option<bool> JoinOption = new("--join")
+    {
+        Description = "start with no configuration, to be added to a running cluster: the node never campaigns until the leader adds it (POST /cluster/members on the leader with {\"action\":\"add\",\"id\":N,\"address\":\"HOST:PORT\"}, the --listen address), then follows its log. Keep --join on restarts: the log holds the configuration.",
+    };
+    private static readonly Option<string?> DataOption = new("--data") { Description = "this node's data directory (log and snapshots); created if missing", HelpName = "DIR" };
+    private static readonly Option<string?> HttpPeersOption = new("--http-peers")
+    {
+        Description = "every other member's HTTP address, used to forward requests to the leader. Default: each member's Raft host, at its Raft port plus this node's offset (--http port minus --listen port), e.g. Raft :7001..7003 and --http :8001 give HTTP :8001..8003. Without --http-peers, a member added later gets its HTTP address the same way from its Raft address in the configuration; with --http-peers, list it there (restart) or send requests to the leader.",
+        HelpName = "1=HOST:PORT,...",
+    };
+    private static readonly Option<string?> SecretFileOption = new("--secret-file")
+    {
+        Description = $"a file holding the cluster secret, base64 (at least {RaftHostingOptions.MinClusterSecretBytes} bytes decoded; make one with: head -c 32 /dev/urandom | base64 > cluster.secret), the same on every node. Peers must prove they hold it to use the Raft port. Instead of the file, the secret may be given in base64 in the environment variable {SecretVariable}.",
+        HelpName = "PATH",
+    };
+    private static readonly Option<bool> InsecureOption = new("--insecure")
+    {
+        Description = "run the Raft port without a secret: anyone who can reach it and knows the cluster id can join or disrupt the cluster (a warning is logged)",
+    };
+    private static readonly Option<string?> ClusterIdOption = new("--cluster-id") { Description = $"a name every node of the cluster shares (default {KvSettings.DefaultClusterId})", HelpName = "NAME" };
+    private static readonly Option<ForwardMode?> ForwardOption = new("--forward")
+    {
+        Description = "how a follower hands requests to the leader: raft (default; over the Raft transport, batched, answered from the follower's own copy once applied) or http (the request is sent to the leader's HTTP address and relayed)",
+        HelpName = "raft|http",
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Single().Value;
+            switch (text.Trim())
+            {
+                case "raft":
+                    return ForwardMode.Raft;
+                case "http":
+                    return ForwardMode.Http;
+                default:
+                    result.AddError($"--forward '{text}': use raft or http.");
+                    return null;
+            }
+        },
+    };
+    private static readonly Option<string?> AllowedHostsOption = new("--allowed-hosts")
+    {
+        Description = "host names the HTTP API answers to besides loopback and this node's own --http, --peers and --http-peers hosts (others get 421); * allows any",
+        HelpName = "NAME,...",
+    };
+    private static readonly Option<string?> AllowedOriginsOption = new("--allowed-origins")
+    {
+        Description = "web origins (http://host:port) allowed to change data besides the node's own pages (others get 403); * allows any",
+        HelpName = "ORIGIN,...",
+    };
 
-    private CommandLine(RunMode mode, KvNodeOptions? options, string? error)
+    private static readonly RootCommand Root = CreateRoot();
+
+    private CommandLine(RunMode mode, IReadOnlyDictionary<string, string?> settings, KvNodeOptions? options, string? error)
     {
         Mode = mode;
+        Settings = settings;
         Options = options;
         Error = error;
+    }
+
+    /// <summary>The usage text (what --help prints).</summary>
+    public static string Usage
+    {
+        get
+        {
+            using var writer = new StringWriter(CultureInfo.InvariantCulture);
+            Root.Parse(["--help"]).Invoke(new InvocationConfiguration { Output = writer });
+            return writer.ToString();
+        }
     }
 
     /// <summary>What to run.</summary>
     public RunMode Mode { get; }
 
-    /// <summary>The node's settings when <see cref="Mode"/> is <see cref="RunMode.Node"/>.</summary>
+    /// <summary>The flags (and <see cref="SecretVariable"/>) as configuration keys, such as "Raft:NodeId" or "KeyValueStore:Http"; empty unless <see cref="Mode"/> is <see cref="RunMode.Node"/>.</summary>
+    public IReadOnlyDictionary<string, string?> Settings { get; }
+
+    /// <summary>The node's settings when <see cref="Mode"/> is <see cref="RunMode.Node"/>: the flags over <see cref="KvSettings.Defaults"/>, checked (<see cref="KvSettings.Check"/>).</summary>
     public KvNodeOptions? Options { get; }
 
     /// <summary>Why the arguments are wrong when <see cref="Mode"/> is <see cref="RunMode.Invalid"/>.</summary>
@@ -107,273 +146,197 @@ public sealed class CommandLine
     {
         ArgumentNullException.ThrowIfNull(args);
         environment ??= Environment.GetEnvironmentVariable;
+        var none = new Dictionary<string, string?>();
         if (args.Count == 0)
-            return new CommandLine(RunMode.Embedded, null, null);
-        if (args.Any(a => a is "--help" or "-h" or "-?" or "/?"))
-            return new CommandLine(RunMode.Help, null, null);
-        try
-        {
-            return new CommandLine(RunMode.Node, Build(ReadPairs(args), environment), null);
-        }
-        catch (ConfigurationException ex)
-        {
-            return new CommandLine(RunMode.Invalid, null, ex.Message);
-        }
+            return new CommandLine(RunMode.Embedded, none, null, null);
+        // System.CommandLine would call "yes" a stray argument; say what is wrong.
+        if (args.FirstOrDefault(a => a.StartsWith("--insecure=", StringComparison.Ordinal) || a.StartsWith("--join=", StringComparison.Ordinal)) is { } valued)
+            return new CommandLine(RunMode.Invalid, none, null, $"{valued[..valued.IndexOf('=', StringComparison.Ordinal)]} takes no value.");
+        var result = Root.Parse([.. args]);
+        if (result.Action is HelpAction)
+            return new CommandLine(RunMode.Help, none, null, null);
+        if (result.Errors.Count > 0)
+            return new CommandLine(RunMode.Invalid, none, null, string.Join(Environment.NewLine, result.Errors.Select(e => e.Message)));
+        var errors = new List<string>();
+        var settings = ToSettings(result, environment, errors);
+        if (errors.Count > 0)
+            return new CommandLine(RunMode.Invalid, none, null, string.Join(Environment.NewLine, errors));
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(KvSettings.Defaults).AddInMemoryCollection(settings).Build();
+        var failures = KvSettings.Check(configuration, out var options);
+        return failures.Count > 0
+            ? new CommandLine(RunMode.Invalid, none, null, string.Join(Environment.NewLine, failures))
+            : new CommandLine(RunMode.Node, settings, options, null);
     }
 
-    private static Dictionary<string, string> ReadPairs(IReadOnlyList<string> args)
+    private static RootCommand CreateRoot()
     {
-        var values = new Dictionary<string, string>(StringComparer.Ordinal);
-        for (var i = 0; i < args.Count; i++)
-        {
-            var arg = args[i];
-            if (!arg.StartsWith("--", StringComparison.Ordinal) || arg.Length == 2)
-                throw new ConfigurationException($"Unexpected argument '{arg}': options are written --name value.");
-            var name = arg[2..];
-            string value;
-            var equals = name.IndexOf('=', StringComparison.Ordinal);
-            if (Flags.Contains(equals >= 0 ? name[..equals] : name))
-            {
-                if (equals >= 0)
-                    throw new ConfigurationException($"Option --{name[..equals]} takes no value.");
-                value = "";
-            }
-            else if (equals >= 0)
-            {
-                value = name[(equals + 1)..];
-                name = name[..equals];
-            }
-            else
-            {
-                if (i + 1 >= args.Count || args[i + 1].StartsWith("--", StringComparison.Ordinal))
-                    throw new ConfigurationException($"Option --{name} needs a value.");
-                value = args[++i];
-            }
-            if (!Known.Contains(name))
-                throw new ConfigurationException($"Unknown option --{name}. Known options: {string.Join(", ", Known.Select(k => "--" + k))}.");
-            if (!values.TryAdd(name, value))
-                throw new ConfigurationException($"Option --{name} is given twice.");
-        }
-        return values;
+        var root = new RootCommand(
+            "The replicated key-value service. With no arguments: an embedded 3-node cluster on loopback (data in a temp folder). " +
+            "With arguments: one node of a cluster. Every flag is also a configuration key (appsettings.json, environment variables " +
+            "such as Raft__NodeId); see README.md. Misconfiguration exits with code 2.");
+        foreach (Option option in (Option[])[IdOption, ListenOption, HttpOption, PeersOption, DataOption, SecretFileOption, InsecureOption, ClusterIdOption, HttpPeersOption, ForwardOption, AllowedHostsOption, AllowedOriginsOption, JoinOption])
+            root.Options.Add(option);
+        return root;
     }
 
-    private static KvNodeOptions Build(Dictionary<string, string> values, Func<string, string?> environment)
+    // The flags given, as configuration keys; syntax errors (a map that is not id=host:port...) name the flag.
+    private static Dictionary<string, string?> ToSettings(ParseResult result, Func<string, string?> environment, List<string> errors)
     {
-        foreach (var required in (string[])["id", "listen", "http", "peers", "data"])
+        const string Raft = RaftHostingOptions.DefaultSectionName + ":";
+        const string Service = KvServiceOptions.SectionName + ":";
+        var settings = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        if (result.GetValue(IdOption) is { } id)
         {
-            if (!values.ContainsKey(required))
-                throw new ConfigurationException($"Option --{required} is required.");
+            if (!int.TryParse(id.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number <= 0)
+                errors.Add($"--id: '{id}' is not a node id (a positive integer).");
+            settings[Raft + nameof(RaftHostingOptions.NodeId)] = id.Trim();
         }
-        var id = ParseId(values["id"], "--id");
-        var peers = ParseMap(values["peers"], "--peers");
-        var join = values.ContainsKey("join");
-        if (join && peers.Keys.All(k => k == id))
-            throw new ConfigurationException($"--join: --peers must list at least one member of the running cluster (besides node {id}) to reach.");
-        if (!join && !peers.ContainsKey(id))
-            throw new ConfigurationException($"--id {id} is not one of the members in --peers ({string.Join(",", peers.Keys.Order())}); --peers lists every member, this node included.");
-        var duplicate = peers.GroupBy(p => p.Value.ToString(), StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null)
-            throw new ConfigurationException($"--peers gives nodes {string.Join(" and ", duplicate.Select(p => p.Key))} the same address {duplicate.Key}.");
-        var listen = ToListenEndPoint(ParseEndPoint(values["listen"], "--listen"), "--listen");
-        var http = ParseEndPoint(values["http"], "--http");
-        if (http is DnsEndPoint { Host: var httpHost } && !IsLocalhost(httpHost))
-            throw new ConfigurationException($"--http {values["http"]}: the host must be an IP address or localhost.");
-        var data = values["data"];
-        if (string.IsNullOrWhiteSpace(data))
-            throw new ConfigurationException("--data must name a directory.");
-        if (values.TryGetValue("cluster-id", out var clusterId) && string.IsNullOrEmpty(clusterId))
-            throw new ConfigurationException("--cluster-id must not be empty.");
-
-        Dictionary<int, Uri> httpPeers;
-        int? httpPortOffset = null;
-        if (values.TryGetValue("http-peers", out var httpPeersText))
+        if (result.GetValue(ListenOption) is { } listen)
         {
-            var given = ParseMap(httpPeersText, "--http-peers");
-            var unknown = given.Keys.Where(k => !peers.ContainsKey(k)).Order().ToList();
-            if (unknown.Count > 0)
-                throw new ConfigurationException($"--http-peers names node(s) {string.Join(",", unknown)}, which are not in --peers.");
-            var missing = peers.Keys.Where(k => k != id && !given.ContainsKey(k)).Order().ToList();
-            if (missing.Count > 0)
-                throw new ConfigurationException($"--http-peers has no address for node(s) {string.Join(",", missing)}; give every other member's HTTP address.");
-            httpPeers = given.ToDictionary(p => p.Key, p => ClusterDirectory.ToHttpUrl(p.Value));
+            // The transport listens on an IP address; localhost means loopback.
+            var colon = listen.LastIndexOf(':');
+            settings[Raft + nameof(RaftHostingOptions.ListenAddress)] = colon > 0 && KvSettings.IsLocalhost(listen[..colon].Trim()) ? "127.0.0.1" + listen[colon..].Trim() : listen.Trim();
+            CheckEndPoint(listen, "--listen", errors, mustBeLocal: true);
         }
-        else
+        if (result.GetValue(PeersOption) is { } peers)
         {
-            // Documented convention: every member's HTTP port is its Raft port plus this node's offset.
-            var offset = PortOf(http) - listen.Port;
-            httpPortOffset = offset;
-            httpPeers = [];
-            foreach (var (peerId, raft) in peers)
-            {
-                if (peerId == id)
-                    continue;
-                var port = PortOf(raft) + offset;
-                if (port is < 1 or > IPEndPoint.MaxPort)
-                    throw new ConfigurationException($"Cannot derive node {peerId}'s HTTP port ({PortOf(raft)} + {offset} = {port}); give --http-peers.");
-                httpPeers[peerId] = ClusterDirectory.ToHttpUrl(raft switch
-                {
-                    IPEndPoint ip => new IPEndPoint(ip.Address, port),
-                    DnsEndPoint dns => new DnsEndPoint(dns.Host, port),
-                    _ => throw new ConfigurationException($"Node {peerId} has an unsupported address {raft}."),
-                });
-            }
+            foreach (var (peer, address) in ParseMap(peers, "--peers", errors))
+                settings[Raft + "Members:" + peer.ToString(CultureInfo.InvariantCulture)] = address;
         }
-        return new KvNodeOptions
+        if (result.GetValue(JoinOption))
+            settings[Raft + nameof(RaftHostingOptions.Join)] = "true";
+        if (result.GetValue(DataOption) is { } data)
         {
-            Id = id,
-            Members = join ? [.. peers.Keys.Where(k => k != id).Order()] : [.. peers.Keys.Order()],
-            Join = join,
-            HttpPortOffset = httpPortOffset,
-            RaftListen = listen,
-            HttpListen = http,
-            RaftPeers = peers,
-            HttpPeers = httpPeers,
-            DataDirectory = Path.GetFullPath(data),
-            ClusterId = clusterId ?? "raft-kv-sample",
-            Forward = ParseForward(values),
-            ClusterSecret = ReadSecret(values, environment),
-            Insecure = values.ContainsKey("insecure"),
-            AllowedHosts = ParseList(values, "allowed-hosts"),
-            AllowedOrigins = ParseOrigins(values),
-        };
-    }
-
-    // The secret from --secret-file or RAFT_CLUSTER_SECRET (exactly one of them), or none with --insecure.
-    private static byte[]? ReadSecret(Dictionary<string, string> values, Func<string, string?> environment)
-    {
-        var insecure = values.ContainsKey("insecure");
-        var hasFile = values.TryGetValue("secret-file", out var path);
+            if (string.IsNullOrWhiteSpace(data))
+                errors.Add("--data must name a directory.");
+            settings[Raft + nameof(RaftHostingOptions.DataDirectory)] = data;
+        }
+        if (result.GetValue(ClusterIdOption) is { } clusterId)
+        {
+            if (clusterId.Length == 0)
+                errors.Add("--cluster-id must not be empty.");
+            settings[Raft + nameof(RaftHostingOptions.ClusterId)] = clusterId;
+        }
+        var secretFile = result.GetValue(SecretFileOption);
+        if (secretFile is not null)
+        {
+            CheckSecretFile(secretFile, errors);
+            settings[Raft + nameof(RaftHostingOptions.ClusterSecretFile)] = secretFile;
+        }
         var variable = environment(SecretVariable);
-        if (hasFile && variable is not null)
-            throw new ConfigurationException($"Both --secret-file and {SecretVariable} give a cluster secret; use one.");
-        if (insecure && (hasFile || variable is not null))
-            throw new ConfigurationException($"--insecure runs without a cluster secret, but {(hasFile ? "--secret-file" : SecretVariable)} gives one; use one or the other.");
-        if (insecure)
-            return null;
-        if (hasFile)
-            return DecodeSecret(ReadSecretFile(path!), $"--secret-file {path}");
         if (variable is not null)
-            return DecodeSecret(variable, SecretVariable);
-        throw new ConfigurationException(
-            $"No cluster secret: give --secret-file PATH (base64, e.g. made with: head -c 32 /dev/urandom | base64 > cluster.secret) " +
-            $"or set {SecretVariable} (base64), the same on every node; or pass --insecure to run the Raft port unauthenticated (only on a trusted network).");
+        {
+            if (secretFile is not null)
+                errors.Add($"Both --secret-file and {SecretVariable} give a cluster secret; use one.");
+            CheckSecret(variable, SecretVariable, errors);
+            settings[Raft + nameof(RaftHostingOptions.ClusterSecret)] = variable.Trim();
+        }
+        // No secret at all is reported by the hosting package's check (the configuration may still give one).
+        if (result.GetValue(InsecureOption))
+            settings[Raft + nameof(RaftHostingOptions.Insecure)] = "true";
+        if (result.GetValue(HttpOption) is { } http)
+            settings[Service + nameof(KvServiceOptions.Http)] = http.Trim();
+        if (result.GetValue(HttpPeersOption) is { } httpPeers)
+        {
+            foreach (var (peer, address) in ParseMap(httpPeers, "--http-peers", errors))
+                settings[Service + "HttpPeers:" + peer.ToString(CultureInfo.InvariantCulture)] = address;
+        }
+        if (result.GetValue(ForwardOption) is { } forward)
+            settings[Service + nameof(KvServiceOptions.Forward)] = forward.ToString();
+        AddList(result.GetValue(AllowedHostsOption), "--allowed-hosts", Service + nameof(KvServiceOptions.AllowedHosts), settings, errors);
+        AddList(result.GetValue(AllowedOriginsOption), "--allowed-origins", Service + nameof(KvServiceOptions.AllowedOrigins), settings, errors);
+        return settings;
     }
 
-    private static string ReadSecretFile(string path)
+    // The hosting package checks the secret too, in its settings' names; these messages name the flag or variable.
+    private static void CheckSecretFile(string path, List<string> errors)
     {
         if (string.IsNullOrWhiteSpace(path))
-            throw new ConfigurationException("--secret-file must name a file.");
+        {
+            errors.Add("--secret-file must name a file.");
+            return;
+        }
         try
         {
             var info = new FileInfo(path);
             if (!info.Exists)
-                throw new ConfigurationException($"--secret-file {path}: no such file.");
-            if (info.Length > MaxSecretFileBytes)
-                throw new ConfigurationException($"--secret-file {path}: the file is {info.Length} bytes; a secret file holds a short base64 line (at most {MaxSecretFileBytes} bytes).");
-            return File.ReadAllText(path);
+                errors.Add($"--secret-file {path}: no such file.");
+            else if (info.Length > MaxSecretFileBytes)
+                errors.Add($"--secret-file {path}: the file is {info.Length} bytes; a secret file holds a short base64 line (at most {MaxSecretFileBytes} bytes).");
+            else
+                CheckSecret(File.ReadAllText(path), $"--secret-file {path}", errors);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
-            throw new ConfigurationException($"--secret-file {path}: cannot be read: {ex.Message}");
+            errors.Add($"--secret-file {path}: cannot be read: {ex.Message}");
         }
     }
 
-    private static byte[] DecodeSecret(string base64, string source)
+    private static void CheckSecret(string base64, string source, List<string> errors)
     {
         var text = base64.Trim();
-        if (text.Length == 0)
-            throw new ConfigurationException($"{source}: the secret is empty.");
         var buffer = new byte[text.Length];
-        if (!Convert.TryFromBase64String(text, buffer, out var length))
-            throw new ConfigurationException($"{source}: the secret is not valid base64.");
-        if (length < KvNodeOptions.MinClusterSecretBytes)
-            throw new ConfigurationException($"{source}: the secret is {length} bytes; at least {KvNodeOptions.MinClusterSecretBytes} are needed ({KvNodeOptions.GeneratedClusterSecretBytes} random bytes are recommended).");
-        return buffer[..length];
+        if (text.Length == 0)
+            errors.Add($"{source}: the secret is empty.");
+        else if (!Convert.TryFromBase64String(text, buffer, out var length))
+            errors.Add($"{source}: the secret is not valid base64.");
+        else if (length < RaftHostingOptions.MinClusterSecretBytes)
+            errors.Add($"{source}: the secret is {length} bytes; at least {RaftHostingOptions.MinClusterSecretBytes} are needed ({KvNodeOptions.GeneratedClusterSecretBytes} random bytes are recommended).");
     }
 
-    private static string[] ParseList(Dictionary<string, string> values, string name)
+    private static void AddList(string? text, string option, string key, Dictionary<string, string?> settings, List<string> errors)
     {
-        if (!values.TryGetValue(name, out var text))
-            return [];
+        if (text is null)
+            return;
         var items = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         if (items.Length == 0)
-            throw new ConfigurationException($"--{name} is empty.");
-        return items;
+            errors.Add($"{option} is empty.");
+        for (var i = 0; i < items.Length; i++)
+            settings[key + ":" + i.ToString(CultureInfo.InvariantCulture)] = items[i];
     }
 
-    private static string[] ParseOrigins(Dictionary<string, string> values)
+    private static Dictionary<int, string> ParseMap(string text, string option, List<string> errors)
     {
-        var origins = ParseList(values, "allowed-origins");
-        foreach (var origin in origins)
-        {
-            if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.AbsolutePath == "/" && !origin.EndsWith('/')))
-                throw new ConfigurationException($"--allowed-origins: '{origin}' is not an origin (scheme://host[:port], e.g. http://127.0.0.1:3000).");
-        }
-        return origins;
-    }
-
-    private static ForwardMode ParseForward(Dictionary<string, string> values)
-    {
-        if (!values.TryGetValue("forward", out var text))
-            return ForwardMode.Raft;
-        return text.Trim() switch
-        {
-            "raft" => ForwardMode.Raft,
-            "http" => ForwardMode.Http,
-            _ => throw new ConfigurationException($"--forward '{text}': use raft or http."),
-        };
-    }
-
-    private static int ParseId(string text, string option)
-    {
-        if (!int.TryParse(text.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var id) || id <= 0)
-            throw new ConfigurationException($"{option}: '{text}' is not a node id (a positive integer).");
-        return id;
-    }
-
-    private static Dictionary<int, EndPoint> ParseMap(string text, string option)
-    {
-        var map = new Dictionary<int, EndPoint>();
+        var map = new Dictionary<int, string>();
         foreach (var item in text.Split(',', StringSplitOptions.TrimEntries))
         {
             var equals = item.IndexOf('=', StringComparison.Ordinal);
             if (equals <= 0)
-                throw new ConfigurationException($"{option}: '{item}' is not id=host:port (for example 1=127.0.0.1:7001).");
-            var id = ParseId(item[..equals], option);
-            var endPoint = ParseEndPoint(item[(equals + 1)..], $"{option} (node {id})");
-            if (!map.TryAdd(id, endPoint))
-                throw new ConfigurationException($"{option}: node id {id} appears twice.");
+            {
+                errors.Add($"{option}: '{item}' is not id=host:port (for example 1=127.0.0.1:7001).");
+                continue;
+            }
+            if (!int.TryParse(item[..equals].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var id) || id <= 0)
+            {
+                errors.Add($"{option}: '{item[..equals]}' is not a node id (a positive integer).");
+                continue;
+            }
+            var address = item[(equals + 1)..].Trim();
+            if (!CheckEndPoint(address, $"{option} (node {id})", errors, mustBeLocal: false))
+                continue;
+            if (!map.TryAdd(id, address))
+                errors.Add($"{option}: node id {id} appears twice.");
         }
         return map;
     }
 
-    private static EndPoint ParseEndPoint(string text, string option)
+    private static bool CheckEndPoint(string text, string option, List<string> errors, bool mustBeLocal)
     {
+        EndPoint endPoint;
         try
         {
-            return TcpTransportOptions.ParseEndPoint(text.Trim());
+            endPoint = TcpTransportOptions.ParseEndPoint(text.Trim());
         }
         catch (Exception ex) when (ex is FormatException or ArgumentException)
         {
-            throw new ConfigurationException($"{option}: {ex.Message}");
+            errors.Add($"{option}: {ex.Message}");
+            return false;
         }
+        if (mustBeLocal && endPoint is DnsEndPoint { Host: var host } && !KvSettings.IsLocalhost(host))
+        {
+            errors.Add($"{option} {text}: the host must be an IP address or localhost.");
+            return false;
+        }
+        return true;
     }
-
-    private static IPEndPoint ToListenEndPoint(EndPoint endPoint, string option) => endPoint switch
-    {
-        IPEndPoint ip => ip,
-        DnsEndPoint dns when IsLocalhost(dns.Host) => new IPEndPoint(IPAddress.Loopback, dns.Port),
-        _ => throw new ConfigurationException($"{option} {endPoint}: the host must be an IP address or localhost."),
-    };
-
-    private static int PortOf(EndPoint endPoint) => endPoint switch
-    {
-        IPEndPoint ip => ip.Port,
-        DnsEndPoint dns => dns.Port,
-        _ => 0,
-    };
-
-    private static bool IsLocalhost(string host) => string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase);
-
-    private sealed class ConfigurationException(string message) : Exception(message);
 }

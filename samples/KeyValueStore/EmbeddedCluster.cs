@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Sockets;
 using System.Security.Cryptography;
 
 namespace Raft.Samples.KeyValueStore;
@@ -38,6 +39,9 @@ public sealed class EmbeddedClusterOptions
 
     /// <summary>See <see cref="KvNodeOptions.MaxPromotionLag"/>. The default is 1,000.</summary>
     public long MaxPromotionLag { get; init; } = 1000;
+
+    /// <summary>Called with each node's id and its application's builder before it is built (to add a logging provider, a service...). The default is none.</summary>
+    public Action<int, WebApplicationBuilder>? ConfigureNode { get; init; }
 }
 
 /// <summary>
@@ -67,7 +71,15 @@ public sealed class EmbeddedCluster : IAsyncDisposable
     /// <summary>The settings the cluster was started with.</summary>
     public EmbeddedClusterOptions Options => _options;
 
-    /// <summary>Starts every node and tells each where the others are. Does not wait for a leader (see <see cref="WaitForLeaderAsync"/>).</summary>
+    /// <summary>
+    /// Starts every node (each its own web application, built as the command line builds one) and
+    /// tells each where the others serve HTTP. Does not wait for a leader (see <see cref="WaitForLeaderAsync"/>).
+    /// </summary>
+    /// <remarks>
+    /// The Raft ports are chosen here (free loopback ports, bound and released), since every member
+    /// lists the others' addresses from the start. Should another program take one of them before its
+    /// node listens, the cluster is started again on new ports (a few times at most).
+    /// </remarks>
     public static async Task<EmbeddedCluster> StartAsync(EmbeddedClusterOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new EmbeddedClusterOptions();
@@ -77,42 +89,97 @@ public sealed class EmbeddedCluster : IAsyncDisposable
         int[] members = [.. Enumerable.Range(1, options.NodeCount)];
         // One secret for this run's nodes: nothing else on the machine can join their Raft ports.
         var secret = options.ClusterSecret ?? RandomNumberGenerator.GetBytes(KvNodeOptions.GeneratedClusterSecretBytes);
-        var nodes = new List<KvNode>();
-        var cluster = new EmbeddedCluster(options, dataDirectory, nodes);
-        try
+        // A restarted cluster listens where it did: its configuration (in snapshots) records these addresses.
+        var endPointsFile = Path.Combine(dataDirectory, EndPointsFileName);
+        var recorded = ReadEndPoints(endPointsFile);
+        for (var attempt = 1; ; attempt++)
         {
-            foreach (var id in members)
+            var raftEndPoints = recorded ?? FreeEndPoints(members);
+            var nodes = new List<KvNode>();
+            var cluster = new EmbeddedCluster(options, dataDirectory, nodes);
+            try
             {
-                nodes.Add(await KvNode.CreateAsync(NodeOptions(options, id, members, dataDirectory, secret), cancellationToken));
+                foreach (var id in members)
+                    nodes.Add(await KvNode.CreateAsync(NodeOptions(options, id, members, dataDirectory, secret, raftEndPoints), options.ConfigureNode is { } configure ? builder => configure(id, builder) : null, cancellationToken));
+                foreach (var node in nodes)
+                    await node.StartAsync(cancellationToken);
+                if (recorded is null)
+                    await File.WriteAllLinesAsync(endPointsFile, raftEndPoints.Select(p => $"{p.Key}={p.Value}"), cancellationToken);
+                // HTTP ports are chosen when each node starts; the peers learn them here.
+                foreach (var node in nodes)
+                {
+                    foreach (var other in nodes)
+                        node.SetPeer(other.Id, other.RaftEndPoint!, other.HttpUrl!);
+                }
+                return cluster;
             }
-            // Ports are chosen when each node starts; the peers learn them right after, well within
-            // the first election timeout (messages sent before that are dropped, which Raft tolerates).
-            foreach (var node in nodes)
-                await node.StartAsync(cancellationToken);
-            foreach (var node in nodes)
+            catch (Exception ex) when (attempt < 3 && recorded is null && IsAddressInUse(ex))
             {
-                foreach (var other in nodes)
-                    node.SetPeer(other.Id, other.RaftEndPoint!, other.HttpUrl!);
+                // Another program took a port: start afresh (these nodes' folders hold nothing yet).
+                await cluster.DisposeAsync(deleteData: false);
+                foreach (var id in members.Where(id => Directory.Exists(Path.Combine(dataDirectory, $"node-{id}"))))
+                    Directory.Delete(Path.Combine(dataDirectory, $"node-{id}"), recursive: true);
             }
-            return cluster;
-        }
-        catch
-        {
-            await cluster.DisposeAsync();
-            throw;
+            catch
+            {
+                await cluster.DisposeAsync();
+                throw;
+            }
         }
     }
 
-    /// <summary>Creates the settings of node <paramref name="id"/> (free loopback ports, its folder under <paramref name="dataDirectory"/>, the cluster's <paramref name="clusterSecret"/>).</summary>
-    public static KvNodeOptions NodeOptions(EmbeddedClusterOptions options, int id, IReadOnlyList<int> members, string dataDirectory, byte[] clusterSecret)
+    /// <summary>Free loopback endpoints, one per member (bound and released: another program may take one before the node listens).</summary>
+    public static Dictionary<int, IPEndPoint> FreeEndPoints(IReadOnlyList<int> members)
+    {
+        ArgumentNullException.ThrowIfNull(members);
+        var listeners = members.Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        try
+        {
+            listeners.ForEach(l => l.Start());
+            return members.Zip(listeners).ToDictionary(p => p.First, p => (IPEndPoint)p.Second.LocalEndpoint);
+        }
+        finally
+        {
+            listeners.ForEach(l => l.Stop());
+        }
+    }
+
+    /// <summary>The file in <see cref="DataDirectory"/> that records the nodes' Raft addresses, one "id=ip:port" a line.</summary>
+    public const string EndPointsFileName = "raft-endpoints.txt";
+
+    private static Dictionary<int, IPEndPoint>? ReadEndPoints(string path)
+    {
+        if (!File.Exists(path))
+            return null;
+        return File.ReadAllLines(path)
+            .Where(line => line.Contains('=', StringComparison.Ordinal))
+            .Select(line => line.Split('=', 2))
+            .ToDictionary(p => int.Parse(p[0], System.Globalization.CultureInfo.InvariantCulture), p => IPEndPoint.Parse(p[1]));
+    }
+
+    private static bool IsAddressInUse(Exception ex) => ex switch
+    {
+        SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse } => true,
+        IOException { InnerException: { } inner } => IsAddressInUse(inner),
+        _ => false,
+    };
+
+    /// <summary>
+    /// Creates the settings of node <paramref name="id"/>: its Raft address from <paramref name="raftEndPoints"/>
+    /// (which lists every member; free loopback ports when null), HTTP on a free loopback port, its folder
+    /// under <paramref name="dataDirectory"/>, the cluster's <paramref name="clusterSecret"/>.
+    /// </summary>
+    public static KvNodeOptions NodeOptions(EmbeddedClusterOptions options, int id, IReadOnlyList<int> members, string dataDirectory, byte[] clusterSecret, IReadOnlyDictionary<int, IPEndPoint>? raftEndPoints = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(clusterSecret);
+        raftEndPoints ??= FreeEndPoints(members);
         return new KvNodeOptions
         {
             Id = id,
             Members = members,
-            RaftListen = new IPEndPoint(IPAddress.Loopback, 0),
+            RaftListen = raftEndPoints[id],
+            RaftPeers = members.ToDictionary(m => m, m => (EndPoint)raftEndPoints[m]),
             HttpListen = new IPEndPoint(IPAddress.Loopback, 0),
             DataDirectory = Path.Combine(dataDirectory, $"node-{id}"),
             MinimumLogLevel = options.MinimumLogLevel,
@@ -141,13 +208,15 @@ public sealed class EmbeddedCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops every node, in parallel (each stops its HTTP server, then its Raft node, then closes its stores), and deletes the data unless told to keep it.</summary>
-    public async ValueTask DisposeAsync()
+    /// <summary>Stops every node, in parallel (each as its host stops on Ctrl+C: HTTP server, then the Raft node, which hands leadership over first), and deletes the data unless told to keep it.</summary>
+    public ValueTask DisposeAsync() => DisposeAsync(_options.DeleteDataOnDispose);
+
+    private async ValueTask DisposeAsync(bool deleteData)
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
             return;
         await Task.WhenAll(_nodes.Select(n => n.DisposeAsync().AsTask()));
-        if (_options.DeleteDataOnDispose)
+        if (deleteData)
         {
             try
             {

@@ -5,7 +5,11 @@ using Microsoft.Extensions.Logging;
 
 namespace Raft.Samples.KeyValueStore;
 
-/// <summary>How one node of the key-value service is set up (from the command line, or by <see cref="EmbeddedCluster"/>).</summary>
+/// <summary>
+/// How one node of the key-value service is set up: resolved from configuration (<see cref="KvSettings"/>;
+/// the command line, appsettings.json, environment variables), or given to <see cref="KvNode.CreateAsync(KvNodeOptions, CancellationToken)"/>
+/// (<see cref="EmbeddedCluster"/>, tests), which writes it as configuration (<see cref="KvSettings.ToConfiguration"/>).
+/// </summary>
 public sealed class KvNodeOptions
 {
     /// <summary>The default <see cref="MaxBodyBytes"/>: 1 MiB.</summary>
@@ -37,13 +41,13 @@ public sealed class KvNodeOptions
     /// </summary>
     public int? HttpPortOffset { get; init; }
 
-    /// <summary>Where the Raft transport listens. Port 0 picks a free port (see <see cref="KvNode.RaftEndPoint"/>).</summary>
+    /// <summary>Where the Raft transport listens. It needs a port: the other members list it from the start (<see cref="EmbeddedCluster.FreeEndPoints"/> picks free ones).</summary>
     public required IPEndPoint RaftListen { get; init; }
 
     /// <summary>Where the HTTP API listens: an <see cref="IPEndPoint"/>, or a <see cref="DnsEndPoint"/> named localhost. Port 0 picks a free port (see <see cref="KvNode.HttpUrl"/>).</summary>
     public required EndPoint HttpListen { get; init; }
 
-    /// <summary>The other members' Raft addresses (an entry for this node is ignored). May be completed after start with <see cref="KvNode.SetPeer"/>.</summary>
+    /// <summary>The members' Raft addresses (Raft:Members). An entry for this node is the address the bootstrap configuration records for it (the default is <see cref="RaftListen"/>). A peer may be moved after start with <see cref="KvNode.SetPeer"/>.</summary>
     public IReadOnlyDictionary<int, EndPoint> RaftPeers { get; init; } = new Dictionary<int, EndPoint>();
 
     /// <summary>Every member's HTTP base address, used to forward requests to the leader and to gather the cluster's status. May be completed after start with <see cref="KvNode.SetPeer"/>.</summary>

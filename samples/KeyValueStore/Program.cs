@@ -1,7 +1,13 @@
-// The replicated key-value service. With no arguments: an embedded 3-node cluster on loopback.
-// With arguments: one node of a cluster (see CommandLine.Usage, or README.md in this folder).
-using System.Runtime.InteropServices;
+// The replicated key-value service. With no arguments (and no node configured in appsettings.json
+// or the environment): an embedded 3-node cluster on loopback. Otherwise: one node of a cluster
+// (see --help, or README.md in this folder).
+//
+// A node is an ordinary ASP.NET Core application: the generic host runs the Raft node through the
+// hosting package (services.AddRaftNode), and its console lifetime handles Ctrl+C, SIGTERM and
+// SIGQUIT: the HTTP server stops, then the node hands leadership over and closes its stores.
+using Microsoft.Extensions.Options;
 using Raft;
+using Raft.Hosting;
 using Raft.Samples.KeyValueStore;
 
 var commandLine = CommandLine.Parse(args);
@@ -11,38 +17,38 @@ switch (commandLine.Mode)
         Console.WriteLine(CommandLine.Usage);
         return 0;
     case RunMode.Invalid:
-        await Console.Error.WriteLineAsync($"error: {commandLine.Error}");
-        await Console.Error.WriteLineAsync("Run with --help for the usage.");
-        return 2;
+        return await MisconfiguredAsync(commandLine.Error!);
 }
 
-// Ctrl+C, SIGTERM and SIGQUIT all mean: stop the nodes cleanly, then exit.
-using var stop = new CancellationTokenSource();
-void RequestStop(PosixSignalContext context)
-{
-    context.Cancel = true; // keep the process alive until the nodes are disposed
-    stop.Cancel();
-}
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, RequestStop);
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, RequestStop);
-using var sigquit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, RequestStop);
+var builder = KvNode.CreateBuilder(commandLine.Settings);
+if (commandLine.Mode == RunMode.Embedded && builder.Configuration[$"{RaftHostingOptions.DefaultSectionName}:{nameof(RaftHostingOptions.NodeId)}"] is null)
+    return await RunEmbeddedAsync();
+
+// Flags, appsettings.json and environment variables together: check them before anything starts.
+var failures = KvSettings.Check(builder.Configuration, out var options);
+if (failures.Count > 0)
+    return await MisconfiguredAsync(string.Join(Environment.NewLine, failures));
 
 try
 {
-    return commandLine.Mode == RunMode.Embedded
-        ? await RunEmbeddedAsync(stop.Token)
-        : await RunNodeAsync(commandLine.Options!, stop.Token);
+    await using var app = KvNode.Build(builder);
+    var node = app.Services.GetRequiredService<KvNode>();
+    app.Lifetime.ApplicationStarted.Register(() => PrintNode(node, options!));
+    await app.RunAsync(); // until Ctrl+C, SIGTERM or SIGQUIT (or the node faults: the hosting package then stops the application)
+    return node.Raft.Completion.IsFaulted ? 1 : 0;
 }
-catch (Exception ex) when (ex is IOException or LogCorruptionException or UnauthorizedAccessException or InvalidOperationException or System.Net.Sockets.SocketException or TimeoutException)
+catch (OptionsValidationException ex)
+{
+    return await MisconfiguredAsync(string.Join(Environment.NewLine, ex.Failures));
+}
+catch (Exception ex) when (ex is IOException or LogCorruptionException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
 {
     await Console.Error.WriteLineAsync($"error: {ex.Message}");
     return 1;
 }
 
-static async Task<int> RunNodeAsync(KvNodeOptions options, CancellationToken stop)
+static void PrintNode(KvNode node, KvNodeOptions options)
 {
-    await using var node = await KvNode.CreateAsync(options, CancellationToken.None);
-    await node.StartAsync(CancellationToken.None);
     Console.WriteLine(options.Join
         ? $"Node {node.Id} joining the cluster of {string.Join(",", options.Members)} (--join: it waits to be added with POST /cluster/members on the leader): HTTP {node.HttpUrl}, Raft {node.RaftEndPoint}, data in {options.DataDirectory}"
         : $"Node {node.Id} of cluster {string.Join(",", options.Members)}: HTTP {node.HttpUrl}, Raft {node.RaftEndPoint}, data in {options.DataDirectory}");
@@ -52,19 +58,30 @@ static async Task<int> RunNodeAsync(KvNodeOptions options, CancellationToken sto
         Console.WriteLine($"  forwards to node {id} at {url}");
     }
     Console.WriteLine("Press Ctrl+C to stop.");
-    await WaitAsync(node.Raft.Completion, stop);
-    Console.WriteLine("Stopping...");
-    return node.Raft.Completion.IsFaulted ? 1 : 0;
 }
 
-static async Task<int> RunEmbeddedAsync(CancellationToken stop)
+static async Task<int> MisconfiguredAsync(string error)
+{
+    await Console.Error.WriteLineAsync($"error: {error}");
+    await Console.Error.WriteLineAsync(CommandLine.SettingsAndFlags);
+    await Console.Error.WriteLineAsync("Run with --help for the usage.");
+    return 2;
+}
+
+// Three nodes, each the same web application as a node started with flags, in this process. Each
+// host's console lifetime stops it on Ctrl+C (and the hosting package stops one whose node faults);
+// once one has stopped, all are stopped and disposed.
+static async Task<int> RunEmbeddedAsync()
 {
     Console.WriteLine("Starting an embedded 3-node cluster on loopback...");
-    await using var cluster = await EmbeddedCluster.StartAsync(new EmbeddedClusterOptions { MinimumLogLevel = LogLevel.Warning }, CancellationToken.None);
+    await using var cluster = await EmbeddedCluster.StartAsync(new EmbeddedClusterOptions { MinimumLogLevel = LogLevel.Warning });
+    var stopped = Task.WhenAny(cluster.Nodes.Select(n => n.App!.WaitForShutdownAsync()));
     KvNode leader;
     try
     {
-        leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(15), stop);
+        using var stopping = new CancellationTokenSource();
+        _ = stopped.ContinueWith(_ => stopping.Cancel(), TaskScheduler.Default);
+        leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(15), stopping.Token);
     }
     catch (OperationCanceledException)
     {
@@ -85,27 +102,10 @@ static async Task<int> RunEmbeddedAsync(CancellationToken stop)
     Console.WriteLine($"  curl -i -X DELETE {urls[0]}/kv/hello");
     Console.WriteLine($"  curl -s {urls[1]}/status");
     Console.WriteLine($"  curl -s {urls[0]}/cluster");
+    Console.WriteLine($"  curl -s {urls[0]}/healthz");
     Console.WriteLine();
     Console.WriteLine("Press Ctrl+C to stop.");
-    await WaitAsync(Task.WhenAny(cluster.Nodes.Select(n => n.Raft.Completion)), stop);
+    await stopped;
     Console.WriteLine("Stopping the nodes...");
     return 0;
-}
-
-// Until a stop is requested, or the task completes (a node stopped on its own, e.g. a disk error).
-static async Task WaitAsync(Task task, CancellationToken stop)
-{
-    try
-    {
-        await task.WaitAsync(stop);
-    }
-    catch (OperationCanceledException) when (stop.IsCancellationRequested)
-    {
-    }
-#pragma warning disable CA1031 // A failed node is reported by the caller (exit code), then disposed.
-    catch (Exception ex)
-#pragma warning restore CA1031
-    {
-        await Console.Error.WriteLineAsync($"A node stopped: {ex.Message}");
-    }
 }

@@ -60,7 +60,7 @@ internal sealed partial class RaftHostedService : IHostedService, IAsyncDisposab
             await CloseAsync().ConfigureAwait(false);
             throw;
         }
-        _accessor.SetStarted(_node, _transport.LocalEndPoint);
+        _accessor.SetStarted(_node, _transport);
         LogStarted(_logger, options.NodeId, _transport.LocalEndPoint, options.Members.Count, options.DataDirectory);
         _watch = WatchAsync(_node);
     }

@@ -18,6 +18,14 @@ public sealed class RaftNodeAccessor
     /// <summary>The address the node's transport listens on, once started (with the actual port when configured with port 0).</summary>
     public IPEndPoint? ListenEndPoint { get; private set; }
 
+    /// <summary>
+    /// The node's TCP transport, once started; null before. For what the configuration cannot say
+    /// ahead of time: <see cref="TcpTransport.SetPeer"/> moves a peer to an address learned at run
+    /// time (for example from service discovery), <see cref="TcpTransport.LocalEndPoint"/> is where
+    /// it listens. The hosted service owns it: do not stop or dispose it.
+    /// </summary>
+    public TcpTransport? Transport { get; private set; }
+
     /// <summary>Returns the running node.</summary>
     /// <returns>The node.</returns>
     /// <exception cref="InvalidOperationException">The host has not started the node yet.</exception>
@@ -28,6 +36,12 @@ public sealed class RaftNodeAccessor
     /// <param name="cancellationToken">Stops waiting.</param>
     /// <returns>The started node.</returns>
     public Task<RaftNode> WaitForStartAsync(CancellationToken cancellationToken = default) => _started.Task.WaitAsync(cancellationToken);
+
+    internal void SetStarted(RaftNode node, TcpTransport transport)
+    {
+        Transport = transport;
+        SetStarted(node, transport.LocalEndPoint);
+    }
 
     internal void SetStarted(RaftNode node, IPEndPoint? listenEndPoint)
     {

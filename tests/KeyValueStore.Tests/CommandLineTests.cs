@@ -77,7 +77,7 @@ public sealed class CommandLineTests : IDisposable
     public static TheoryData<string, string[], string> Misconfigurations => new()
     {
         { "duplicate ids", With("--peers", "1=127.0.0.1:7001,2=127.0.0.1:7002,2=127.0.0.1:7003"), "node id 2 appears twice" },
-        { "id not in peers", With("--id", "4"), "--id 4 is not one of the members" },
+        { "id not in peers", With("--id", "4"), "NodeId 4 is not a key of Members" },
         { "id not a number", With("--id", "two"), "not a node id" },
         { "id zero", With("--id", "0"), "not a node id" },
         { "bad peer address", With("--peers", "1=127.0.0.1:7001,2=127.0.0.1,3=127.0.0.1:7003"), "not host:port" },
@@ -88,17 +88,17 @@ public sealed class CommandLineTests : IDisposable
         { "listen on a host name", With("--listen", "example.com:7002"), "IP address or localhost" },
         { "bad http address", With("--http", "127.0.0.1:"), "--http" },
         { "http on a host name", With("--http", "example.com:8002"), "IP address or localhost" },
-        { "missing option", Valid[..^2], "--data is required" },
-        { "missing value", [.. Valid, "--cluster-id"], "needs a value" },
-        { "unknown option", [.. Valid, "--port", "1"], "Unknown option --port" },
-        { "option twice", [.. Valid, "--id", "3"], "--id is given twice" },
-        { "stray argument", [.. Valid, "extra"], "Unexpected argument 'extra'" },
-        { "http-peers for a stranger", [.. Valid, "--http-peers", "1=127.0.0.1:8001,3=127.0.0.1:8003,9=127.0.0.1:8009"], "node(s) 9, which are not in --peers" },
+        { "missing option", Valid[..^2], "DataDirectory is missing" },
+        { "missing value", [.. Valid, "--cluster-id"], "--cluster-id" },
+        { "unknown option", [.. Valid, "--port", "1"], "Unrecognized command or argument '--port'" },
+        { "option twice", [.. Valid, "--id", "3"], "'--id' expects a single argument but 2 were provided" },
+        { "stray argument", [.. Valid, "extra"], "Unrecognized command or argument 'extra'" },
+        { "http-peers for a stranger", [.. Valid, "--http-peers", "1=127.0.0.1:8001,3=127.0.0.1:8003,9=127.0.0.1:8009"], "node(s) 9, which are not in Raft:Members (--peers)" },
         { "http-peers incomplete", [.. Valid, "--http-peers", "1=127.0.0.1:8001"], "no address for node(s) 3" },
         { "http-peers bad address", [.. Valid, "--http-peers", "1=127.0.0.1:8001,3=:8003"], "--http-peers" },
         { "unknown forward mode", [.. Valid, "--forward", "grpc"], "--forward 'grpc': use raft or http" },
         { "insecure with a value", [.. NoSecret, "--insecure=yes"], "--insecure takes no value" },
-        { "allowed-origins not an origin", [.. Valid, "--allowed-origins", "attacker.example"], "--allowed-origins: 'attacker.example' is not an origin" },
+        { "allowed-origins not an origin", [.. Valid, "--allowed-origins", "attacker.example"], "(--allowed-origins): 'attacker.example' is not an origin" },
         { "allowed-origins with a path", [.. Valid, "--allowed-origins", "http://app.example/page"], "is not an origin" },
         { "allowed-hosts empty", [.. Valid, "--allowed-hosts", ","], "--allowed-hosts is empty" },
     };
@@ -154,7 +154,7 @@ public sealed class CommandLineTests : IDisposable
     public static TheoryData<string, string?, string?, string> SecretErrors => new()
     {
         // why, secret file content (null: no --secret-file; "<missing>": a path that does not exist), RAFT_CLUSTER_SECRET, expected message
-        { "no secret at all", null, null, "No cluster secret: give --secret-file PATH" },
+        { "no secret at all", null, null, "No cluster secret: set ClusterSecret (base64) or ClusterSecretFile" },
         { "missing file", "<missing>", null, "no such file" },
         { "empty file", "\n", null, "the secret is empty" },
         { "file not base64", "this is not base64!", null, "the secret is not valid base64" },
@@ -186,8 +186,8 @@ public sealed class CommandLineTests : IDisposable
     public void Insecure_and_a_secret_together_are_an_error()
     {
         var file = WriteFile("cluster.secret", Convert.ToBase64String(new byte[32]));
-        Assert.Contains("--insecure runs without a cluster secret, but --secret-file gives one", Parse([.. Valid, "--secret-file", file]).Error, StringComparison.Ordinal);
-        Assert.Contains("but RAFT_CLUSTER_SECRET gives one", Parse(Valid, Convert.ToBase64String(new byte[32])).Error, StringComparison.Ordinal);
+        Assert.Contains("(--insecure) runs without a cluster secret, but Raft:ClusterSecretFile (--secret-file) gives one", Parse([.. Valid, "--secret-file", file]).Error, StringComparison.Ordinal);
+        Assert.Contains("but Raft:ClusterSecret (RAFT_CLUSTER_SECRET) gives one", Parse(Valid, Convert.ToBase64String(new byte[32])).Error, StringComparison.Ordinal);
     }
 
     [Fact]

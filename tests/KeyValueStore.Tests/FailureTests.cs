@@ -18,8 +18,13 @@ public sealed class NoLeaderTests
             Assert.Equal(HttpStatusCode.NoContent, put.StatusCode);
         await TestCluster.WaitUntilAsync(() => survivor.StateMachine.TryGet("kept", out _), "the survivor applies the put");
 
+        // Stopped as by a crash: the Raft node first, so that the leader does not hand leadership over
+        // (to the survivor, which would then lead alone), then the rest of each host.
         foreach (var node in cluster.Nodes.Where(n => n != survivor))
+        {
+            await node.Raft.DisposeAsync();
             await node.DisposeAsync();
+        }
         var lastIndex = survivor.Raft.Status.LastLogIndex;
 
         var requests = new Func<Task<HttpResponseMessage>>[]

@@ -48,7 +48,7 @@ public sealed class JoinCommandLineTests
 
     [Theory]
     [InlineData(new[] { "--join=yes" }, "--join takes no value")]
-    [InlineData(new[] { "--peers", "4=127.0.0.1:7004" }, "--join: --peers must list at least one member of the running cluster")]
+    [InlineData(new[] { "--peers", "4=127.0.0.1:7004" }, "Raft:Join (--join) is set: Raft:Members (--peers) must list at least one member of the running cluster")]
     public void Join_misconfiguration_is_a_clear_error(string[] change, string message)
     {
         var args = Joiner.Where(a => a != "--join").ToList();

@@ -191,7 +191,8 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
             Id = id,
             Members = [1, 2, 3],
             Join = true,
-            RaftListen = new IPEndPoint(IPAddress.Loopback, 0),
+            RaftListen = EmbeddedCluster.FreeEndPoints([id])[id],
+            RaftPeers = Cluster.Nodes.ToDictionary(member => member.Id, member => (EndPoint)member.RaftEndPoint!),
             HttpListen = new IPEndPoint(IPAddress.Loopback, 0),
             DataDirectory = Path.Combine(Cluster.DataDirectory, $"node-{id}"),
             MinimumLogLevel = LogLevel.Error,
@@ -201,7 +202,7 @@ public sealed class MembershipHappyPathTests : IAsyncLifetime
         _joiners.Add(node);
         await node.StartAsync();
         foreach (var member in Cluster.Nodes)
-            node.SetPeer(member.Id, member.RaftEndPoint!, member.HttpUrl!);
+            node.Directory.Set(member.Id, member.HttpUrl!);
         // Only the HTTP address (as --http-peers would give it): the Raft address must come from the configuration.
         foreach (var member in Cluster.Nodes)
             member.Directory.Set(id, node.HttpUrl!);

@@ -208,10 +208,10 @@ public sealed class ClusterSecretTests
         foreach (var node in first.Nodes)
         {
             Assert.Equal(secret, node.Options.ClusterSecret);
-            Assert.Equal(secret, node.TransportOptions.ClusterSecret);
+            Assert.Equal(Convert.ToBase64String(secret), node.RaftSettings.ClusterSecret); // what the hosting package gives the transport
         }
         Assert.NotEqual(secret, second.Nodes[0].Options.ClusterSecret);
-        Assert.Equal(second.Nodes[0].Options.ClusterSecret, second.Nodes[2].TransportOptions.ClusterSecret);
+        Assert.Equal(Convert.ToBase64String(second.Nodes[0].Options.ClusterSecret!), second.Nodes[2].RaftSettings.ClusterSecret);
         await first.WaitForLeaderAsync(TestCluster.LeaderTimeout); // the nodes still form a cluster
     }
 
@@ -227,9 +227,9 @@ public sealed class ClusterSecretTests
             var tooShort = await Assert.ThrowsAsync<ArgumentException>(() => KvNode.CreateAsync(Copy(options, secret: new byte[KvNodeOptions.MinClusterSecretBytes - 1], insecure: false)));
             Assert.Contains("at least 16", tooShort.Message, StringComparison.Ordinal);
             await using (var insecure = await KvNode.CreateAsync(Copy(options, secret: null, insecure: true)))
-                Assert.Null(insecure.TransportOptions.ClusterSecret);
+                Assert.Null(insecure.RaftSettings.ClusterSecret);
             await using (var secured = await KvNode.CreateAsync(options))
-                Assert.Equal(new byte[KvNodeOptions.MinClusterSecretBytes], secured.TransportOptions.ClusterSecret);
+                Assert.Equal(Convert.ToBase64String(new byte[KvNodeOptions.MinClusterSecretBytes]), secured.RaftSettings.ClusterSecret);
         }
         finally
         {
