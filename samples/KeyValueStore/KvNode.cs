@@ -137,17 +137,16 @@ public sealed class KvNode : IAsyncDisposable
         try
         {
             System.IO.Directory.CreateDirectory(options.DataDirectory);
-            logStore = await FileLogStore.OpenAsync(Path.Combine(options.DataDirectory, "log"), logger: loggerFactory.CreateLogger<FileLogStore>(), cancellationToken: cancellationToken);
-            snapshotStore = FileSnapshotStore.Open(Path.Combine(options.DataDirectory, "snapshots"), loggerFactory.CreateLogger<FileSnapshotStore>());
+            logStore = await FileLogStore.OpenAsync(Path.Combine(options.DataDirectory, "log"), loggerFactory: loggerFactory, cancellationToken: cancellationToken);
+            snapshotStore = await FileSnapshotStore.OpenAsync(Path.Combine(options.DataDirectory, "snapshots"), loggerFactory, cancellationToken);
             var transportOptions = new TcpTransportOptions
             {
                 ListenEndPoint = options.RaftListen,
                 Peers = options.RaftPeers.Where(peer => peer.Key != options.Id).ToDictionary(),
                 ClusterId = options.ClusterId,
                 ClusterSecret = options.ClusterSecret,
-                LoggerFactory = loggerFactory,
             };
-            transport = new TcpTransport(transportOptions);
+            transport = new TcpTransport(transportOptions, loggerFactory);
             var stateMachine = new KeyValueStateMachine();
             var raft = new RaftNode(
                 new RaftNodeOptions
@@ -160,15 +159,15 @@ public sealed class KvNode : IAsyncDisposable
                     MaxPromotionLag = options.MaxPromotionLag,
                     SnapshotInterval = options.SnapshotInterval,
                     SnapshotTrailingEntries = options.SnapshotTrailingEntries,
-                    LoggerFactory = loggerFactory,
-                    MeterFactory = app.Services.GetService<System.Diagnostics.Metrics.IMeterFactory>(), // the host's: docs/observability.md
                     // Always on: with ForwardMode.Http the API forwards before it would ask a follower's node.
                     ForwardToLeader = true,
                 },
                 transport,
                 logStore,
                 stateMachine,
-                snapshotStore);
+                snapshotStore,
+                loggerFactory,
+                meterFactory: app.Services.GetService<System.Diagnostics.Metrics.IMeterFactory>()); // the host's: docs/observability.md
             var directory = new ClusterDirectory(options.Members, options.HttpPeers, options.HttpPortOffset);
             directory.Follow(() => raft.Configuration);
             var node = new KvNode(options, app, logStore, snapshotStore, transportOptions, transport, raft, stateMachine, directory);
