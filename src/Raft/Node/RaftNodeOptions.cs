@@ -5,7 +5,12 @@ namespace Raft;
 /// <para>Settings only: the services a node uses (clock, logger factory, meter factory) are
 /// constructor parameters of <see cref="RaftNode"/>, so these options can be bound from
 /// configuration (<c>ConfigurationBinder</c>, <c>services.Configure&lt;RaftNodeOptions&gt;(...)</c>)
-/// and copied with <c>with</c>.</para>
+/// and copied with <c>with</c>. A <c>with</c> copy shares <see cref="Members"/>,
+/// <see cref="MemberAddresses"/> and <see cref="Sessions"/> with the original (it copies references);
+/// assign new ones in the <c>with</c> to change them for one copy only.</para>
+/// <para><see cref="NodeId"/> and <see cref="Members"/> are <c>required</c> in code; a binder or an
+/// options factory that creates the object without them leaves 0 and null, which
+/// <see cref="Validate"/> (and the node's constructor) reports naming the setting.</para>
 /// <para>The node copies the options it is given (with <see cref="Members"/>,
 /// <see cref="MemberAddresses"/> and <see cref="Sessions"/>) when it is constructed, validates the
 /// copy and uses only that: changing the object afterwards changes nothing in a running node.</para>

@@ -9,6 +9,8 @@ namespace Raft;
 /// replica applies the limits of the latest registration in the log: replicas never diverge
 /// because their own settings differ, and a change takes effect cluster-wide with the next
 /// registration after the new leader (or the restarted nodes) use it.</para>
+/// <para>Settings only, bindable from configuration (the <c>Sessions</c> section of the node's
+/// options) and copied with <c>with</c>; the node keeps its own copy, made when it is constructed.</para>
 /// </remarks>
 public sealed record SessionOptions
 {
