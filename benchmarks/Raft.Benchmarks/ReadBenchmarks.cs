@@ -49,7 +49,7 @@ public class ReadBenchmarks
                 ElectionTimeoutMin = TimeSpan.FromSeconds(1),
                 ElectionTimeoutMax = TimeSpan.FromSeconds(2),
                 LeaseReads = Lease,
-                Random = new Random(id),
+                RandomSeed = id,
             };
             _nodes.Add(new RaftNode(options, network.CreateTransport(id), new InMemoryLogStore(), new Register()));
         }

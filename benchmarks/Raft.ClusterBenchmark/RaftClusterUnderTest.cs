@@ -34,8 +34,8 @@ internal sealed class RaftClusterUnderTest(string directory) : IClusterUnderTest
         foreach (var id in ids)
         {
             var root = Path.Combine(directory, $"node{id}");
-            var log = await FileLogStore.OpenAsync(Path.Combine(root, "log"), new FileLogStoreOptions(), logger: null, cancellationToken);
-            var snapshots = FileSnapshotStore.Open(Path.Combine(root, "snapshots"));
+            var log = await FileLogStore.OpenAsync(Path.Combine(root, "log"), new FileLogStoreOptions(), loggerFactory: null, cancellationToken);
+            var snapshots = await FileSnapshotStore.OpenAsync(Path.Combine(root, "snapshots"), cancellationToken: cancellationToken);
             var transport = new TcpTransport(new TcpTransportOptions
             {
                 ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
@@ -97,7 +97,7 @@ internal sealed class RaftClusterUnderTest(string directory) : IClusterUnderTest
             member.Node.StateChanged -= OnStateChanged;
             await member.Node.DisposeAsync();
             await member.Log.DisposeAsync();
-            member.Snapshots.Dispose();
+            await member.Snapshots.DisposeAsync();
         }
         _members.Clear();
     }

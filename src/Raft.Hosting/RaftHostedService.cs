@@ -48,10 +48,10 @@ internal sealed partial class RaftHostedService : IHostedService, IAsyncDisposab
         try
         {
             Directory.CreateDirectory(options.DataDirectory!);
-            _logStore = await FileLogStore.OpenAsync(Path.Combine(options.DataDirectory!, "log"), logger: _loggerFactory.CreateLogger<FileLogStore>(), cancellationToken: cancellationToken).ConfigureAwait(false);
-            _snapshotStore = FileSnapshotStore.Open(Path.Combine(options.DataDirectory!, "snapshots"), _loggerFactory.CreateLogger<FileSnapshotStore>());
-            _transport = new TcpTransport(options.ToTransportOptions(options.ReadSecret(), _loggerFactory));
-            _node = new RaftNode(options.ToNodeOptions(_timeProvider, _loggerFactory, _meterFactory), _transport, _logStore, _stateMachine, _snapshotStore);
+            _logStore = await FileLogStore.OpenAsync(Path.Combine(options.DataDirectory!, "log"), loggerFactory: _loggerFactory, cancellationToken: cancellationToken).ConfigureAwait(false);
+            _snapshotStore = await FileSnapshotStore.OpenAsync(Path.Combine(options.DataDirectory!, "snapshots"), _loggerFactory, cancellationToken).ConfigureAwait(false);
+            _transport = new TcpTransport(options.ToTransportOptions(options.ReadSecret()), _loggerFactory);
+            _node = new RaftNode(options.ToNodeOptions(), _transport, _logStore, _stateMachine, _snapshotStore, _loggerFactory, _timeProvider, _meterFactory);
             await _node.StartAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
@@ -121,7 +121,8 @@ internal sealed partial class RaftHostedService : IHostedService, IAsyncDisposab
             await _transport.DisposeAsync().ConfigureAwait(false);
         if (_logStore is not null)
             await _logStore.DisposeAsync().ConfigureAwait(false);
-        _snapshotStore?.Dispose();
+        if (_snapshotStore is not null)
+            await _snapshotStore.DisposeAsync().ConfigureAwait(false);
     }
 
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Raft node {NodeId} started: listening on {ListenEndPoint}, {MemberCount} members, data in {DataDirectory}")]

@@ -131,8 +131,8 @@ public sealed class RaftHostingOptions
     /// <inheritdoc cref="RaftNodeOptions.LeaseClockDriftBound"/>
     public double LeaseClockDriftBound { get; set; } = Defaults.LeaseClockDriftBound;
 
-    /// <summary>Builds the node's settings from these and the host's services.</summary>
-    internal RaftNodeOptions ToNodeOptions(TimeProvider? timeProvider, ILoggerFactory? loggerFactory, System.Diagnostics.Metrics.IMeterFactory? meterFactory) => new()
+    /// <summary>Builds the node's settings from these (the host's services go to the node's constructor).</summary>
+    internal RaftNodeOptions ToNodeOptions() => new()
     {
         NodeId = NodeId,
         // The bootstrap configuration, with the addresses it records for the transport (a joining node has none).
@@ -158,19 +158,15 @@ public sealed class RaftHostingOptions
         ReadTimeout = ReadTimeout,
         LeaseReads = LeaseReads,
         LeaseClockDriftBound = LeaseClockDriftBound,
-        TimeProvider = timeProvider,
-        LoggerFactory = loggerFactory,
-        MeterFactory = meterFactory,
     };
 
     /// <summary>Builds the transport's settings; call only on validated options.</summary>
-    internal TcpTransportOptions ToTransportOptions(byte[]? secret, ILoggerFactory? loggerFactory) => new()
+    internal TcpTransportOptions ToTransportOptions(byte[]? secret) => new()
     {
         ListenEndPoint = ResolveListenEndPoint() ?? throw new InvalidOperationException($"Node {NodeId} has no IP listen address."),
         Peers = Members.Where(m => m.Key != NodeId).ToDictionary(m => m.Key, m => TcpTransportOptions.ParseEndPoint(m.Value)),
         ClusterId = ClusterId!,
         ClusterSecret = secret,
-        LoggerFactory = loggerFactory,
     };
 
     /// <summary>The address to listen on: <see cref="ListenAddress"/>, else this node's entry in <see cref="Members"/>; null when that is not an IP address.</summary>

@@ -53,7 +53,7 @@ public sealed class RaftHostingOptionsValidator : IValidateOptions<RaftHostingOp
             // The core's own rules (timing, limits), in its words.
             try
             {
-                options.ToNodeOptions(null, null, null).Validate();
+                options.ToNodeOptions().Validate();
             }
             catch (ArgumentException ex)
             {

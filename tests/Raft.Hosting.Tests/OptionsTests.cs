@@ -52,12 +52,12 @@ public sealed class OptionsTests
         Assert.Equal(5000, options.SnapshotInterval);
         Assert.True(options.ForwardToLeader);
 
-        var transport = options.ToTransportOptions(options.ReadSecret(), null);
+        var transport = options.ToTransportOptions(options.ReadSecret());
         Assert.Equal("127.0.0.1:7002", transport.ListenEndPoint.ToString());
         Assert.Equal([1, 3], transport.Peers.Keys.Order()); // the own entry is where it listens, not a peer
         Assert.IsType<System.Net.DnsEndPoint>(transport.Peers[3]);
         Assert.Equal(32, transport.ClusterSecret!.Length);
-        var node = options.ToNodeOptions(null, null, null);
+        var node = options.ToNodeOptions();
         Assert.Equal([1, 2, 3], node.Members);
         Assert.Equal(2, node.NodeId);
     }
@@ -92,7 +92,7 @@ public sealed class OptionsTests
             ElectionTimeoutMin = TimeSpan.FromMilliseconds(700), ElectionTimeoutMax = TimeSpan.FromMilliseconds(900), MaxInflightAppends = 3, MaxAppendBytes = 4096,
             MaxUncommittedEntries = 9, SnapshotInterval = 11, SnapshotTrailingEntries = 5, MaxSnapshotChunkBytes = 8192, PreVote = false, CheckQuorum = false,
             ForwardToLeader = true, ForwardTimeout = TimeSpan.FromSeconds(3),
-        }.ToNodeOptions(null, null, null);
+        }.ToNodeOptions();
         Assert.Equal(
             (TimeSpan.FromMilliseconds(7), TimeSpan.FromMilliseconds(70), TimeSpan.FromMilliseconds(700), TimeSpan.FromMilliseconds(900), 3, 4096L, 9, 11L, 5L, 8192, false, false, true, TimeSpan.FromSeconds(3)),
             (custom.TickInterval, custom.HeartbeatInterval, custom.ElectionTimeoutMin, custom.ElectionTimeoutMax, custom.MaxInflightAppends, custom.MaxAppendBytes,
@@ -102,7 +102,7 @@ public sealed class OptionsTests
         {
             NodeId = 1, Members = { [1] = "127.0.0.1:1" }, ProposalTimeout = TimeSpan.FromSeconds(4), ReadTimeout = TimeSpan.FromSeconds(2),
             LeaseReads = true, LeaseClockDriftBound = 0.25,
-        }.ToNodeOptions(null, null, null);
+        }.ToNodeOptions();
         Assert.Equal((TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(2), true, 0.25),
             (timeouts.ProposalTimeout, timeouts.ReadTimeout, timeouts.LeaseReads, timeouts.LeaseClockDriftBound));
     }
@@ -143,12 +143,12 @@ public sealed class OptionsTests
         var options = Bind(values);
         Assert.True(new RaftHostingOptionsValidator().Validate(null, options).Succeeded);
 
-        var node = options.ToNodeOptions(null, null, null);
+        var node = options.ToNodeOptions();
         Assert.True(node.Join);
         Assert.Empty(node.Members);
         Assert.Null(node.MemberAddresses);
         Assert.Equal(50, node.MaxPromotionLag);
-        var transport = options.ToTransportOptions(options.ReadSecret(), null);
+        var transport = options.ToTransportOptions(options.ReadSecret());
         Assert.Equal("127.0.0.1:7004", transport.ListenEndPoint.ToString());
         Assert.Equal([1, 2, 3], transport.Peers.Keys.Order());
     }
@@ -156,7 +156,7 @@ public sealed class OptionsTests
     [Fact]
     public void A_bootstrapping_node_records_every_members_address_in_its_first_configuration()
     {
-        var node = Bind(Valid()).ToNodeOptions(null, null, null);
+        var node = Bind(Valid()).ToNodeOptions();
         Assert.False(node.Join);
         Assert.Equal([1, 2, 3], node.Members);
         Assert.Equal("node-3.raft.internal:7003", node.MemberAddresses![3]);
@@ -181,7 +181,7 @@ public sealed class OptionsTests
         Assert.Contains(error.Failures, f => f.Contains("Members:3 (this node) is 'node-3.raft.internal:7003', a host name", StringComparison.Ordinal));
         values["Raft:ListenAddress"] = "0.0.0.0:7003";
         Assert.True(new RaftHostingOptionsValidator().Validate(null, Bind(values)).Succeeded);
-        Assert.Equal("0.0.0.0:7003", Bind(values).ToTransportOptions(null, null).ListenEndPoint.ToString());
+        Assert.Equal("0.0.0.0:7003", Bind(values).ToTransportOptions(null).ListenEndPoint.ToString());
     }
 
     [Fact]

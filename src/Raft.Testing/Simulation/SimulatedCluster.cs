@@ -180,14 +180,13 @@ public sealed partial class SimulatedCluster
             PipelineLogWrites = _pipelined,
             ForwardToLeader = _forward,
             ForwardTimeout = SimulatedTime.TickLength * 50,
-            TimeProvider = _time,
-            Random = new Random(_random.Next()),
+            RandomSeed = _random.Next(),
             ManualScheduling = true,
 #if RAFT_MUTANTS
             Mutations = _options.Mutations,
 #endif
         };
-        var raft = new RaftNode(options, new SimTransport(this), node.Store, node.StateMachine, node.Snapshots);
+        var raft = new RaftNode(options, new SimTransport(this), node.Store, node.StateMachine, node.Snapshots, timeProvider: _time);
         node.Raft = raft;
         var epoch = node.Epoch;
         raft.StateChanged += (_, change) => OnStateChanged(node, epoch, change);

@@ -10,7 +10,7 @@ namespace Raft;
 /// with OpenTelemetry, or <c>dotnet-counters monitor --counters Raft.Node</c>.
 /// </summary>
 /// <remarks>
-/// <para>Every node has a meter of its own (created through <see cref="RaftNodeOptions.MeterFactory"/>
+/// <para>Every node has a meter of its own (created through the <see cref="System.Diagnostics.Metrics.IMeterFactory"/> passed to the <see cref="RaftNode"/> constructor
 /// when the host gives one), named <see cref="MeterName"/>, versioned <see cref="Version"/> and
 /// tagged <see cref="NodeIdTag"/> = the node's id, so several nodes in one process stay apart.
 /// Instruments, units and tags are listed in docs/observability.md.</para>

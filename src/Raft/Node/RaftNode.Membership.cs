@@ -203,11 +203,11 @@ public sealed partial class RaftNode
     /// </remarks>
     /// <param name="store">The stopped node's log store (not in use by a running node).</param>
     /// <param name="configuration">The configuration to force; must not be joint.</param>
-    /// <param name="logger">Where the Critical warning goes; null logs nothing.</param>
+    /// <param name="loggerFactory">Creates the logger the Critical warning goes to (category <see cref="RaftNode"/>); null logs nothing.</param>
     /// <param name="cancellationToken">Cancels the write.</param>
     /// <returns>The index of the entry written.</returns>
     /// <exception cref="ArgumentException"><paramref name="configuration"/> is joint or empty.</exception>
-    public static async Task<long> ForceConfigurationAsync(ILogStore store, ClusterConfiguration configuration, ILogger? logger = null, CancellationToken cancellationToken = default)
+    public static async Task<long> ForceConfigurationAsync(ILogStore store, ClusterConfiguration configuration, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(configuration);
@@ -224,7 +224,8 @@ public sealed partial class RaftNode
         }
         var index = last + 1;
         await store.AppendAsync([new LogEntry(index, term, EntryKind.Configuration, configuration.Encode())], cancellationToken).ConfigureAwait(false);
-        MembershipLog.ConfigurationForced(logger ?? NullLogger.Instance, configuration, index, term);
+        var logger = loggerFactory?.CreateLogger<RaftNode>() ?? (ILogger)NullLogger.Instance;
+        MembershipLog.ConfigurationForced(logger, configuration, index, term);
         return index;
     }
 

@@ -91,32 +91,36 @@ public sealed partial class RaftNode : IAsyncDisposable
     private int _disposed;
     private readonly List<TaskCompletionSource<int>> _leaderWaiters = [];
 
-    /// <summary>Creates a node. It does nothing until <see cref="StartAsync"/>.</summary>
-    /// <param name="options">The node's settings; validated here.</param>
+    /// <summary>Creates a node. It does nothing until <see cref="StartAsync"/>, which restores the state machine from the latest snapshot (when there is a snapshot store).</summary>
+    /// <param name="options">The node's settings. The node copies them (lists and nested options included) and validates the copy; changing <paramref name="options"/> afterwards has no effect on the node.</param>
     /// <param name="transport">Carries messages to and from the other members.</param>
     /// <param name="logStore">The node's durable log; its current content is recovered.</param>
-    /// <param name="stateMachine">Receives committed commands.</param>
-    /// <exception cref="ArgumentException">The options are invalid (the message names the values).</exception>
-    public RaftNode(RaftNodeOptions options, ITransport transport, ILogStore logStore, IStateMachine stateMachine)
-        : this(options, transport, logStore, stateMachine, snapshotStore: null)
-    {
-    }
-
-    /// <summary>Creates a node that takes snapshots, compacts its log and can receive and send snapshots. It does nothing until <see cref="StartAsync"/>, which restores the state machine from the latest snapshot.</summary>
-    /// <param name="options">The node's settings; validated here.</param>
-    /// <param name="transport">Carries messages to and from the other members.</param>
-    /// <param name="logStore">The node's durable log; its current content is recovered.</param>
-    /// <param name="stateMachine">Receives committed commands, writes and restores snapshots.</param>
-    /// <param name="snapshotStore">Where snapshots are kept; null disables snapshots (the log then grows without bound, and a follower can only catch up from the log).</param>
+    /// <param name="stateMachine">Receives committed commands (and, with a snapshot store, writes and restores snapshots).</param>
+    /// <param name="snapshotStore">Where snapshots are kept. The default, null, disables snapshots (the log then grows without bound, and a follower can only catch up from the log).</param>
+    /// <param name="loggerFactory">Creates the node's logger. The default, null, is <see cref="NullLoggerFactory"/>: nothing is logged.</param>
+    /// <param name="timeProvider">The clock of the node's ticks and timeouts. The default, null, is <see cref="TimeProvider.System"/>; tests pass a fake one.</param>
+    /// <param name="meterFactory">Creates the node's <see cref="System.Diagnostics.Metrics.Meter"/> (named <see cref="RaftTelemetry.MeterName"/>, tagged with the node id). The default, null, makes the node create and own an unshared meter.</param>
     /// <exception cref="ArgumentException">The options are invalid (the message names the values).</exception>
     /// <exception cref="InvalidOperationException">The log was compacted past what the snapshot store covers.</exception>
-    public RaftNode(RaftNodeOptions options, ITransport transport, ILogStore logStore, IStateMachine stateMachine, ISnapshotStore? snapshotStore)
+    public RaftNode(
+        RaftNodeOptions options,
+        ITransport transport,
+        ILogStore logStore,
+        IStateMachine stateMachine,
+        ISnapshotStore? snapshotStore = null,
+        ILoggerFactory? loggerFactory = null,
+        TimeProvider? timeProvider = null,
+        System.Diagnostics.Metrics.IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(transport);
         ArgumentNullException.ThrowIfNull(logStore);
         ArgumentNullException.ThrowIfNull(stateMachine);
-        var coreOptions = options.ToCoreOptions();
+        // The node's own copy: nothing the host changes later reaches it.
+        options = options.DeepCopy();
+        // One Random for the core's election timeouts and the forward ids below, as before RandomSeed.
+        var random = options.RandomSeed is { } seed ? new Random(seed) : null;
+        var coreOptions = options.ToCoreOptions(random);
         _options = options;
         _transport = transport;
         _store = logStore;
@@ -125,8 +129,8 @@ public sealed partial class RaftNode : IAsyncDisposable
         _validator = stateMachine as ICommandValidator;
         _manual = options.ManualScheduling;
         _snapshots = snapshotStore;
-        _time = options.TimeProvider ?? TimeProvider.System;
-        _logger = options.LoggerFactory?.CreateLogger<RaftNode>() ?? (ILogger)NullLogger.Instance;
+        _time = timeProvider ?? TimeProvider.System;
+        _logger = loggerFactory?.CreateLogger<RaftNode>() ?? (ILogger)NullLogger.Instance;
         // The state machine is restored from the latest snapshot in StartAsync, before anything is applied.
         _coreOptions = coreOptions;
         // A snapshot ahead of the log (the log reset after an InstallSnapshot did not happen) is
@@ -140,9 +144,9 @@ public sealed partial class RaftNode : IAsyncDisposable
         _lastAppliedTerm = snapshotStore?.Latest?.Term ?? 0;
         _appliedConfiguration = snapshotStore?.Latest?.Configuration ?? coreOptions.BootstrapConfiguration();
         _status = new StatusHolder(_core.Status);
-        _metrics = new RaftMetrics(options.MeterFactory, options.NodeId, () => Status);
+        _metrics = new RaftMetrics(meterFactory, options.NodeId, () => Status);
         AttachTelemetry(transport, logStore);
-        _nextForwardId = (options.Random ?? Random.Shared).NextInt64(1, 1L << 62);
+        _nextForwardId = (random ?? Random.Shared).NextInt64(1, 1L << 62);
     }
 
     /// <summary>This node's id.</summary>

@@ -52,7 +52,7 @@ public sealed class RaftSession
     /// Proposes <paramref name="command"/> under the next sequence number and retries it, with the
     /// same number, until the cluster answers: the first result of the command, applied exactly once.
     /// </summary>
-    /// <remarks>Retried (with a backoff from <see cref="RaftNodeOptions.TimeProvider"/>, doubling from
+    /// <remarks>Retried (with a backoff measured by the node's <see cref="TimeProvider"/>, doubling from
     /// 10 ms up to <see cref="RaftNodeOptions.ElectionTimeoutMax"/>) after
     /// <see cref="ProposalOutcomeUnknownException"/>, <see cref="ProposalDroppedException"/>,
     /// <see cref="NotLeaderException"/> and <see cref="RaftBusyException"/>, and when the node committed

@@ -9,8 +9,10 @@ namespace Raft;
 /// replica applies the limits of the latest registration in the log: replicas never diverge
 /// because their own settings differ, and a change takes effect cluster-wide with the next
 /// registration after the new leader (or the restarted nodes) use it.</para>
+/// <para>Settings only, bindable from configuration (the <c>Sessions</c> section of the node's
+/// options) and copied with <c>with</c>; the node keeps its own copy, made when it is constructed.</para>
 /// </remarks>
-public sealed class SessionOptions
+public sealed record SessionOptions
 {
     /// <summary>The default of <see cref="Timeout"/>: one hour.</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromHours(1);
@@ -27,14 +29,14 @@ public sealed class SessionOptions
     /// entry. A command of an expired session fails with <see cref="SessionExpiredException"/>. At
     /// least one second. The default is <see cref="DefaultTimeout"/> (one hour).
     /// </summary>
-    public TimeSpan Timeout { get; init; } = DefaultTimeout;
+    public TimeSpan Timeout { get; set; } = DefaultTimeout;
 
     /// <summary>
     /// The most sessions the cluster keeps. A registration beyond it first drops expired sessions,
     /// then the least recently active one (whose client then gets <see cref="SessionExpiredException"/>).
     /// At least 1. The default is <see cref="DefaultMaxSessions"/>.
     /// </summary>
-    public int MaxSessions { get; init; } = DefaultMaxSessions;
+    public int MaxSessions { get; set; } = DefaultMaxSessions;
 
     /// <summary>
     /// The most bytes of results one session keeps for retries (each result counts its encoded
@@ -42,7 +44,7 @@ public sealed class SessionOptions
     /// commands fails with <see cref="SessionSequenceException"/> instead of applying it again. At
     /// least 0. The default is <see cref="DefaultMaxResultBytesPerSession"/> (64 KiB).
     /// </summary>
-    public int MaxResultBytesPerSession { get; init; } = DefaultMaxResultBytesPerSession;
+    public int MaxResultBytesPerSession { get; set; } = DefaultMaxResultBytesPerSession;
 
     /// <summary>Checks the limits.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A limit is out of range (the message names it).</exception>

@@ -12,7 +12,7 @@ public sealed partial class FileLogStore
     /// </summary>
     /// <param name="directory">The directory of the store's files; created when missing. One store at a time may use it.</param>
     /// <param name="options">The options, or null for the defaults.</param>
-    /// <param name="logger">Receives recovery warnings and write failures; null logs nothing.</param>
+    /// <param name="loggerFactory">Creates the store's logger, which receives recovery warnings and write failures; null logs nothing.</param>
     /// <param name="cancellationToken">Cancels the recovery between segments.</param>
     /// <returns>The open store.</returns>
     /// <remarks>
@@ -37,13 +37,13 @@ public sealed partial class FileLogStore
     /// corrupt hard-state or metadata file. The message names the file and the byte offset.
     /// </exception>
     /// <exception cref="IOException">The directory is in use by another store, or an I/O operation failed.</exception>
-    public static async ValueTask<FileLogStore> OpenAsync(string directory, FileLogStoreOptions? options = null, ILogger? logger = null, CancellationToken cancellationToken = default)
+    public static async ValueTask<FileLogStore> OpenAsync(string directory, FileLogStoreOptions? options = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
         options ??= new FileLogStoreOptions();
         options.Validate();
         cancellationToken.ThrowIfCancellationRequested();
-        var store = new FileLogStore(Path.GetFullPath(directory), options, logger ?? NullLogger.Instance);
+        var store = new FileLogStore(Path.GetFullPath(directory), options, loggerFactory?.CreateLogger<FileLogStore>() ?? (ILogger)NullLogger.Instance);
         try
         {
             await Task.Run(() => store.Recover(cancellationToken), cancellationToken).ConfigureAwait(false);

@@ -22,7 +22,7 @@ namespace Raft;
 /// strength of it, so an older snapshot cannot stand in). Leftover temporary files from a crash are
 /// deleted.</para>
 /// </remarks>
-public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
+public sealed class FileSnapshotStore : ISnapshotStore, IAsyncDisposable, IDisposable
 {
     private const uint Magic = 0x504E5352; // "RSNP"
     private const ushort FormatVersion = 2;
@@ -51,11 +51,19 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
 
     /// <summary>Opens (or creates) the snapshot store in <paramref name="directory"/>, validating the newest snapshot.</summary>
     /// <param name="directory">The directory; created when missing. Give each store its own.</param>
-    /// <param name="logger">Where warnings go; the default logs nothing.</param>
+    /// <param name="loggerFactory">Creates the store's logger, which receives warnings; the default, null, logs nothing.</param>
+    /// <param name="cancellationToken">Cancels the open before the newest snapshot is read.</param>
     /// <returns>The open store.</returns>
+    /// <remarks>Validating the newest snapshot reads it whole (its checksum), so the work runs off the caller's thread.</remarks>
+    /// <exception cref="ArgumentException"><paramref name="directory"/> is null or empty.</exception>
     /// <exception cref="LogCorruptionException">The newest snapshot file is corrupt or of an unknown format version.</exception>
-    public static FileSnapshotStore Open(string directory, ILogger? logger = null) =>
-        Open(directory, logger, RealStorageFileSystem.Instance);
+    public static async ValueTask<FileSnapshotStore> OpenAsync(string directory, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        cancellationToken.ThrowIfCancellationRequested();
+        var logger = loggerFactory?.CreateLogger<FileSnapshotStore>();
+        return await Task.Run(() => Open(directory, logger, RealStorageFileSystem.Instance), cancellationToken).ConfigureAwait(false);
+    }
 
     // Opens the store over another file system (tests simulate crashes with one).
     internal static FileSnapshotStore Open(string directory, ILogger? logger, IStorageFileSystem fileSystem)
@@ -152,6 +160,14 @@ public sealed class FileSnapshotStore : ISnapshotStore, IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
         var temp = System.IO.Path.Combine(_directory, $"{FileName(metadata.Index)}.{Guid.NewGuid():N}{TempExtension}");
         return ValueTask.FromResult<ISnapshotWriter>(new Writer(this, metadata, temp));
+    }
+
+    /// <summary>Closes the open snapshot files (the same as <see cref="Dispose"/>: nothing is left to flush).</summary>
+    /// <returns>A completed task.</returns>
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
     }
 
     /// <summary>Closes the open snapshot files.</summary>

@@ -77,15 +77,24 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
 
     /// <summary>Creates a transport; nothing is bound or connected until <see cref="StartAsync"/>.</summary>
     /// <param name="options">The settings; validated here.</param>
+    /// <param name="loggerFactory">Creates the transport's logger (event ids 3000-3099). The default, null, logs nothing.</param>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentException">A setting is invalid (see <see cref="TcpTransportOptions.Validate"/>).</exception>
-    public TcpTransport(TcpTransportOptions options)
+    /// <remarks>The reconnect jitter draws from <see cref="Random.Shared"/>.</remarks>
+    public TcpTransport(TcpTransportOptions options, ILoggerFactory? loggerFactory = null)
+        : this(options, loggerFactory, Random.Shared)
+    {
+    }
+
+    // Tests pass a seeded Random for reproducible reconnect delays; the transport serializes its calls to it.
+    internal TcpTransport(TcpTransportOptions options, ILoggerFactory? loggerFactory, Random random)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(random);
         options.Validate();
         Options = options;
-        Logger = options.LoggerFactory?.CreateLogger<TcpTransport>() ?? NullLogger<TcpTransport>.Instance;
-        _random = options.Random ?? Random.Shared;
+        Logger = loggerFactory?.CreateLogger<TcpTransport>() ?? NullLogger<TcpTransport>.Instance;
+        _random = random;
         Secret = options.ClusterSecret?.ToArray(); // A copy: later changes to the caller's array do not apply.
         _refusals = new RefusalThrottle(this);
         foreach (var (id, endPoint) in options.Peers)

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Net;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.Extensions.Logging;
 
 namespace Raft;
 
@@ -94,12 +93,6 @@ public sealed class TcpTransportOptions
 
     /// <summary>The cap of the reconnect backoff. At least <see cref="ReconnectBackoffMin"/>. The default is 5 seconds.</summary>
     public TimeSpan ReconnectBackoffMax { get; init; } = TimeSpan.FromSeconds(5);
-
-    /// <summary>
-    /// The source of the reconnect jitter. The default (null) is <see cref="System.Random.Shared"/>;
-    /// pass a seeded instance for reproducible delays. The transport serializes its calls to it.
-    /// </summary>
-    public Random? Random { get; init; }
 
     /// <summary>
     /// The longest the opening of a connection may take once TCP is connected: the TLS handshake
@@ -210,9 +203,6 @@ public sealed class TcpTransportOptions
     /// slowest link speed you support. The default is 60 seconds.
     /// </summary>
     public TimeSpan FrameTimeout { get; init; } = TimeSpan.FromSeconds(60);
-
-    /// <summary>Where the transport logs (event ids 3000-3099). The default (null) logs nothing.</summary>
-    public ILoggerFactory? LoggerFactory { get; init; }
 
     /// <summary>Checks the settings and throws, naming the values, when they cannot work.</summary>
     /// <exception cref="ArgumentException">A setting is invalid.</exception>

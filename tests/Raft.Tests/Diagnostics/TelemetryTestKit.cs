@@ -160,7 +160,7 @@ internal sealed class TelemetryCluster : IAsyncDisposable
         {
             var machine = new ListStateMachine();
             cluster.Machines[id] = machine;
-            cluster._nodes[id] = new RaftNode(cluster.Options(id), cluster.Network.CreateTransport(id), new InMemoryLogStore(), machine, new InMemorySnapshotStore());
+            cluster._nodes[id] = new RaftNode(cluster.Options(id), cluster.Network.CreateTransport(id), new InMemoryLogStore(), machine, new InMemorySnapshotStore(), timeProvider: cluster.Time, meterFactory: cluster.Meters);
         }
         foreach (var node in cluster._nodes.Values)
             await node.StartAsync();
@@ -175,12 +175,10 @@ internal sealed class TelemetryCluster : IAsyncDisposable
         HeartbeatInterval = TimeSpan.FromMilliseconds(50),
         ElectionTimeoutMin = TimeSpan.FromMilliseconds(300),
         ElectionTimeoutMax = TimeSpan.FromMilliseconds(600),
-        TimeProvider = Time,
-        Random = new Random(31 + id),
+        RandomSeed = 31 + id,
         ForwardToLeader = _forward,
         SnapshotInterval = _snapshotInterval,
         SnapshotTrailingEntries = 0,
-        MeterFactory = Meters,
     };
 
     public Task RunUntilAsync(Func<bool> condition, string what, double maxVirtualSeconds = 30) =>

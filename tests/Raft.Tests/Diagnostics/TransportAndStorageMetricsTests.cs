@@ -11,11 +11,10 @@ namespace Raft.Tests.Diagnostics;
 [Collection(nameof(TelemetryCollection))]
 public sealed class TransportAndStorageMetricsTests
 {
-    private static RaftNodeOptions Options(int id, TestMeterFactory meters) => new()
+    private static RaftNodeOptions Options(int id) => new()
     {
         NodeId = id,
         Members = [1, 2],
-        MeterFactory = meters,
     };
 
     [Fact]
@@ -28,8 +27,8 @@ public sealed class TransportAndStorageMetricsTests
         await using (b)
         {
             // The nodes are never started: creating them hands their meters to the transports.
-            await using var node1 = new RaftNode(Options(1, meters), a, new InMemoryLogStore(), new ListStateMachine());
-            await using var node2 = new RaftNode(Options(2, meters), b, new InMemoryLogStore(), new ListStateMachine());
+            await using var node1 = new RaftNode(Options(1), a, new InMemoryLogStore(), new ListStateMachine(), meterFactory: meters);
+            await using var node2 = new RaftNode(Options(2), b, new InMemoryLogStore(), new ListStateMachine(), meterFactory: meters);
 
             var messages = MessageGenerators.OneOfEach(1, 2);
             foreach (var message in messages)
@@ -62,7 +61,7 @@ public sealed class TransportAndStorageMetricsTests
         try
         {
             await using var store = await FileLogStore.OpenAsync(directory.FullName);
-            await using var node = new RaftNode(Options(1, meters), new InMemoryNetwork().CreateTransport(1), store, new ListStateMachine());
+            await using var node = new RaftNode(Options(1), new InMemoryNetwork().CreateTransport(1), store, new ListStateMachine(), meterFactory: meters);
 
             await store.AppendAsync([new LogEntry(1, 1, EntryKind.Command, new byte[] { 1 })]);
             var afterAppend = recorder.Of("raft.storage.fsync.duration", 1);

@@ -260,8 +260,7 @@ internal sealed class HostileCluster : IAsyncDisposable
                 ShutdownTimeout = TimeSpan.FromSeconds(1),
                 HandshakeTimeout = TimeSpan.FromSeconds(3),
                 WriteTimeout = TimeSpan.FromSeconds(3),
-                LoggerFactory = logs,
-            });
+            }, logs);
             var machine = new StrictMachine();
             var node = new RaftNode(
                 new RaftNodeOptions
@@ -274,12 +273,12 @@ internal sealed class HostileCluster : IAsyncDisposable
                     SnapshotInterval = 300,
                     SnapshotTrailingEntries = 50,
                     MaxSnapshotChunkBytes = 4 * 1024,
-                    LoggerFactory = logs,
                 },
                 transport,
                 new InMemoryLogStore(),
                 machine,
-                new InMemorySnapshotStore());
+                new InMemorySnapshotStore(),
+                logs);
             await node.StartAsync();
             return new Member(id, transport, machine, node, logs);
         }

@@ -320,16 +320,15 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
         /// <summary>Opens (or reopens) the stores under <paramref name="root"/>/node{id} and starts the node on a fresh port.</summary>
         public static async Task<ClusterNode> StartAsync(int id, string root, string clusterId, ILoggerFactory logs)
         {
-            var log = await FileLogStore.OpenAsync(Path.Combine(root, $"node{id}", "log"), logger: logs.CreateLogger("FileLogStore"));
-            var snapshots = FileSnapshotStore.Open(Path.Combine(root, $"node{id}", "snapshots"), logs.CreateLogger("FileSnapshotStore"));
+            var log = await FileLogStore.OpenAsync(Path.Combine(root, $"node{id}", "log"), loggerFactory: logs);
+            var snapshots = await FileSnapshotStore.OpenAsync(Path.Combine(root, $"node{id}", "snapshots"), logs);
             var transport = new TcpTransport(new TcpTransportOptions
             {
                 ListenEndPoint = new IPEndPoint(IPAddress.Loopback, 0),
                 ClusterId = clusterId,
                 ReconnectBackoffMax = TimeSpan.FromSeconds(1),
                 ShutdownTimeout = TimeSpan.FromSeconds(1),
-                LoggerFactory = logs,
-            });
+            }, logs);
             var machine = new HistoryStateMachine();
             var node = new RaftNode(
                 new RaftNodeOptions
@@ -343,12 +342,12 @@ public sealed class TcpClusterTests(ITestOutputHelper output) : IAsyncLifetime, 
                     SnapshotInterval = SnapshotInterval,
                     SnapshotTrailingEntries = SnapshotTrailingEntries,
                     MaxSnapshotChunkBytes = 16 * 1024, // several chunks per snapshot
-                    LoggerFactory = logs,
                 },
                 transport,
                 log,
                 machine,
-                snapshots);
+                snapshots,
+                logs);
             await node.StartAsync();
             return new ClusterNode(id, log, snapshots, transport, machine, node);
         }

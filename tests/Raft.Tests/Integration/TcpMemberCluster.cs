@@ -59,8 +59,8 @@ internal sealed class TcpMemberCluster : IAsyncDisposable
     {
         var logs = Logs.For(id);
         var directory = Path.Combine(_root, $"node{id}");
-        var log = await FileLogStore.OpenAsync(Path.Combine(directory, "log"), logger: logs.CreateLogger("FileLogStore"));
-        var snapshots = FileSnapshotStore.Open(Path.Combine(directory, "snapshots"), logs.CreateLogger("FileSnapshotStore"));
+        var log = await FileLogStore.OpenAsync(Path.Combine(directory, "log"), loggerFactory: logs);
+        var snapshots = await FileSnapshotStore.OpenAsync(Path.Combine(directory, "snapshots"), logs);
         var transport = new TcpTransport(new TcpTransportOptions
         {
             ListenEndPoint = new IPEndPoint(IPAddress.Loopback, _ports[id]),
@@ -69,8 +69,7 @@ internal sealed class TcpMemberCluster : IAsyncDisposable
             Peers = peers.Where(p => p != id).ToDictionary(p => p, p => (EndPoint)new IPEndPoint(IPAddress.Loopback, _ports[p])),
             ReconnectBackoffMax = TimeSpan.FromMilliseconds(500),
             ShutdownTimeout = TimeSpan.FromSeconds(1),
-            LoggerFactory = logs,
-        });
+        }, logs);
         var machine = new KvMachine();
         var node = new RaftNode(
             new RaftNodeOptions
@@ -90,13 +89,13 @@ internal sealed class TcpMemberCluster : IAsyncDisposable
                 ForwardTimeout = TimeSpan.FromSeconds(3),
                 ProposalTimeout = TimeSpan.FromSeconds(3),
                 ReadTimeout = TimeSpan.FromSeconds(3),
-                Random = new Random(id * 7919),
-                LoggerFactory = logs,
+                RandomSeed = id * 7919,
             },
             transport,
             log,
             machine,
-            snapshots);
+            snapshots,
+            logs);
         var member = new TcpMember(id, log, snapshots, transport, machine, node);
         try
         {

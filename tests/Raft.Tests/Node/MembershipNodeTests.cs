@@ -64,7 +64,7 @@ public sealed class MembershipNodeTests
 
         public Cluster(int seed = 1) => Network = new InMemoryNetwork(seed, Time);
 
-        public RaftNodeOptions Options(int id, int[] members, bool join = false, long maxPromotionLag = 1000, ILoggerFactory? logs = null) => new()
+        public RaftNodeOptions Options(int id, int[] members, bool join = false, long maxPromotionLag = 1000) => new()
         {
             NodeId = id,
             Members = members,
@@ -75,9 +75,7 @@ public sealed class MembershipNodeTests
             HeartbeatInterval = TimeSpan.FromMilliseconds(50),
             ElectionTimeoutMin = TimeSpan.FromMilliseconds(300),
             ElectionTimeoutMax = TimeSpan.FromMilliseconds(600),
-            TimeProvider = Time,
-            Random = new Random(id * 31),
-            LoggerFactory = logs,
+            RandomSeed = id * 31,
         };
 
         public async Task<RaftNode> StartAsync(RaftNodeOptions options, InMemoryLogStore? store = null)
@@ -86,7 +84,7 @@ public sealed class MembershipNodeTests
             store ??= Stores.TryGetValue(id, out var kept) ? kept : new InMemoryLogStore();
             var transport = new RecordingTransport(Network.CreateTransport(id));
             var machine = new ListStateMachine();
-            var node = new RaftNode(options, transport, store, machine);
+            var node = new RaftNode(options, transport, store, machine, timeProvider: Time);
             Nodes[id] = node;
             Stores[id] = store;
             Machines[id] = machine;
@@ -292,7 +290,7 @@ public sealed class MembershipNodeTests
 
         // Nodes 2 and 3 are lost for good. Node 1 alone is not a majority: force {1}.
         var log = new ListLogger();
-        var index = await RaftNode.ForceConfigurationAsync(cluster.Stores[1], new ClusterConfiguration([ClusterMember.Voter(1, "node1:7001")]), log);
+        var index = await RaftNode.ForceConfigurationAsync(cluster.Stores[1], new ClusterConfiguration([ClusterMember.Voter(1, "node1:7001")]), log.AsFactory());
         Assert.Equal(cluster.Stores[1].LastIndex, index);
         var warning = Assert.Single(log.Entries, e => e.Level == LogLevel.Critical);
         Assert.Contains("UNSAFE RECOVERY", warning.Message, StringComparison.Ordinal);

@@ -85,12 +85,12 @@ public sealed class MembershipTransportPeersTests
                     HeartbeatInterval = TimeSpan.FromMilliseconds(50),
                     ElectionTimeoutMin = TimeSpan.FromMilliseconds(300),
                     ElectionTimeoutMax = TimeSpan.FromMilliseconds(600),
-                    TimeProvider = time,
-                    Random = new Random(id * 31),
+                    RandomSeed = id * 31,
                 },
                 transport,
                 new InMemoryLogStore(),
-                new ListStateMachine());
+                new ListStateMachine(),
+                timeProvider: time);
             nodes[id] = node;
             transports[id] = transport;
             await node.StartAsync();

@@ -13,7 +13,7 @@ public sealed class NodeHardeningTests
 {
     private static readonly TimeSpan Guard = TimeSpan.FromSeconds(30);
 
-    private static RaftNodeOptions Options(FakeTimeProvider time, int id = 1, int[]? members = null, ILoggerFactory? logs = null, long maxInboxBytes = RaftNodeOptions.DefaultMaxInboxBytes) => new()
+    private static RaftNodeOptions Options(FakeTimeProvider time, int id = 1, int[]? members = null, long maxInboxBytes = RaftNodeOptions.DefaultMaxInboxBytes) => new()
     {
         NodeId = id,
         Members = members ?? [1],
@@ -21,9 +21,7 @@ public sealed class NodeHardeningTests
         HeartbeatInterval = TimeSpan.FromMilliseconds(50),
         ElectionTimeoutMin = TimeSpan.FromMilliseconds(300),
         ElectionTimeoutMax = TimeSpan.FromMilliseconds(600),
-        TimeProvider = time,
-        Random = new Random(7),
-        LoggerFactory = logs,
+        RandomSeed = 7,
         MaxInboxBytes = maxInboxBytes,
     };
 
@@ -43,7 +41,7 @@ public sealed class NodeHardeningTests
 
     private static async Task<RaftNode> StartLeaderAsync(FakeTimeProvider time, IStateMachine machine, ILogStore? store = null, ILoggerFactory? logs = null)
     {
-        var node = new RaftNode(Options(time, logs: logs), new InMemoryNetwork(1, time).CreateTransport(1), store ?? new InMemoryLogStore(), machine);
+        var node = new RaftNode(Options(time), new InMemoryNetwork(1, time).CreateTransport(1), store ?? new InMemoryLogStore(), machine, loggerFactory: logs, timeProvider: time);
         await node.StartAsync();
         await RunUntilAsync(time, () => node.Status.Role == RaftRole.Leader, "the single node to lead");
         return node;
@@ -84,7 +82,7 @@ public sealed class NodeHardeningTests
     public async Task Calls_before_StartAsync_throw_instead_of_hanging()
     {
         var time = NewTime();
-        await using var node = new RaftNode(Options(time), new InMemoryNetwork(1, time).CreateTransport(1), new InMemoryLogStore(), new ListStateMachine());
+        await using var node = new RaftNode(Options(time), new InMemoryNetwork(1, time).CreateTransport(1), new InMemoryLogStore(), new ListStateMachine(), timeProvider: time);
 
         var propose = Assert.Throws<InvalidOperationException>(() => Discard(node.ProposeAsync(Encoding.UTF8.GetBytes("x"))));
         Assert.Contains("StartAsync", propose.Message, StringComparison.Ordinal);
@@ -124,7 +122,7 @@ public sealed class NodeHardeningTests
         var store = new InMemoryLogStore();
         await store.SaveHardStateAsync(new HardState(5, 1, 0));
         var options = Options(time, members: [1, 2, 3]);
-        await using var node = new RaftNode(options, transport, store, new ValidatingStateMachine());
+        await using var node = new RaftNode(options, transport, store, new ValidatingStateMachine(), timeProvider: time);
         await node.StartAsync();
         // Make it leader: grant it member 2's (pre-)votes until it leads.
         var granted = new HashSet<RequestVote>();
@@ -182,7 +180,7 @@ public sealed class NodeHardeningTests
     {
         // Not started: nothing takes messages out, so the inbox fills.
         var time = NewTime();
-        await using var node = new RaftNode(Options(time, members: [1, 2, 3], maxInboxBytes: 64 * 1024), new InMemoryNetwork(1, time).CreateTransport(1), new InMemoryLogStore(), new ListStateMachine());
+        await using var node = new RaftNode(Options(time, members: [1, 2, 3], maxInboxBytes: 64 * 1024), new InMemoryNetwork(1, time).CreateTransport(1), new InMemoryLogStore(), new ListStateMachine(), timeProvider: time);
         var big = new LogEntry(1, 1, EntryKind.Command, new byte[40 * 1024]);
 
         var first = node.DeliverAsync(new AppendEntries(2, 1, 1, 0, 0, [big], 0));
@@ -216,10 +214,9 @@ public sealed class NodeHardeningTests
         {
             NodeId = 1,
             Members = [1],
-            TimeProvider = time,
-            Random = new Random(3),
+            RandomSeed = 3,
             MaxUnpersistedBytes = 64 * 1024,
-        }, new InMemoryNetwork(1, time).CreateTransport(1), store, new ListStateMachine());
+        }, new InMemoryNetwork(1, time).CreateTransport(1), store, new ListStateMachine(), timeProvider: time);
         await node.StartAsync();
         await RunUntilAsync(time, () => node.Status.Role == RaftRole.Leader, "the single node to lead");
         store.Stall();

@@ -38,9 +38,9 @@ internal sealed class NodeCluster : IAsyncDisposable
 
     public int MaxUncommittedEntries { get; private init; } = 100_000;
 
-    public static RaftNodeOptions Options(int id, int[] members, FakeTimeProvider time, int seed) => Options(id, members, time, seed, null);
+    public static RaftNodeOptions Options(int id, int[] members, int seed) => Options(id, members, seed, null);
 
-    private static RaftNodeOptions Options(int id, int[] members, FakeTimeProvider time, int seed, NodeCluster? cluster) => new()
+    private static RaftNodeOptions Options(int id, int[] members, int seed, NodeCluster? cluster) => new()
     {
         NodeId = id,
         Members = members,
@@ -48,8 +48,7 @@ internal sealed class NodeCluster : IAsyncDisposable
         HeartbeatInterval = TimeSpan.FromMilliseconds(50),
         ElectionTimeoutMin = TimeSpan.FromMilliseconds(300),
         ElectionTimeoutMax = TimeSpan.FromMilliseconds(600),
-        TimeProvider = time,
-        Random = new Random(seed * 31 + id),
+        RandomSeed = seed * 31 + id,
         ForwardToLeader = cluster?.ForwardToLeader ?? false,
         ForwardTimeout = cluster?.ForwardTimeout ?? TimeSpan.FromSeconds(5),
         MaxUncommittedEntries = cluster?.MaxUncommittedEntries ?? 100_000,
@@ -68,7 +67,7 @@ internal sealed class NodeCluster : IAsyncDisposable
         {
             var machine = new ListStateMachine();
             var store = new InMemoryLogStore();
-            var node = new RaftNode(Options(id, members, cluster.Time, seed, cluster), cluster.Network.CreateTransport(id), store, machine);
+            var node = new RaftNode(Options(id, members, seed, cluster), cluster.Network.CreateTransport(id), store, machine, timeProvider: cluster.Time);
             node.StateChanged += (_, change) =>
             {
                 lock (cluster.Changes)
@@ -128,7 +127,7 @@ internal sealed class NodeCluster : IAsyncDisposable
     {
         var members = Stores.Keys.Order().ToArray();
         var machine = new ListStateMachine();
-        var node = new RaftNode(Options(id, members, Time, seed, this), Network.CreateTransport(id), Stores[id], machine);
+        var node = new RaftNode(Options(id, members, seed, this), Network.CreateTransport(id), Stores[id], machine, timeProvider: Time);
         Machines[id] = machine;
         _nodes[id] = node;
         await node.StartAsync();

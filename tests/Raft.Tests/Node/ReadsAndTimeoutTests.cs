@@ -137,12 +137,7 @@ public sealed class ReadsAndTimeoutTests
     [Fact]
     public async Task QueryAsync_on_a_follower_sees_the_leaders_acknowledged_write()
     {
-        await using var nodes = await TestNodes.StartAsync(3, _ => new ListStateMachine(), o => new RaftNodeOptions
-        {
-            NodeId = o.NodeId, Members = o.Members, TickInterval = o.TickInterval, HeartbeatInterval = o.HeartbeatInterval,
-            ElectionTimeoutMin = o.ElectionTimeoutMin, ElectionTimeoutMax = o.ElectionTimeoutMax, TimeProvider = o.TimeProvider,
-            Random = o.Random, ForwardToLeader = true,
-        });
+        await using var nodes = await TestNodes.StartAsync(3, _ => new ListStateMachine(), o => o with { ForwardToLeader = true });
         var leader = await nodes.LeaderAsync();
         var follower = nodes.Nodes.Values.First(n => n != leader);
         await nodes.RunAsync(leader.ProposeAsync(Command("w")).AsTask(), "the write");
@@ -362,9 +357,9 @@ public sealed class LeaseClockTests
         var nodes = members.Select(id => new RaftNode(
             new RaftNodeOptions
             {
-                NodeId = id, Members = members, TickInterval = Tick, TimeProvider = clock, Random = new Random(id), LeaseReads = true,
+                NodeId = id, Members = members, TickInterval = Tick, RandomSeed = id, LeaseReads = true,
             },
-            network.CreateTransport(id), new Raft.Testing.InMemoryLogStore(), machines[id])).ToList();
+            network.CreateTransport(id), new Raft.Testing.InMemoryLogStore(), machines[id], timeProvider: clock)).ToList();
         try
         {
             foreach (var node in nodes)

@@ -189,9 +189,8 @@ public sealed class SessionNodeTests
             HeartbeatInterval = TimeSpan.FromMilliseconds(50),
             ElectionTimeoutMin = TimeSpan.FromSeconds(100),
             ElectionTimeoutMax = TimeSpan.FromSeconds(200),
-            TimeProvider = time,
-            Random = new Random(1),
-        }, network.CreateTransport(1), store, new ListStateMachine());
+            RandomSeed = 1,
+        }, network.CreateTransport(1), store, new ListStateMachine(), timeProvider: time);
         await node.StartAsync();
 
         var unstamped = SessionEntry.EncodeOpen(); // no limits: a leader never appends that
@@ -232,7 +231,7 @@ public sealed class SessionNodeTests
         return decoded;
     }
 
-    internal static RaftNodeOptions SingleOptions(FakeTimeProvider time, SessionOptions? sessions) => new()
+    internal static RaftNodeOptions SingleOptions(SessionOptions? sessions) => new()
     {
         NodeId = 1,
         Members = [1],
@@ -240,8 +239,7 @@ public sealed class SessionNodeTests
         HeartbeatInterval = TimeSpan.FromMilliseconds(50),
         ElectionTimeoutMin = TimeSpan.FromMilliseconds(300),
         ElectionTimeoutMax = TimeSpan.FromMilliseconds(600),
-        TimeProvider = time,
-        Random = new Random(7),
+        RandomSeed = 7,
         SnapshotInterval = 1,
         SnapshotTrailingEntries = 0,
         Sessions = sessions ?? new SessionOptions(),
@@ -249,7 +247,7 @@ public sealed class SessionNodeTests
 
     internal static async Task<RaftNode> StartSingleAsync(FakeTimeProvider time, InMemoryLogStore store, InMemorySnapshotStore snapshots, IStateMachine machine, SessionOptions? sessions = null)
     {
-        var node = new RaftNode(SingleOptions(time, sessions), new InMemoryNetwork(1, time).CreateTransport(1), store, machine, snapshots);
+        var node = new RaftNode(SingleOptions(sessions), new InMemoryNetwork(1, time).CreateTransport(1), store, machine, snapshots, timeProvider: time);
         await node.StartAsync();
         var real = Stopwatch.StartNew();
         while (node.Status.Role != RaftRole.Leader)

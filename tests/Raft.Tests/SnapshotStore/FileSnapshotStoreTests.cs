@@ -23,9 +23,10 @@ public sealed class FileSnapshotStoreTests : IDisposable
         _directory.Dispose();
     }
 
+    // The synchronous core of OpenAsync (the tests that reopen a store many times stay synchronous).
     private FileSnapshotStore Open(Microsoft.Extensions.Logging.ILogger? logger = null)
     {
-        var store = FileSnapshotStore.Open(_directory.Path, logger);
+        var store = FileSnapshotStore.Open(_directory.Path, logger, RealStorageFileSystem.Instance);
         _opened.Add(store);
         return store;
     }
@@ -59,10 +60,10 @@ public sealed class FileSnapshotStoreTests : IDisposable
     }
 
     [Fact]
-    public void Open_creates_a_missing_directory()
+    public async Task OpenAsync_creates_a_missing_directory()
     {
         var path = Path.Combine(_directory.Path, "a", "b");
-        using var store = FileSnapshotStore.Open(path);
+        await using var store = await FileSnapshotStore.OpenAsync(path);
         Assert.True(Directory.Exists(path));
         Assert.Equal(Path.GetFullPath(path), store.DirectoryPath);
         Assert.Null(store.Latest);
@@ -135,7 +136,8 @@ public sealed class FileSnapshotStoreTests : IDisposable
         Assert.Equal(4, _directory.TempFiles().Length);
 
         var logger = new RecordingLogger();
-        store = Open(logger);
+        store = await FileSnapshotStore.OpenAsync(_directory.Path, logger.AsFactory());
+        _opened.Add(store);
         Assert.Empty(_directory.TempFiles());
         Assert.Equal([FileOf(10)], _directory.SnapshotFiles());
         AssertLatest(store, Metadata(10), kept);
@@ -474,7 +476,7 @@ public sealed class FileSnapshotStoreTests : IDisposable
     private static async Task<byte[]> CompleteSnapshotBytesAsync(SnapshotMetadata metadata, byte[] data)
     {
         using var scratch = new SnapshotTempDirectory();
-        using (var store = FileSnapshotStore.Open(scratch.Path))
+        await using (var store = await FileSnapshotStore.OpenAsync(scratch.Path))
             await CommitAsync(store, metadata, data);
         return await File.ReadAllBytesAsync(scratch.SnapshotFiles().Single());
     }

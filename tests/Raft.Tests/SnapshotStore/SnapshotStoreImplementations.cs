@@ -49,7 +49,8 @@ public sealed class FileSnapshotStoreContractTests : SnapshotStoreContractTests
 
     private FileSnapshotStore Open()
     {
-        var store = FileSnapshotStore.Open(_path);
+        // The synchronous core of OpenAsync: the contract base creates stores synchronously.
+        var store = FileSnapshotStore.Open(_path, null, RealStorageFileSystem.Instance);
         _opened.Add(store);
         return store;
     }

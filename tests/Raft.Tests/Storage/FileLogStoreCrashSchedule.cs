@@ -78,7 +78,7 @@ internal static class FileLogStoreCrashSchedule
         var logger = new CountingLogger();
 
         var model = new Model();
-        var store = await FileLogStore.OpenAsync(directory, options, logger);
+        var store = await FileLogStore.OpenAsync(directory, options, logger.AsFactory());
         for (var round = 0; round < Rounds; round++)
         {
             var where = $"seed {seed}, round {round}";
@@ -126,7 +126,7 @@ internal static class FileLogStoreCrashSchedule
                 fileSystem.CrashAfter(random.Next(1, 4));
                 try
                 {
-                    var interrupted = await FileLogStore.OpenAsync(directory, options, logger);
+                    var interrupted = await FileLogStore.OpenAsync(directory, options, logger.AsFactory());
                     await interrupted.DisposeAsync();
                 }
                 catch (Exception) when (fileSystem.HasCrashed)
@@ -143,7 +143,7 @@ internal static class FileLogStoreCrashSchedule
             }
             try
             {
-                store = await FileLogStore.OpenAsync(directory, options, logger);
+                store = await FileLogStore.OpenAsync(directory, options, logger.AsFactory());
             }
             catch (Exception ex) when (ex is LogCorruptionException or IOException or InvalidOperationException)
             {

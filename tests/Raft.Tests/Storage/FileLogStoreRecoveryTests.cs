@@ -61,7 +61,7 @@ public sealed class FileLogStoreRecoveryTests : IDisposable
             using var copy = new TempDirectory();
             File.WriteAllBytes(copy.File(name), full.AsSpan(0, (int)cut).ToArray());
             var logger = new ListLogger();
-            await using (var store = await FileLogStore.OpenAsync(copy.Path, OneSegment, logger))
+            await using (var store = await FileLogStore.OpenAsync(copy.Path, OneSegment, logger.AsFactory()))
             {
                 Assert.Equal(4, store.LastIndex);
                 Equal(Entries(1, 4, term: 1, size: 20), ReadAll(store));
@@ -95,7 +95,7 @@ public sealed class FileLogStoreRecoveryTests : IDisposable
         {
             File.WriteAllBytes(segments[^1], bytes);
             var logger = new ListLogger();
-            await using (var store = await FileLogStore.OpenAsync(_directory.Path, TinySegments, logger))
+            await using (var store = await FileLogStore.OpenAsync(_directory.Path, TinySegments, logger.AsFactory()))
             {
                 Assert.Equal(lastFirstIndex - 1, store.LastIndex);
                 Assert.True(logger.Has(TornSegmentDeleted));
@@ -122,7 +122,7 @@ public sealed class FileLogStoreRecoveryTests : IDisposable
             bytes[at] ^= (byte)(1 << (int)(at % 8));
             File.WriteAllBytes(_directory.File(name), bytes);
             var logger = new ListLogger();
-            await using var store = await FileLogStore.OpenAsync(_directory.Path, OneSegment, logger);
+            await using var store = await FileLogStore.OpenAsync(_directory.Path, OneSegment, logger.AsFactory());
             Assert.Equal(4, store.LastIndex);
             Assert.True(logger.Has(TornTailCut), $"no warning for a flip at byte {at}");
             Assert.Equal(lengths[4], new FileInfo(_directory.File(name)).Length);
@@ -168,7 +168,7 @@ public sealed class FileLogStoreRecoveryTests : IDisposable
         File.WriteAllBytes(path, bytes);
 
         var logger = new ListLogger();
-        await using (var store = await FileLogStore.OpenAsync(_directory.Path, OneSegment, logger))
+        await using (var store = await FileLogStore.OpenAsync(_directory.Path, OneSegment, logger.AsFactory()))
         {
             Assert.Equal(3, store.LastIndex);
             Assert.True(logger.Has(TornTailCut));
@@ -309,7 +309,7 @@ public sealed class FileLogStoreRecoveryTests : IDisposable
         File.WriteAllBytes(_directory.File("meta.tmp"), []);
 
         var logger = new ListLogger();
-        await using (var store = await FileLogStore.OpenAsync(_directory.Path, logger: logger))
+        await using (var store = await FileLogStore.OpenAsync(_directory.Path, loggerFactory: logger.AsFactory()))
             Assert.Equal(new HardState(5, 3, 2), store.HardState);
         Assert.True(logger.Has(TempFileDeleted));
         Assert.False(File.Exists(_directory.File("hardstate.tmp")));
@@ -366,7 +366,7 @@ public sealed class FileLogStoreRecoveryTests : IDisposable
             File.WriteAllBytes(path, before[path]);
 
         var logger = new ListLogger();
-        await using (var store = await FileLogStore.OpenAsync(_directory.Path, TinySegments, logger))
+        await using (var store = await FileLogStore.OpenAsync(_directory.Path, TinySegments, logger.AsFactory()))
         {
             Assert.True(logger.Has(LeftoverSegmentDeleted));
             Assert.All(deleted, p => Assert.False(File.Exists(p)));
@@ -388,7 +388,7 @@ public sealed class FileLogStoreRecoveryTests : IDisposable
         await store.DisposeAsync();
 
         var logger = new ListLogger();
-        await using var reopened = await FileLogStore.OpenAsync(_directory.Path, logger: logger);
+        await using var reopened = await FileLogStore.OpenAsync(_directory.Path, loggerFactory: logger.AsFactory());
         Assert.Equal(2, reopened.LastIndex);
         Assert.True(logger.Has(2012));
     }

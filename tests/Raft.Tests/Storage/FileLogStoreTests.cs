@@ -296,7 +296,7 @@ public sealed class FileLogStoreTests : IDisposable
     {
         var logger = new ListLogger();
         var options = new FileLogStoreOptions { Durability = LogDurability.UnsafeNoFsync, SegmentSize = 100 };
-        await using (var store = await FileLogStore.OpenAsync(_directory.Path, options, logger))
+        await using (var store = await FileLogStore.OpenAsync(_directory.Path, options, logger.AsFactory()))
         {
             await AppendMany(store, 20);
             await store.CompactAsync(5);

@@ -59,7 +59,7 @@ public class TornTailSearchTests
         fs.WriteAllBytesDurably(Path.Combine(directory, LogFormat.SegmentFileName(1)), bytes);
         var logger = new ListLogger();
 
-        await using var store = await FileLogStore.OpenAsync(directory, new FileLogStoreOptions { FileSystem = fs }, logger);
+        await using var store = await FileLogStore.OpenAsync(directory, new FileLogStoreOptions { FileSystem = fs }, logger.AsFactory());
 
         Assert.Equal(9, store.LastIndex);
         Assert.True(logger.Has(TornTailCut));

@@ -36,7 +36,7 @@ public sealed class DatagramTransportTests
                     Members = members,
                     ForwardToLeader = true,
                     MaxAppendBytes = 16 * 1024, // an AppendEntries stays far below a datagram's 64 KiB
-                    Random = new Random(id),
+                    RandomSeed = id,
                 },
                 transport,
                 new InMemoryLogStore(),

@@ -92,7 +92,7 @@ public sealed class TcpTransportAuthenticationTests
     {
         var (logA, logB) = (new CollectingLoggerFactory(), new CollectingLoggerFactory());
         var (a, _, b, sinkB) = await TcpTransportLoopbackTests.StartPairAsync(
-            TcpTransportLoopbackTests.Options(logA, secret: OtherSecret), TcpTransportLoopbackTests.Options(logB, secret: Secret));
+            TcpTransportLoopbackTests.Options(secret: OtherSecret), TcpTransportLoopbackTests.Options(secret: Secret), logA: logA, logB: logB);
         await using (a)
         await using (b)
         {
@@ -109,7 +109,7 @@ public sealed class TcpTransportAuthenticationTests
     {
         var log = new CollectingLoggerFactory();
         await using var impostor = RawServer.Start();
-        await using var a = new TcpTransport(TcpTransportLoopbackTests.Options(log, secret: Secret));
+        await using var a = new TcpTransport(TcpTransportLoopbackTests.Options(secret: Secret), log);
         await a.StartAsync(Local, new MessageSink().Handler);
         a.SetPeer(Peer, impostor.EndPoint);
         a.Send(new TimeoutNow(Local, Peer, 1));
@@ -133,7 +133,7 @@ public sealed class TcpTransportAuthenticationTests
     {
         var (logA, logB) = (new CollectingLoggerFactory(), new CollectingLoggerFactory());
         var (a, sinkA, b, sinkB) = await TcpTransportLoopbackTests.StartPairAsync(
-            TcpTransportLoopbackTests.Options(logA, secret: Secret), TcpTransportLoopbackTests.Options(logB));
+            TcpTransportLoopbackTests.Options(secret: Secret), TcpTransportLoopbackTests.Options(), logA: logA, logB: logB);
         await using (a)
         await using (b)
         {
@@ -181,8 +181,7 @@ public sealed class TcpTransportAuthenticationTests
             ClusterSecret = secret ?? Secret,
             Peers = new Dictionary<int, EndPoint> { [Peer] = new IPEndPoint(IPAddress.Loopback, 9) },
             HandshakeTimeout = TimeSpan.FromSeconds(10),
-            LoggerFactory = log,
-        });
+        }, log);
         await transport.StartAsync(Local, sink.Handler);
         return (transport, sink, log);
     }

@@ -51,7 +51,7 @@ public sealed class TcpTransportCertificateBindingTests : IDisposable
     {
         var log = new CollectingLoggerFactory();
         // "Node 2" here is an insider with node 3's valid certificate, claiming id 2.
-        var (a, sinkA, impostor, _) = await TcpTransportLoopbackTests.StartPairAsync(Options(_node1, log), Options(_node3));
+        var (a, sinkA, impostor, _) = await TcpTransportLoopbackTests.StartPairAsync(Options(_node1), Options(_node3), logA: log);
         await using (a)
         await using (impostor)
         {
@@ -66,7 +66,7 @@ public sealed class TcpTransportCertificateBindingTests : IDisposable
     {
         var log = new CollectingLoggerFactory();
         // Node 1 believes node 2 listens there, but the listener holds node 3's certificate.
-        var (a, _, impostor, sinkImpostor) = await TcpTransportLoopbackTests.StartPairAsync(Options(_node1, log), Options(_node3));
+        var (a, _, impostor, sinkImpostor) = await TcpTransportLoopbackTests.StartPairAsync(Options(_node1), Options(_node3), logA: log);
         await using (a)
         await using (impostor)
         {
@@ -80,7 +80,7 @@ public sealed class TcpTransportCertificateBindingTests : IDisposable
     public async Task A_certificate_from_another_ca_is_refused_even_with_the_right_name()
     {
         var log = new CollectingLoggerFactory();
-        var (a, sinkA, foreign, _) = await TcpTransportLoopbackTests.StartPairAsync(Options(_node1, log), Options(_foreignNode2, ca: _otherCa));
+        var (a, sinkA, foreign, _) = await TcpTransportLoopbackTests.StartPairAsync(Options(_node1), Options(_foreignNode2, ca: _otherCa), logA: log);
         await using (a)
         await using (foreign)
         {
@@ -129,10 +129,10 @@ public sealed class TcpTransportCertificateBindingTests : IDisposable
     }
 
     /// <summary>Settings for a node presenting <paramref name="nodeCertificate"/> and trusting only <paramref name="ca"/> (the cluster CA unless stated).</summary>
-    private TcpTransportOptions Options(X509Certificate2 nodeCertificate, CollectingLoggerFactory? log = null, X509Certificate2? ca = null)
+    private TcpTransportOptions Options(X509Certificate2 nodeCertificate, X509Certificate2? ca = null)
     {
         var (server, client) = TcpTransportOptions.CreateMutualTlsPinnedToCa(ca ?? _ca, nodeCertificate, "localhost");
-        return TcpTransportLoopbackTests.Options(log, serverTls: server, clientTls: client, nodeIdFromCertificate: ById);
+        return TcpTransportLoopbackTests.Options(serverTls: server, clientTls: client, nodeIdFromCertificate: ById);
     }
 
     private static X509Certificate2 CreateCa(string name)

@@ -45,8 +45,7 @@ public sealed class TcpTransportHostileInputTests : IAsyncLifetime
             MaxFrameBytes = 64 * 1024,
             IdleReadTimeout = IdleReadTimeout,
             HandshakeTimeout = HandshakeTimeout,
-            LoggerFactory = _log,
-        });
+        }, _log);
         await _transport.StartAsync(Local, _sink.Handler);
         Assert.NotEqual(0, EndPoint.Port);
         try

@@ -22,7 +22,7 @@ public sealed class TcpTransportLimitsTests
     {
         var log = new CollectingLoggerFactory();
         // 0.0.0.0, port 0: nothing is sent off the machine.
-        await using var open = new TcpTransport(Options(log, new IPEndPoint(IPAddress.Any, 0)));
+        await using var open = new TcpTransport(Options(new IPEndPoint(IPAddress.Any, 0)), log);
         await open.StartAsync(Local, new MessageSink().Handler);
         var warning = Assert.Single(log.Records, r => r.EventId == 3018);
         Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, warning.Level);
@@ -34,10 +34,10 @@ public sealed class TcpTransportLimitsTests
     public async Task No_warning_on_loopback_or_with_a_secret()
     {
         var loopbackLog = new CollectingLoggerFactory();
-        await using (var loopback = new TcpTransport(Options(loopbackLog)))
+        await using (var loopback = new TcpTransport(Options(), loopbackLog))
             await loopback.StartAsync(Local, new MessageSink().Handler);
         var secretLog = new CollectingLoggerFactory();
-        await using (var authenticated = new TcpTransport(Options(secretLog, new IPEndPoint(IPAddress.Any, 0), secret: new byte[32])))
+        await using (var authenticated = new TcpTransport(Options(new IPEndPoint(IPAddress.Any, 0), secret: new byte[32]), secretLog))
             await authenticated.StartAsync(Local, new MessageSink().Handler);
         Assert.Contains(loopbackLog.Records, r => r.EventId == 3000);
         Assert.DoesNotContain(loopbackLog.Records, r => r.EventId == 3018);
@@ -50,7 +50,7 @@ public sealed class TcpTransportLimitsTests
     {
         const int cap = 3;
         var (log, sink) = (new CollectingLoggerFactory(), new MessageSink());
-        await using var transport = new TcpTransport(Options(log, maxPendingHandshakes: cap, handshakeTimeout: TimeSpan.FromSeconds(60)));
+        await using var transport = new TcpTransport(Options(maxPendingHandshakes: cap, handshakeTimeout: TimeSpan.FromSeconds(60)), log);
         await transport.StartAsync(Local, sink.Handler);
         var endPoint = transport.LocalEndPoint!;
 
@@ -92,7 +92,7 @@ public sealed class TcpTransportLimitsTests
     public async Task An_established_connection_leaves_the_handshake_cap()
     {
         var (log, sink) = (new CollectingLoggerFactory(), new MessageSink());
-        await using var transport = new TcpTransport(Options(log, maxPendingHandshakes: 1));
+        await using var transport = new TcpTransport(Options(maxPendingHandshakes: 1), log);
         await transport.StartAsync(Local, sink.Handler);
         await using var first = await RawPeer.HandshakeAsync(transport.LocalEndPoint!, Cluster, Peer, Local);
         await using var second = await RawPeer.HandshakeAsync(transport.LocalEndPoint!, Cluster, OtherPeer, Local);
@@ -105,7 +105,7 @@ public sealed class TcpTransportLimitsTests
     public async Task Connections_beyond_the_inbound_cap_are_closed_at_once()
     {
         var (log, sink) = (new CollectingLoggerFactory(), new MessageSink());
-        await using var transport = new TcpTransport(Options(log, maxInboundConnections: 2));
+        await using var transport = new TcpTransport(Options(maxInboundConnections: 2), log);
         await transport.StartAsync(Local, sink.Handler);
         var endPoint = transport.LocalEndPoint!;
 
@@ -131,7 +131,7 @@ public sealed class TcpTransportLimitsTests
         silent.Listen(16);
         const long maxBytes = 16 * 1024;
         var log = new CollectingLoggerFactory();
-        await using var transport = new TcpTransport(Options(log, maxFrameBytes: 4096, sendQueueMaxBytes: maxBytes, handshakeTimeout: TimeSpan.FromSeconds(60)));
+        await using var transport = new TcpTransport(Options(maxFrameBytes: 4096, sendQueueMaxBytes: maxBytes, handshakeTimeout: TimeSpan.FromSeconds(60)), log);
         await transport.StartAsync(Local, new MessageSink().Handler);
         transport.SetPeer(Peer, silent.LocalEndPoint!);
 
@@ -159,8 +159,7 @@ public sealed class TcpTransportLimitsTests
         const long maxBytes = 256 * 1024;
         var writeTimeout = TimeSpan.FromSeconds(1);
         var log = new CollectingLoggerFactory();
-        await using var transport = new TcpTransport(Options(
-            log, maxFrameBytes: 128 * 1024, sendQueueMaxBytes: maxBytes, writeTimeout: writeTimeout, handshakeTimeout: TimeSpan.FromSeconds(2)));
+        await using var transport = new TcpTransport(Options(maxFrameBytes: 128 * 1024, sendQueueMaxBytes: maxBytes, writeTimeout: writeTimeout, handshakeTimeout: TimeSpan.FromSeconds(2)), log);
         await transport.StartAsync(Local, new MessageSink().Handler);
         transport.SetPeer(Peer, listener.LocalEndPoint!);
 
@@ -197,7 +196,7 @@ public sealed class TcpTransportLimitsTests
         var (log, sink) = (new CollectingLoggerFactory(), new MessageSink());
         // Each pause (100 ms) is far within IdleReadTimeout (3 s, generous for a loaded machine):
         // only the frame deadline can cut it.
-        await using var transport = new TcpTransport(Options(log, idleReadTimeout: TimeSpan.FromSeconds(3), frameTimeout: frameTimeout));
+        await using var transport = new TcpTransport(Options(idleReadTimeout: TimeSpan.FromSeconds(3), frameTimeout: frameTimeout), log);
         await transport.StartAsync(Local, sink.Handler);
         await using var trickler = await RawPeer.HandshakeAsync(transport.LocalEndPoint!, Cluster, Peer, Local);
         var frame = RawPeer.Frame(Append(200)); // 200+ bytes: 20+ seconds at this pace
@@ -239,7 +238,7 @@ public sealed class TcpTransportLimitsTests
         // Each frame takes about 10 ms; FrameTimeout leaves a wide margin for a loaded machine.
         var frameTimeout = TimeSpan.FromMilliseconds(1500);
         var (log, sink) = (new CollectingLoggerFactory(), new MessageSink());
-        await using var transport = new TcpTransport(Options(log, idleReadTimeout: TimeSpan.FromSeconds(10), frameTimeout: frameTimeout));
+        await using var transport = new TcpTransport(Options(idleReadTimeout: TimeSpan.FromSeconds(10), frameTimeout: frameTimeout), log);
         await transport.StartAsync(Local, sink.Handler);
         await using var peer = await RawPeer.HandshakeAsync(transport.LocalEndPoint!, Cluster, Peer, Local);
         var clock = Stopwatch.StartNew();
@@ -334,7 +333,6 @@ public sealed class TcpTransportLimitsTests
     }
 
     private static TcpTransportOptions Options(
-        CollectingLoggerFactory log,
         IPEndPoint? listen = null,
         byte[]? secret = null,
         int maxPendingHandshakes = 64,
@@ -365,7 +363,5 @@ public sealed class TcpTransportLimitsTests
         ReconnectBackoffMin = TimeSpan.FromMilliseconds(20),
         ReconnectBackoffMax = TimeSpan.FromMilliseconds(200),
         ShutdownTimeout = TimeSpan.FromMilliseconds(500), // Peers that never answer must not slow disposal.
-        Random = new Random(7),
-        LoggerFactory = log,
     };
 }

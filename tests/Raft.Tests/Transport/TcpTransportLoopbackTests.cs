@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Security;
+using Microsoft.Extensions.Logging;
 
 namespace Raft.Tests.Transport;
 
@@ -9,7 +10,6 @@ public class TcpTransportLoopbackTests
     internal const string Cluster = "loopback-test";
 
     internal static TcpTransportOptions Options(
-        CollectingLoggerFactory? log = null,
         int queue = 1024,
         SslServerAuthenticationOptions? serverTls = null,
         SslClientAuthenticationOptions? clientTls = null,
@@ -24,17 +24,15 @@ public class TcpTransportLoopbackTests
         SendQueueCapacity = queue,
         ReconnectBackoffMin = TimeSpan.FromMilliseconds(20),
         ReconnectBackoffMax = TimeSpan.FromMilliseconds(200),
-        Random = new Random(42),
         ServerTls = serverTls,
         ClientTls = clientTls,
-        LoggerFactory = log,
     };
 
     /// <summary>Starts node 1 and node 2 and tells each where the other listens.</summary>
     internal static async Task<(TcpTransport A, MessageSink SinkA, TcpTransport B, MessageSink SinkB)> StartPairAsync(
-        TcpTransportOptions optionsA, TcpTransportOptions optionsB)
+        TcpTransportOptions optionsA, TcpTransportOptions optionsB, ILoggerFactory? logA = null, ILoggerFactory? logB = null)
     {
-        var (a, sinkA, b, sinkB) = (new TcpTransport(optionsA), new MessageSink(), new TcpTransport(optionsB), new MessageSink());
+        var (a, sinkA, b, sinkB) = (new TcpTransport(optionsA, logA), new MessageSink(), new TcpTransport(optionsB, logB), new MessageSink());
         await a.StartAsync(1, sinkA.Handler);
         await b.StartAsync(2, sinkB.Handler);
         a.SetPeer(2, b.LocalEndPoint!);
@@ -135,7 +133,7 @@ public class TcpTransportLoopbackTests
     public async Task The_sender_reconnects_after_the_peer_restarts()
     {
         var log = new CollectingLoggerFactory();
-        var (a, _, b, sinkB) = await StartPairAsync(Options(log), Options());
+        var (a, _, b, sinkB) = await StartPairAsync(Options(), Options(), logA: log);
         await using (a)
         {
             var port = b.LocalEndPoint!;
@@ -166,7 +164,7 @@ public class TcpTransportLoopbackTests
     public async Task Send_to_an_unreachable_or_unknown_peer_drops_without_throwing()
     {
         var log = new CollectingLoggerFactory();
-        await using var a = new TcpTransport(Options(log, queue: 4));
+        await using var a = new TcpTransport(Options(queue: 4), log);
         await a.StartAsync(1, new MessageSink().Handler);
         a.SetPeer(2, new IPEndPoint(IPAddress.Loopback, 9)); // Nothing listens on the discard port.
         for (int i = 0; i < 100; i++)
@@ -183,7 +181,7 @@ public class TcpTransportLoopbackTests
     public async Task A_message_over_the_frame_cap_is_dropped_by_the_sender()
     {
         var log = new CollectingLoggerFactory();
-        var (a, _, b, sinkB) = await StartPairAsync(Options(log), Options());
+        var (a, _, b, sinkB) = await StartPairAsync(Options(), Options(), logA: log);
         await using (a)
         await using (b)
         {
@@ -239,7 +237,7 @@ public class TcpTransportLoopbackTests
             ? throw new InvalidOperationException("node bug")
             : sink.Handler(m, ct);
         await using var a = new TcpTransport(Options());
-        await using var b = new TcpTransport(Options(log));
+        await using var b = new TcpTransport(Options(), log);
         await a.StartAsync(1, new MessageSink().Handler);
         await b.StartAsync(2, flaky);
         a.SetPeer(2, b.LocalEndPoint!);
@@ -254,7 +252,7 @@ public class TcpTransportLoopbackTests
     public async Task A_node_of_another_cluster_is_refused()
     {
         var log = new CollectingLoggerFactory();
-        var (a, _, b, sinkB) = await StartPairAsync(Options(cluster: "blue"), Options(log, cluster: "green"));
+        var (a, _, b, sinkB) = await StartPairAsync(Options(cluster: "blue"), Options(cluster: "green"), logB: log);
         await using (a)
         await using (b)
         {

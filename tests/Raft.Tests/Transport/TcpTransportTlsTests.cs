@@ -40,7 +40,7 @@ public sealed class TcpTransportTlsTests(ITestOutputHelper output) : IDisposable
         var log = new CollectingLoggerFactory();
         var (anonymous, _, b, sinkB) = await TcpTransportLoopbackTests.StartPairAsync(
             TcpTransportLoopbackTests.Options(serverTls: Server(_node1), clientTls: Client(certificate: null)),
-            TcpTransportLoopbackTests.Options(log, serverTls: Server(_node2), clientTls: Client(_node2)));
+            TcpTransportLoopbackTests.Options(serverTls: Server(_node2), clientTls: Client(_node2)), logB: log);
         await using (anonymous)
         await using (b)
         await using (var c = new TcpTransport(TcpTransportLoopbackTests.Options(serverTls: Server(_node3), clientTls: Client(_node3))))
@@ -67,7 +67,7 @@ public sealed class TcpTransportTlsTests(ITestOutputHelper output) : IDisposable
         var log = new CollectingLoggerFactory();
         var (a, _, b, sinkB) = await TcpTransportLoopbackTests.StartPairAsync(
             TcpTransportLoopbackTests.Options(serverTls: Server(_node1), clientTls: Client(_stranger)),
-            TcpTransportLoopbackTests.Options(log, serverTls: Server(_node2), clientTls: Client(_node2)));
+            TcpTransportLoopbackTests.Options(serverTls: Server(_node2), clientTls: Client(_node2)), logB: log);
         await using (a)
         await using (b)
         {
@@ -83,7 +83,7 @@ public sealed class TcpTransportTlsTests(ITestOutputHelper output) : IDisposable
         var log = new CollectingLoggerFactory();
         var (plain, _, b, sinkB) = await TcpTransportLoopbackTests.StartPairAsync(
             TcpTransportLoopbackTests.Options(),
-            TcpTransportLoopbackTests.Options(log, serverTls: Server(_node2), clientTls: Client(_node2)));
+            TcpTransportLoopbackTests.Options(serverTls: Server(_node2), clientTls: Client(_node2)), logB: log);
         await using (plain)
         await using (b)
         {

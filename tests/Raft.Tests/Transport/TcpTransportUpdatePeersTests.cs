@@ -14,8 +14,8 @@ public class TcpTransportUpdatePeersTests
 
     private static async Task<(TcpTransport Transport, MessageSink Sink)> StartAsync(int id, CollectingLoggerFactory? log = null, IReadOnlyDictionary<int, EndPoint>? peers = null)
     {
-        var options = TcpTransportLoopbackTests.Options(log);
-        var transport = new TcpTransport(peers is null ? options : CopyWithPeers(options, peers));
+        var options = TcpTransportLoopbackTests.Options();
+        var transport = new TcpTransport(peers is null ? options : CopyWithPeers(options, peers), log);
         var sink = new MessageSink();
         await transport.StartAsync(id, sink.Handler);
         return (transport, sink);
@@ -28,8 +28,6 @@ public class TcpTransportUpdatePeersTests
         SendQueueCapacity = o.SendQueueCapacity,
         ReconnectBackoffMin = o.ReconnectBackoffMin,
         ReconnectBackoffMax = o.ReconnectBackoffMax,
-        Random = o.Random,
-        LoggerFactory = o.LoggerFactory,
         Peers = peers,
     };
 

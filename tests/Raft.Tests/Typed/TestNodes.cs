@@ -37,10 +37,9 @@ internal sealed class TestNodes : IAsyncDisposable
                 HeartbeatInterval = TimeSpan.FromMilliseconds(50),
                 ElectionTimeoutMin = TimeSpan.FromMilliseconds(300),
                 ElectionTimeoutMax = TimeSpan.FromMilliseconds(600),
-                TimeProvider = nodes.Time,
-                Random = new Random(seed * 31 + id),
+                RandomSeed = seed * 31 + id,
             };
-            nodes.Nodes[id] = new RaftNode(configure?.Invoke(options) ?? options, nodes.Network.CreateTransport(id), new InMemoryLogStore(), stateMachine(id));
+            nodes.Nodes[id] = new RaftNode(configure?.Invoke(options) ?? options, nodes.Network.CreateTransport(id), new InMemoryLogStore(), stateMachine(id), timeProvider: nodes.Time);
         }
         foreach (var node in nodes.Nodes.Values)
             await node.StartAsync();
@@ -48,16 +47,8 @@ internal sealed class TestNodes : IAsyncDisposable
     }
 
     /// <summary>A copy of <paramref name="o"/> with other timeouts, quorum check and lease settings.</summary>
-    public static RaftNodeOptions With(RaftNodeOptions o, TimeSpan? proposalTimeout = null, TimeSpan? readTimeout = null, bool? checkQuorum = null, bool? leaseReads = null) => new()
+    public static RaftNodeOptions With(RaftNodeOptions o, TimeSpan? proposalTimeout = null, TimeSpan? readTimeout = null, bool? checkQuorum = null, bool? leaseReads = null) => o with
     {
-        NodeId = o.NodeId,
-        Members = o.Members,
-        TickInterval = o.TickInterval,
-        HeartbeatInterval = o.HeartbeatInterval,
-        ElectionTimeoutMin = o.ElectionTimeoutMin,
-        ElectionTimeoutMax = o.ElectionTimeoutMax,
-        TimeProvider = o.TimeProvider,
-        Random = o.Random,
         ProposalTimeout = proposalTimeout ?? o.ProposalTimeout,
         ReadTimeout = readTimeout ?? o.ReadTimeout,
         CheckQuorum = checkQuorum ?? o.CheckQuorum,

@@ -75,12 +75,7 @@ public sealed class TypedApiTests
     [Fact]
     public async Task A_typed_proposal_forwarded_by_a_follower_returns_the_followers_typed_result()
     {
-        await using var nodes = await TestNodes.StartAsync(3, _ => Adapter(new AppendLog()), o => new RaftNodeOptions
-        {
-            NodeId = o.NodeId, Members = o.Members, TickInterval = o.TickInterval, HeartbeatInterval = o.HeartbeatInterval,
-            ElectionTimeoutMin = o.ElectionTimeoutMin, ElectionTimeoutMax = o.ElectionTimeoutMax, TimeProvider = o.TimeProvider,
-            Random = o.Random, ForwardToLeader = true,
-        });
+        await using var nodes = await TestNodes.StartAsync(3, _ => Adapter(new AppendLog()), o => o with { ForwardToLeader = true });
         var leader = await nodes.LeaderAsync();
         var follower = new RaftClient<Append, int>(nodes.Nodes.Values.First(n => n != leader));
 
