@@ -15,7 +15,7 @@ public sealed class RaftNodeAccessor
     /// <summary>The running node, or null before the host started it. After the host stopped, the stopped node (its calls throw <see cref="ObjectDisposedException"/>).</summary>
     public RaftNode? Node { get; private set; }
 
-    /// <summary>The address the node's transport listens on, once started (with the actual port when configured with port 0).</summary>
+    /// <summary>The address the node's transport listens on, once started (<see cref="RaftHostingOptions.ListenAddress"/> as bound; the port is always the configured one, since the members' addresses name it).</summary>
     public IPEndPoint? ListenEndPoint { get; private set; }
 
     /// <summary>
