@@ -40,7 +40,7 @@ public sealed partial class FileLogStore
     public static async ValueTask<FileLogStore> OpenAsync(string directory, FileLogStoreOptions? options = null, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        options ??= new FileLogStoreOptions();
+        options = options is null ? new FileLogStoreOptions() : options with { }; // the store's own copy
         options.Validate();
         cancellationToken.ThrowIfCancellationRequested();
         var store = new FileLogStore(Path.GetFullPath(directory), options, loggerFactory?.CreateLogger<FileLogStore>() ?? (ILogger)NullLogger.Instance);

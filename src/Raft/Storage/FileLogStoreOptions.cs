@@ -20,8 +20,8 @@ public enum LogDurability
     UnsafeNoFsync = 1,
 }
 
-/// <summary>Options for <see cref="FileLogStore.OpenAsync"/>.</summary>
-public sealed class FileLogStoreOptions
+/// <summary>Options for <see cref="FileLogStore.OpenAsync"/>: settings only, copied by the store when it opens (changing them afterwards has no effect).</summary>
+public sealed record FileLogStoreOptions
 {
     /// <summary>The default <see cref="SegmentSize"/>: 64 MiB.</summary>
     public const long DefaultSegmentSize = 64L * 1024 * 1024;
@@ -46,7 +46,7 @@ public sealed class FileLogStoreOptions
     /// space sooner and suffix truncation cheaper; larger ones mean fewer files and handles (the
     /// store keeps one open handle per segment).
     /// </remarks>
-    public long SegmentSize { get; init; } = DefaultSegmentSize;
+    public long SegmentSize { get; set; } = DefaultSegmentSize;
 
     /// <summary>
     /// How many bytes of the most recent entries (counted as <see cref="LogEntry.Size"/>) are kept in
@@ -54,20 +54,20 @@ public sealed class FileLogStoreOptions
     /// 64 MiB (<see cref="DefaultCacheBytes"/>); 0 disables the cache.
     /// </summary>
     /// <remarks>The cache holds the appended entries' own buffers, which entries promise never to change.</remarks>
-    public long CacheBytes { get; init; } = DefaultCacheBytes;
+    public long CacheBytes { get; set; } = DefaultCacheBytes;
 
     /// <summary>
     /// Whether writes are fsynced. The default is <see cref="LogDurability.Fsync"/>;
     /// <see cref="LogDurability.UnsafeNoFsync"/> loses acknowledged writes on power loss.
     /// </summary>
-    public LogDurability Durability { get; init; } = LogDurability.Fsync;
+    public LogDurability Durability { get; set; } = LogDurability.Fsync;
 
     /// <summary>The file system the store works on: null (the default) for the operating system's; tests pass one that simulates crashes.</summary>
     internal IStorageFileSystem? FileSystem { get; init; }
 
 #if RAFT_MUTANTS
     /// <summary>Deliberate bugs for the mutant build's tests (only <see cref="Mutation.FileLogNoFsync"/> applies to this store).</summary>
-    public Mutation Mutations { get; init; }
+    public Mutation Mutations { get; set; }
 
 #endif
 

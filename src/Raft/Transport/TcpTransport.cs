@@ -91,6 +91,8 @@ public sealed class TcpTransport : ITransport, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(random);
+        // The transport's own copy: a host changing its options object later changes nothing here.
+        options = options with { Peers = options.Peers is null ? null! : new Dictionary<int, EndPoint>(options.Peers) };
         options.Validate();
         Options = options;
         Logger = loggerFactory?.CreateLogger<TcpTransport>() ?? NullLogger<TcpTransport>.Instance;

@@ -9,10 +9,12 @@ namespace Raft;
 /// <remarks>
 /// Every node of a cluster should use the same <see cref="ClusterId"/>, <see cref="ClusterSecret"/>,
 /// <see cref="MaxFrameBytes"/> and TLS choice. With neither <see cref="ClusterSecret"/> nor
-/// <see cref="NodeIdFromCertificate"/>, peers are not authenticated (see docs/security.md). The options are read once, when the transport is created; <see cref="Validate"/>
-/// runs then.
+/// <see cref="NodeIdFromCertificate"/>, peers are not authenticated (see docs/security.md). The transport copies the options when it is created (<see cref="Peers"/> and
+/// <see cref="ClusterSecret"/> included; the TLS option objects and callbacks are used as given) and
+/// validates the copy (<see cref="Validate"/>): changing them afterwards has no effect. A record with
+/// settable properties, so <c>with</c> copies it and configuration binding can set it.
 /// </remarks>
-public sealed class TcpTransportOptions
+public sealed record TcpTransportOptions
 {
     /// <summary>The default of <see cref="MaxFrameBytes"/>: 16 MiB.</summary>
     public const int DefaultMaxFrameBytes = 16 * 1024 * 1024;
@@ -27,7 +29,7 @@ public sealed class TcpTransportOptions
     /// The address and port to accept peers on. Port 0 picks a free port; read the bound one back
     /// from <see cref="TcpTransport.LocalEndPoint"/>. Required.
     /// </summary>
-    public required IPEndPoint ListenEndPoint { get; init; }
+    public required IPEndPoint ListenEndPoint { get; set; }
 
     /// <summary>
     /// The other nodes, by id: where to connect to reach them (an <see cref="IPEndPoint"/> or a
@@ -36,13 +38,13 @@ public sealed class TcpTransportOptions
     /// share one map. Ids must be positive. The default is empty; peers can also be changed later
     /// with <see cref="TcpTransport.SetPeer"/> and <see cref="TcpTransport.RemovePeer"/>.
     /// </summary>
-    public IReadOnlyDictionary<int, EndPoint> Peers { get; init; } = new Dictionary<int, EndPoint>();
+    public IReadOnlyDictionary<int, EndPoint> Peers { get; set; } = new Dictionary<int, EndPoint>();
 
     /// <summary>
     /// A name shared by every node of one cluster, sent in the connection preface; a connection
     /// from another cluster is refused. 1 to 255 UTF-8 bytes, compared ordinally. Required.
     /// </summary>
-    public required string ClusterId { get; init; }
+    public required string ClusterId { get; set; }
 
     /// <summary>
     /// A secret shared by every node of the cluster: at least 16 bytes, 32 random bytes recommended
@@ -63,7 +65,7 @@ public sealed class TcpTransportOptions
     /// integrity-protected, so an attacker on the network path who can inject into an established
     /// TCP stream can still forge them. Use TLS on networks you do not control (see docs/security.md).</para>
     /// </remarks>
-    public byte[]? ClusterSecret { get; init; }
+    public byte[]? ClusterSecret { get; set; }
 
     /// <summary>
     /// The largest frame payload sent or accepted, in bytes. A peer announcing a larger frame is
@@ -72,16 +74,16 @@ public sealed class TcpTransportOptions
     /// Between <see cref="MinMaxFrameBytes"/> and <see cref="MaxMaxFrameBytes"/>. The default is
     /// <see cref="DefaultMaxFrameBytes"/> (16 MiB).
     /// </summary>
-    public int MaxFrameBytes { get; init; } = DefaultMaxFrameBytes;
+    public int MaxFrameBytes { get; set; } = DefaultMaxFrameBytes;
 
     /// <summary>
     /// How many messages may wait per peer and lane for its connection; <see cref="TcpTransport.Send"/>
     /// drops a message when its queue is full (the leader retries). The default is 1024.
     /// </summary>
-    public int SendQueueCapacity { get; init; } = 1024;
+    public int SendQueueCapacity { get; set; } = 1024;
 
     /// <summary>The longest a TCP connect to a peer may take. The default is 5 seconds.</summary>
-    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// The delay before the first reconnect after a failed connect or a lost connection. Each
@@ -89,17 +91,17 @@ public sealed class TcpTransportOptions
     /// is drawn uniformly from [max(ReconnectBackoffMin, d/2), d] (jitter), so nodes do not reconnect
     /// in lockstep. The default is 50 milliseconds.
     /// </summary>
-    public TimeSpan ReconnectBackoffMin { get; init; } = TimeSpan.FromMilliseconds(50);
+    public TimeSpan ReconnectBackoffMin { get; set; } = TimeSpan.FromMilliseconds(50);
 
     /// <summary>The cap of the reconnect backoff. At least <see cref="ReconnectBackoffMin"/>. The default is 5 seconds.</summary>
-    public TimeSpan ReconnectBackoffMax { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan ReconnectBackoffMax { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// The longest the opening of a connection may take once TCP is connected: the TLS handshake
     /// (if any), the preface and its answer. An inbound connection that has not completed them in
     /// time is closed. The default is 5 seconds.
     /// </summary>
-    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// The longest an inbound connection may stall in the middle of a frame: once part of a frame
@@ -107,14 +109,14 @@ public sealed class TcpTransportOptions
     /// idle between frames is left open (the sender may have nothing to say). The default is
     /// 30 seconds.
     /// </summary>
-    public TimeSpan IdleReadTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan IdleReadTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// The longest <see cref="TcpTransport.StopAsync"/> and <see cref="TcpTransport.DisposeAsync"/>
     /// spend flushing messages already queued before they close connections at once. The default is
     /// 5 seconds.
     /// </summary>
-    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// TLS settings for inbound connections, or null (the default) for plain TCP. Must be set
@@ -127,7 +129,7 @@ public sealed class TcpTransportOptions
     /// <see cref="SslPolicyErrors.None"/> trusts every certificate the OS trust store trusts. Add
     /// <see cref="NodeIdFromCertificate"/> so a certificate can speak only for its own node.
     /// </remarks>
-    public SslServerAuthenticationOptions? ServerTls { get; init; }
+    public SslServerAuthenticationOptions? ServerTls { get; set; }
 
     /// <summary>
     /// TLS settings for outbound connections, or null (the default) for plain TCP. Must be set
@@ -141,7 +143,7 @@ public sealed class TcpTransportOptions
     /// authentication, and validate the listener with <see cref="CreatePinnedCaValidationCallback"/>,
     /// not the OS trust store.
     /// </remarks>
-    public SslClientAuthenticationOptions? ClientTls { get; init; }
+    public SslClientAuthenticationOptions? ClientTls { get; set; }
 
     /// <summary>
     /// Maps a peer's TLS certificate to the node id it may speak for, or null when it names no
@@ -162,14 +164,14 @@ public sealed class TcpTransportOptions
     /// node-3 could claim node 3. Called on transport threads; it must be thread-safe and must not
     /// throw (an exception refuses the connection).</para>
     /// </remarks>
-    public Func<X509Certificate2, int?>? NodeIdFromCertificate { get; init; }
+    public Func<X509Certificate2, int?>? NodeIdFromCertificate { get; set; }
 
     /// <summary>
     /// The most inbound connections that may be in the handshake (TCP accepted, TLS, prefaces and
     /// proofs not yet complete) at once. Further connections are closed at once, without reading
     /// from them; refusals are logged at most once per 10 seconds. The default is 64.
     /// </summary>
-    public int MaxPendingHandshakes { get; init; } = 64;
+    public int MaxPendingHandshakes { get; set; } = 64;
 
     /// <summary>
     /// The most inbound connections open at once, in the handshake or established. Further
@@ -177,7 +179,7 @@ public sealed class TcpTransportOptions
     /// one established connection per lane (a newer one replaces it), so a cluster of n nodes needs
     /// 2(n-1). The default is 256.
     /// </summary>
-    public int MaxInboundConnections { get; init; } = 256;
+    public int MaxInboundConnections { get; set; } = 256;
 
     /// <summary>
     /// The most bytes (encoded frame sizes) that may wait per peer and lane for its connection, in
@@ -186,7 +188,7 @@ public sealed class TcpTransportOptions
     /// At least <see cref="MaxFrameBytes"/> + 8, so any message fits in an empty queue. The default
     /// is 32 MiB.
     /// </summary>
-    public long SendQueueMaxBytes { get; init; } = 32L * 1024 * 1024;
+    public long SendQueueMaxBytes { get; set; } = 32L * 1024 * 1024;
 
     /// <summary>
     /// The longest one flush to a peer may take. A peer that stops reading fills its socket
@@ -194,7 +196,7 @@ public sealed class TcpTransportOptions
     /// was queued is dropped, and the lane reconnects. Allow for a whole <see cref="MaxFrameBytes"/>
     /// frame at the slowest link speed you support. The default is 10 seconds.
     /// </summary>
-    public TimeSpan WriteTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan WriteTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
     /// The longest an inbound frame may take from its first byte to its last, however steadily the
@@ -202,7 +204,7 @@ public sealed class TcpTransportOptions
     /// longer closes the connection. Allow for a whole <see cref="MaxFrameBytes"/> frame at the
     /// slowest link speed you support. The default is 60 seconds.
     /// </summary>
-    public TimeSpan FrameTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    public TimeSpan FrameTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Checks the settings and throws, naming the values, when they cannot work.</summary>
     /// <exception cref="ArgumentException">A setting is invalid.</exception>

@@ -320,4 +320,25 @@ public sealed class FileLogStoreTests : IDisposable
         await store.AppendAsync([Entry(1, 1)]);
         Assert.True(File.Exists(Path.Combine(nested, LogFormat.SegmentFileName(1))));
     }
+
+    [Fact]
+    public async Task The_store_keeps_its_own_copy_of_the_options()
+    {
+        var options = new FileLogStoreOptions { SegmentSize = 100 };
+        await using var store = await FileLogStore.OpenAsync(_directory.Path, options);
+        // The host changes its object after opening: the store still rolls 100-byte segments.
+        options.SegmentSize = FileLogStoreOptions.DefaultSegmentSize;
+        await AppendMany(store, 20);
+        Assert.True(store.SegmentCount > 1, $"{store.SegmentCount} segment(s)");
+    }
+
+    [Fact]
+    public void Options_are_a_record_copied_by_with()
+    {
+        var options = new FileLogStoreOptions { SegmentSize = 100 };
+        var copy = options with { Durability = LogDurability.UnsafeNoFsync };
+        Assert.Equal(100, copy.SegmentSize);
+        Assert.Equal(LogDurability.Fsync, options.Durability);
+        Assert.Equal(options, copy with { Durability = LogDurability.Fsync });
+    }
 }

@@ -15,6 +15,32 @@ public class TcpTransportOptionsTests
     };
 
     [Fact]
+    public async Task The_transport_keeps_its_own_copy_of_the_options()
+    {
+        var peers = new Dictionary<int, EndPoint> { [2] = new IPEndPoint(IPAddress.Loopback, 7002) };
+        var options = Valid() with { Peers = peers };
+        await using var transport = new TcpTransport(options);
+        // The host changes its objects after creating the transport: nothing reaches it.
+        options.ClusterId = "other";
+        options.WriteTimeout = TimeSpan.FromMilliseconds(1);
+        peers[3] = new IPEndPoint(IPAddress.Loopback, 7003);
+        Assert.Equal("c", transport.Options.ClusterId);
+        Assert.Equal(TimeSpan.FromSeconds(10), transport.Options.WriteTimeout);
+        Assert.Equal([2], transport.Options.Peers.Keys);
+    }
+
+    [Fact]
+    public void Options_are_a_record_copied_by_with()
+    {
+        var options = Valid();
+        var copy = options with { ClusterId = "d", SendQueueCapacity = 8 };
+        Assert.Equal("c", options.ClusterId);
+        Assert.Equal(1024, options.SendQueueCapacity);
+        Assert.Equal(options.ListenEndPoint, copy.ListenEndPoint);
+        copy.Validate();
+    }
+
+    [Fact]
     public void Defaults_are_valid_and_documented()
     {
         var options = Valid();
