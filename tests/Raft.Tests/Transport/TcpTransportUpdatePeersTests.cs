@@ -21,15 +21,7 @@ public class TcpTransportUpdatePeersTests
         return (transport, sink);
     }
 
-    private static TcpTransportOptions CopyWithPeers(TcpTransportOptions o, IReadOnlyDictionary<int, EndPoint> peers) => new()
-    {
-        ListenEndPoint = o.ListenEndPoint,
-        ClusterId = o.ClusterId,
-        SendQueueCapacity = o.SendQueueCapacity,
-        ReconnectBackoffMin = o.ReconnectBackoffMin,
-        ReconnectBackoffMax = o.ReconnectBackoffMax,
-        Peers = peers,
-    };
+    private static TcpTransportOptions CopyWithPeers(TcpTransportOptions o, IReadOnlyDictionary<int, EndPoint> peers) => o with { Peers = peers };
 
     [Fact]
     public async Task A_member_the_configuration_adds_becomes_reachable_both_ways()
