@@ -44,7 +44,10 @@ internal sealed class RaftClusterUnderTest(string directory) : IClusterUnderTest
             var state = new CountingState();
             // RAFT_BENCH_SYNC_WRITES=1: each node waits for its log write before its next batch (no pipelining), for comparison.
             var pipeline = Environment.GetEnvironmentVariable("RAFT_BENCH_SYNC_WRITES") != "1";
-            var node = new RaftNode(new RaftNodeOptions { NodeId = id, Members = ids, PipelineLogWrites = pipeline }, transport, log, new StateMachine(state), snapshots);
+            // RAFT_BENCH_SNAPSHOT_INTERVAL=N: another snapshot interval (0: none), to measure what snapshots and compaction cost.
+            var interval = long.TryParse(Environment.GetEnvironmentVariable("RAFT_BENCH_SNAPSHOT_INTERVAL"), out var n) ? n : new RaftNodeOptions { NodeId = 1, Members = ids }.SnapshotInterval;
+            var options = new RaftNodeOptions { NodeId = id, Members = ids, PipelineLogWrites = pipeline, SnapshotInterval = interval };
+            var node = new RaftNode(options, transport, log, new StateMachine(state), snapshots);
             node.StateChanged += OnStateChanged;
             _members.Add(new Member(node, transport, log, snapshots, state));
         }
