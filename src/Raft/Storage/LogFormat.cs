@@ -49,6 +49,8 @@ internal static class LogFormat
     public const string MetaFileName = "meta";
     public const string LockFileName = "lock";
     public const string TempSuffix = ".tmp";
+    // A segment dropped by compaction is renamed NNNNNNNNNNNNNNNNNNNN.retired and deleted off the write path; open deletes any left.
+    public const string RetiredExtension = ".retired";
 
     public static ReadOnlySpan<byte> SegmentMagic => "RFTL"u8;
     public static ReadOnlySpan<byte> HardStateMagic => "RFTH"u8;
