@@ -83,6 +83,7 @@ internal static class LoadRunner
         var cpu0 = process.TotalProcessorTime;
         int gen0 = GC.CollectionCount(0), gen1 = GC.CollectionCount(1), gen2 = GC.CollectionCount(2);
         var stats0 = stats?.Snapshot();
+        var pause0 = GC.GetTotalPauseDuration();
 
         await DelayUntilAsync(windowEnd);
         var allocated1 = GC.GetTotalAllocatedBytes(precise: true);
@@ -92,6 +93,7 @@ internal static class LoadRunner
         gen1 = GC.CollectionCount(1) - gen1;
         gen2 = GC.CollectionCount(2) - gen2;
         var stats1 = stats?.Snapshot();
+        var pause1 = GC.GetTotalPauseDuration();
 
         string? problem = null;
         var all = Task.WhenAll(tasks);
@@ -109,7 +111,10 @@ internal static class LoadRunner
             firstError ??= proposer.FirstError;
         }
         if (stats0 is not null && stats1 is not null)
+        {
             NodeStats.Print(stats0, stats1, latency.Count);
+            Console.WriteLine($"    GC pauses {(pause1 - pause0).TotalMilliseconds:N0} ms in the {duration.TotalSeconds:0} s window");
+        }
 
         // Correctness check: every node must eventually apply every acknowledged proposal.
         if (problem is null)
