@@ -15,7 +15,7 @@ internal sealed class RaftClusterUnderTest(string directory) : IClusterUnderTest
         "FileLogStore, LogDurability.Fsync (the default): every node, leader included, fsyncs an entry before it counts "
         + "toward the commit quorum (a follower fsyncs before it acknowledges; the leader counts itself only once its own "
         + "write is fsynced), so a committed, acknowledged proposal is on the disk of a majority (2 of 3). New segment and "
-        + "snapshot files are made durable with a directory fsync. CRC32C on every record. Snapshots every 10,000 entries "
+        + "snapshot files are made durable with a directory fsync. CRC32C on every record. Snapshots every 16,384 entries "
         + "(RaftNodeOptions default) with log compaction.";
 
     private readonly List<Member> _members = [];
