@@ -242,10 +242,68 @@ public sealed partial class FileLogStore
 
     private void CompactCore(long index)
     {
+        lock (_metaLock)
+            CompactCoreLocked(index);
+    }
+
+    // The compaction point PrepareCompaction made durable ahead of CompactAsync, or -1. Guarded by _metaLock.
+    private long _preparedIndex = -1;
+    private long _preparedTerm;
+    // Serializes the writes of meta (and the compaction point they record) between the write thread and PrepareCompaction.
+    private readonly Lock _metaLock = new();
+
+    /// <summary>
+    /// Records (index, its term) as the compaction point in <c>meta</c>, durably, without changing
+    /// the log: a later <see cref="CompactAsync"/> at that index then only drops segments. Unlike the
+    /// writes, it may run while an append is in progress and while the log is read, so a node runs
+    /// the two fsyncs of the metadata file off its loop. Does nothing when <paramref name="index"/> is
+    /// not in the log (a reset or a compaction moved past it).
+    /// </summary>
+    /// <remarks>
+    /// Safe because everything at or below a compaction point is either hidden or deleted by
+    /// recovery: a crash after this call opens the log at <paramref name="index"/> + 1, as if the
+    /// compaction had finished. The caller must pass an index it will never truncate (committed),
+    /// covered by a durable snapshot.
+    /// </remarks>
+    internal void PrepareCompaction(long index)
+    {
+        ThrowIfUnusable();
+        lock (_metaLock)
+        {
+            long term;
+            lock (_indexLock)
+            {
+                if (index < _firstIndex || index > _lastIndex)
+                    return;
+                term = TermAt(index);
+            }
+            Span<byte> meta = stackalloc byte[LogFormat.MetaSize];
+            LogFormat.WriteMeta(meta, index, term);
+            try
+            {
+                ReplaceFile(LogFormat.MetaFileName, meta);
+            }
+            catch (Exception ex)
+            {
+                _failure = ex;
+                FileLogStoreLog.WriteFailed(_logger, _directory, ex);
+                throw;
+            }
+            _preparedIndex = index;
+            _preparedTerm = term;
+        }
+    }
+
+    private void CompactCoreLocked(long index)
+    {
         var term = TermAt(index);
-        Span<byte> meta = stackalloc byte[LogFormat.MetaSize];
-        LogFormat.WriteMeta(meta, index, term);
-        ReplaceFile(LogFormat.MetaFileName, meta);
+        if (_preparedIndex != index || _preparedTerm != term)
+        {
+            Span<byte> meta = stackalloc byte[LogFormat.MetaSize];
+            LogFormat.WriteMeta(meta, index, term);
+            ReplaceFile(LogFormat.MetaFileName, meta);
+        }
+        _preparedIndex = -1;
 
         // From here on the point is durable: recovery hides or deletes everything at or below it.
         var newFirst = index + 1;
@@ -296,14 +354,20 @@ public sealed partial class FileLogStore
         // Until this point a crash leaves the old compaction point and a prefix of the old log.
         Span<byte> meta = stackalloc byte[LogFormat.MetaSize];
         LogFormat.WriteMeta(meta, index, term);
-        ReplaceFile(LogFormat.MetaFileName, meta);
-
-        _firstIndex = index + 1;
-        _lastIndex = index;
-        _compactedTerm = term;
-        _offsetsHead = 0;
-        _terms.Clear();
-        _cache.Clear();
+        lock (_metaLock)
+        {
+            ReplaceFile(LogFormat.MetaFileName, meta);
+            _preparedIndex = -1;
+            lock (_indexLock)
+            {
+                _firstIndex = index + 1;
+                _lastIndex = index;
+                _compactedTerm = term;
+                _offsetsHead = 0;
+                _terms.Clear();
+                _cache.Clear();
+            }
+        }
         FileLogStoreLog.Reset(_logger, index, term, deleted);
     }
 
