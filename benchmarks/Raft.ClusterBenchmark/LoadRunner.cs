@@ -58,6 +58,7 @@ internal static class LoadRunner
 
     public static async Task<RunResult> RunAsync(IClusterUnderTest cluster, Workload workload, int round, TimeSpan warmup, TimeSpan duration)
     {
+        using var stats = NodeStats.Enabled && cluster.Side == "ours" ? new NodeStats() : null;
         // One immutable payload shared by every proposal: the nodes keep references and never write to it.
         var payload = new byte[workload.PayloadBytes];
         new Random(workload.PayloadBytes).NextBytes(payload);
@@ -81,6 +82,8 @@ internal static class LoadRunner
         var allocated0 = GC.GetTotalAllocatedBytes(precise: true);
         var cpu0 = process.TotalProcessorTime;
         int gen0 = GC.CollectionCount(0), gen1 = GC.CollectionCount(1), gen2 = GC.CollectionCount(2);
+        var stats0 = stats?.Snapshot();
+        var pause0 = GC.GetTotalPauseDuration();
 
         await DelayUntilAsync(windowEnd);
         var allocated1 = GC.GetTotalAllocatedBytes(precise: true);
@@ -89,6 +92,8 @@ internal static class LoadRunner
         gen0 = GC.CollectionCount(0) - gen0;
         gen1 = GC.CollectionCount(1) - gen1;
         gen2 = GC.CollectionCount(2) - gen2;
+        var stats1 = stats?.Snapshot();
+        var pause1 = GC.GetTotalPauseDuration();
 
         string? problem = null;
         var all = Task.WhenAll(tasks);
@@ -104,6 +109,11 @@ internal static class LoadRunner
             errors += proposer.Errors;
             succeeded += proposer.Succeeded;
             firstError ??= proposer.FirstError;
+        }
+        if (stats0 is not null && stats1 is not null)
+        {
+            NodeStats.Print(stats0, stats1, latency.Count);
+            Console.WriteLine($"    GC pauses {(pause1 - pause0).TotalMilliseconds:N0} ms in the {duration.TotalSeconds:0} s window");
         }
 
         // Correctness check: every node must eventually apply every acknowledged proposal.

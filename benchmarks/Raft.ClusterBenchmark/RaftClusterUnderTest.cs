@@ -15,7 +15,7 @@ internal sealed class RaftClusterUnderTest(string directory) : IClusterUnderTest
         "FileLogStore, LogDurability.Fsync (the default): every node, leader included, fsyncs an entry before it counts "
         + "toward the commit quorum (a follower fsyncs before it acknowledges; the leader counts itself only once its own "
         + "write is fsynced), so a committed, acknowledged proposal is on the disk of a majority (2 of 3). New segment and "
-        + "snapshot files are made durable with a directory fsync. CRC32C on every record. Snapshots every 10,000 entries "
+        + "snapshot files are made durable with a directory fsync. CRC32C on every record. Snapshots every 16,384 entries "
         + "(RaftNodeOptions default) with log compaction.";
 
     private readonly List<Member> _members = [];
@@ -44,7 +44,10 @@ internal sealed class RaftClusterUnderTest(string directory) : IClusterUnderTest
             var state = new CountingState();
             // RAFT_BENCH_SYNC_WRITES=1: each node waits for its log write before its next batch (no pipelining), for comparison.
             var pipeline = Environment.GetEnvironmentVariable("RAFT_BENCH_SYNC_WRITES") != "1";
-            var node = new RaftNode(new RaftNodeOptions { NodeId = id, Members = ids, PipelineLogWrites = pipeline }, transport, log, new StateMachine(state), snapshots);
+            // RAFT_BENCH_SNAPSHOT_INTERVAL=N: another snapshot interval (0: none), to measure what snapshots and compaction cost.
+            var interval = long.TryParse(Environment.GetEnvironmentVariable("RAFT_BENCH_SNAPSHOT_INTERVAL"), out var n) ? n : new RaftNodeOptions { NodeId = 1, Members = ids }.SnapshotInterval;
+            var options = new RaftNodeOptions { NodeId = id, Members = ids, PipelineLogWrites = pipeline, SnapshotInterval = interval };
+            var node = new RaftNode(options, transport, log, new StateMachine(state), snapshots);
             node.StateChanged += OnStateChanged;
             _members.Add(new Member(node, transport, log, snapshots, state));
         }

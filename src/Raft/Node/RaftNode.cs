@@ -498,6 +498,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         try
         {
             await _writer.ConfigureAwait(false);
+            await _compactionPrepare.ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -623,7 +624,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             await ProcessReadyAsync(token).ConfigureAwait(false);
         if (_membershipWaiters.Count > 0)
             CheckMembershipWaiters();
-        if (_pendingCompaction >= 0)
+        if (_pendingCompaction >= 0 || _preparedCompaction >= 0)
             await CompactAsync(token).ConfigureAwait(false);
         PublishStatus();
     }
@@ -699,6 +700,9 @@ public sealed partial class RaftNode : IAsyncDisposable
                 break;
             case CompactRequest compact:
                 _pendingCompaction = Math.Max(_pendingCompaction, compact.Index);
+                break;
+            case CompactionPrepared prepared:
+                _preparedCompaction = prepared.Index;
                 break;
             case PersistedSignal persisted:
                 _core.Persisted(persisted.Ready);
@@ -1054,13 +1058,49 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     private async Task CompactAsync(CancellationToken token)
     {
+        if (_preparedCompaction < 0 && !_manual && _store is FileLogStore file)
+        {
+            // The file store records the compaction point first (a metadata file and two fsyncs,
+            // tens of milliseconds while the disk is busy): done off the loop, which then only drops
+            // segments. One at a time; a newer request waits in _pendingCompaction.
+            if (!_compactionPrepare.IsCompleted)
+                return;
+            var point = CompactionTarget();
+            _pendingCompaction = -1;
+            if (point > _store.FirstIndex - 1)
+                _compactionPrepare = Task.Run(() => PrepareCompaction(file, point), CancellationToken.None);
+            return;
+        }
         await WaitForWritesAsync(token).ConfigureAwait(false);
-        // Never past the latest snapshot, nor past what this node's state machine has applied.
-        var target = Math.Min(_pendingCompaction, Math.Min(_snapshots?.Latest?.Index ?? 0, _core.AppliedIndex));
-        _pendingCompaction = -1;
-        target = Math.Min(target, _store.LastIndex);
+        var target = _preparedCompaction >= 0 ? Math.Min(_preparedCompaction, _store.LastIndex) : CompactionTarget();
+        if (_preparedCompaction < 0)
+            _pendingCompaction = -1;
+        _preparedCompaction = -1;
         if (target > _store.FirstIndex - 1)
             await _store.CompactAsync(target, token).ConfigureAwait(false);
+    }
+
+    // Never past the latest snapshot, nor past what this node's state machine has applied.
+    private long CompactionTarget() =>
+        Math.Min(Math.Min(_pendingCompaction, Math.Min(_snapshots?.Latest?.Index ?? 0, _core.AppliedIndex)), _store.LastIndex);
+
+    // FileLogStore compaction, first step (thread pool): the point made durable; then the loop compacts.
+    private Task _compactionPrepare = Task.CompletedTask;
+    private long _preparedCompaction = -1; // owned by the loop: a point PrepareCompaction made durable, or -1
+
+    private void PrepareCompaction(FileLogStore file, long point)
+    {
+        try
+        {
+            file.PrepareCompaction(point);
+            _inbox.Writer.TryWrite(new CompactionPrepared(point));
+        }
+#pragma warning disable CA1031 // A store failure stops the node, as on the loop.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Fail(ex);
+        }
     }
 
     private void OnSoftStateChanged(SoftState soft)
@@ -1491,6 +1531,8 @@ public sealed partial class RaftNode : IAsyncDisposable
     private sealed record AppliedSignal(long Index);
 
     private sealed record CompactRequest(long Index);
+
+    private sealed record CompactionPrepared(long Index);
 
     private sealed record PersistedSignal(Ready Ready);
 

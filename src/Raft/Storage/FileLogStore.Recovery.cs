@@ -81,6 +81,13 @@ public sealed partial class FileLogStore
         var directoryChanged = false;
         directoryChanged |= DeleteTempFile(LogFormat.HardStateFileName + LogFormat.TempSuffix);
         directoryChanged |= DeleteTempFile(LogFormat.MetaFileName + LogFormat.TempSuffix);
+        foreach (var retired in _fs.EnumerateFiles(_directory, LogFormat.RetiredExtension).ToList())
+        {
+            // A segment a compaction dropped; the process stopped before it was deleted.
+            _fs.DeleteFile(retired);
+            FileLogStoreLog.RetiredSegmentDeleted(_logger, retired);
+            directoryChanged = true;
+        }
         _hardState = ReadHardState();
         var (compactIndex, compactTerm) = ReadMeta();
 

@@ -72,9 +72,11 @@ public sealed partial class FileLogStore
     /// <inheritdoc />
     /// <remarks>
     /// The compaction point is recorded first (atomically, in <c>meta</c>); then every segment that
-    /// lies entirely at or below <paramref name="index"/> is deleted and the directory fsynced.
-    /// Entries of the remaining segment that are below the new <see cref="FirstIndex"/> stay on disk
-    /// but are hidden. Nothing is rewritten. A crash in between leaves segments that recovery deletes.
+    /// lies entirely at or below <paramref name="index"/> is taken out of the log: renamed to
+    /// <c>.retired</c> at once, and deleted (then the directory fsynced) in the background, because
+    /// unlinking a large file takes long and the node waits for this call. Entries of the remaining
+    /// segment that are below the new <see cref="FirstIndex"/> stay on disk but are hidden. Nothing is
+    /// rewritten. A crash in between leaves segments or retired files that the next open deletes.
     /// </remarks>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="index"/> is outside [<see cref="FirstIndex"/> - 1, <see cref="LastIndex"/>].</exception>
     /// <exception cref="ObjectDisposedException">The store was disposed.</exception>
@@ -240,20 +242,84 @@ public sealed partial class FileLogStore
 
     private void CompactCore(long index)
     {
+        lock (_metaLock)
+            CompactCoreLocked(index);
+    }
+
+    // The compaction point PrepareCompaction made durable ahead of CompactAsync, or -1. Guarded by _metaLock.
+    private long _preparedIndex = -1;
+    private long _preparedTerm;
+    // Serializes the writes of meta (and the compaction point they record) between the write thread and PrepareCompaction.
+    private readonly Lock _metaLock = new();
+
+    /// <summary>
+    /// Records (index, its term) as the compaction point in <c>meta</c>, durably, without changing
+    /// the log: a later <see cref="CompactAsync"/> at that index then only drops segments. Unlike the
+    /// writes, it may run while an append is in progress and while the log is read, so a node runs
+    /// the two fsyncs of the metadata file off its loop. Does nothing when <paramref name="index"/> is
+    /// not in the log (a reset or a compaction moved past it).
+    /// </summary>
+    /// <remarks>
+    /// Safe because everything at or below a compaction point is either hidden or deleted by
+    /// recovery: a crash after this call opens the log at <paramref name="index"/> + 1, as if the
+    /// compaction had finished. The caller must pass an index it will never truncate (committed),
+    /// covered by a durable snapshot.
+    /// </remarks>
+    internal void PrepareCompaction(long index)
+    {
+        ThrowIfUnusable();
+        lock (_metaLock)
+        {
+            long term;
+            lock (_indexLock)
+            {
+                if (index < _firstIndex || index > _lastIndex)
+                    return;
+                term = TermAt(index);
+            }
+            Span<byte> meta = stackalloc byte[LogFormat.MetaSize];
+            LogFormat.WriteMeta(meta, index, term);
+            try
+            {
+                ReplaceFile(LogFormat.MetaFileName, meta);
+            }
+            catch (Exception ex)
+            {
+                _failure = ex;
+                FileLogStoreLog.WriteFailed(_logger, _directory, ex);
+                throw;
+            }
+            _preparedIndex = index;
+            _preparedTerm = term;
+        }
+    }
+
+    private void CompactCoreLocked(long index)
+    {
         var term = TermAt(index);
-        Span<byte> meta = stackalloc byte[LogFormat.MetaSize];
-        LogFormat.WriteMeta(meta, index, term);
-        ReplaceFile(LogFormat.MetaFileName, meta);
+        if (_preparedIndex != index || _preparedTerm != term)
+        {
+            Span<byte> meta = stackalloc byte[LogFormat.MetaSize];
+            LogFormat.WriteMeta(meta, index, term);
+            ReplaceFile(LogFormat.MetaFileName, meta);
+        }
+        _preparedIndex = -1;
 
         // From here on the point is durable: recovery hides or deletes everything at or below it.
         var newFirst = index + 1;
         var deleted = 0;
+        List<string>? retired = null;
         while (_segments.Count > 1 && _segments[1].FirstIndex <= newFirst)
         {
-            DeleteSegment(0);
+            if (_fs is RealStorageFileSystem)
+                (retired ??= []).Add(RetireSegment(0));
+            else
+                DeleteSegment(0);
             deleted++;
         }
-        if (deleted > 0 && _fsync)
+        if (retired is not null)
+            _retiring = DeleteRetiredAsync(_retiring, retired);
+        else if (deleted > 0 && _fsync)
             _fs.SyncDirectory(_directory);
 
         _offsetsHead += (int)(newFirst - _firstIndex);
@@ -288,14 +354,20 @@ public sealed partial class FileLogStore
         // Until this point a crash leaves the old compaction point and a prefix of the old log.
         Span<byte> meta = stackalloc byte[LogFormat.MetaSize];
         LogFormat.WriteMeta(meta, index, term);
-        ReplaceFile(LogFormat.MetaFileName, meta);
-
-        _firstIndex = index + 1;
-        _lastIndex = index;
-        _compactedTerm = term;
-        _offsetsHead = 0;
-        _terms.Clear();
-        _cache.Clear();
+        lock (_metaLock)
+        {
+            ReplaceFile(LogFormat.MetaFileName, meta);
+            _preparedIndex = -1;
+            lock (_indexLock)
+            {
+                _firstIndex = index + 1;
+                _lastIndex = index;
+                _compactedTerm = term;
+                _offsetsHead = 0;
+                _terms.Clear();
+                _cache.Clear();
+            }
+        }
         FileLogStoreLog.Reset(_logger, index, term, deleted);
     }
 
@@ -308,6 +380,57 @@ public sealed partial class FileLogStore
         FileLogStoreLog.SegmentCreated(_logger, path);
         return segment;
     }
+
+    // Segments dropped by compaction are deleted off the write path: unlinking a 64 MiB segment takes
+    // tens of milliseconds (the kernel drops its cached pages and frees its blocks), and the node waits
+    // for CompactAsync before it handles anything else. Chained: one deletion at a time, in order.
+    private Task _retiring = Task.CompletedTask;
+
+    // Takes segment k out of the log and renames it (cheap) so that it no longer looks like a segment;
+    // returns the new path, which DeleteRetiredAsync deletes. The compaction point is durable already:
+    // a crash that undoes the rename leaves a segment below it, which recovery deletes, and a crash
+    // before the deletion leaves a retired file, which the next open deletes.
+    private string RetireSegment(int k)
+    {
+        var segment = _segments[k];
+        _segments.RemoveAt(k);
+        segment.Dispose();
+        var retired = Path.ChangeExtension(segment.Path, LogFormat.RetiredExtension);
+        _fs.MoveFile(segment.Path, retired);
+        return retired;
+    }
+
+    private async Task DeleteRetiredAsync(Task previous, List<string> paths)
+    {
+        await previous.ConfigureAwait(false);
+        await Task.Yield(); // off the write thread, which returns to the node at once
+        foreach (var path in paths)
+        {
+            try
+            {
+                _fs.DeleteFile(path);
+                FileLogStoreLog.RetiredSegmentDeleted(_logger, path);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                FileLogStoreLog.RetiredSegmentDeleteFailed(_logger, path, ex);
+            }
+        }
+        if (_fsync)
+        {
+            try
+            {
+                _fs.SyncDirectory(_directory);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                FileLogStoreLog.RetiredSegmentDeleteFailed(_logger, _directory, ex);
+            }
+        }
+    }
+
+    /// <summary>Completes once the segments retired by compactions so far are deleted (tests).</summary>
+    internal Task RetiredSegmentsDeleted => _retiring;
 
     private void DeleteSegment(int k)
     {

@@ -232,16 +232,15 @@ public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
     }
 
     /// <summary>Closes the store's files and releases the directory lock. Idempotent.</summary>
-    /// <returns>A completed task.</returns>
+    /// <returns>A task that completes once the files are closed (after the segments that compactions retired are deleted).</returns>
     /// <remarks>Must not be called while a write is in progress. Every member throws <see cref="ObjectDisposedException"/> afterwards.</remarks>
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
-        if (!_disposed)
-        {
-            _disposed = true;
-            CloseFiles();
-        }
-        return ValueTask.CompletedTask;
+        if (_disposed)
+            return;
+        _disposed = true;
+        await _retiring.ConfigureAwait(false); // never faults: failures are logged
+        CloseFiles();
     }
 
     private void CloseFiles()

@@ -56,4 +56,12 @@ internal static partial class FileLogStoreLog
     [LoggerMessage(EventId = 2012, Level = LogLevel.Warning,
         Message = "Ignored file {Path} in the log directory: its name is not a segment name")]
     public static partial void UnknownFileIgnored(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Debug,
+        Message = "Deleted segment {Path}, retired by a compaction (or left by one before a restart)")]
+    public static partial void RetiredSegmentDeleted(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 2014, Level = LogLevel.Warning,
+        Message = "Could not delete segment {Path}, retired by a compaction; it holds nothing the log needs and the next open deletes it")]
+    public static partial void RetiredSegmentDeleteFailed(ILogger logger, string path, Exception exception);
 }

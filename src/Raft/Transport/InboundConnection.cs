@@ -92,7 +92,7 @@ internal sealed class InboundConnection
                         stream = ssl;
                         await ssl.AuthenticateAsServerAsync(tls, handshake.Token).ConfigureAwait(false);
                     }
-                    reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
+                    reader = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 256 * 1024, leaveOpen: true));
                     if (await HandshakeAsync(stream, reader, handshake.Token).ConfigureAwait(false) is { } refusal)
                     {
                         TcpTransportLog.InboundRefused(logger, RemoteEndPoint, refusal);

@@ -75,6 +75,9 @@ internal static class MessageCodec
     /// <summary>The size of the fixed frame header.</summary>
     public const int HeaderSize = 8;
 
+    // Up to this many bytes, an AppendEntries frame asks the writer for one contiguous buffer.
+    private const int ContiguousFrameHint = 4 << 20;
+
     /// <summary>The fixed part of an AppendEntries payload, before its entries.</summary>
     public const int AppendEntriesFixedSize = 52;
 
@@ -241,6 +244,8 @@ internal static class MessageCodec
             case AppendEntries m:
                 {
                     var entries = m.Entries;
+                    // The whole frame in one buffer where the writer allows it: a pipe over a socket sends each buffer with its own call.
+                    writer.GetSpan(Math.Min(HeaderSize + length, ContiguousFrameHint));
                     var w = new FieldWriter(writer, HeaderSize + AppendEntriesFixedSize);
                     w.Header(length, type, 0);
                     w.Int32(m.From); w.Int32(m.To); w.Int64(m.Term);

@@ -367,7 +367,7 @@ internal sealed class OutboundConnection : IAsyncDisposable
         var queue = _lane;
         var logger = _transport.Logger;
         var token = _broken.Token;
-        var writer = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
+        var writer = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 64 * 1024, leaveOpen: true));
         var metrics = _transport.Metrics;
         var peerTag = metrics?.PeerTag(_lane.PeerId) ?? default;
         try
