@@ -1058,17 +1058,23 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     private async Task CompactAsync(CancellationToken token)
     {
-        if (_preparedCompaction < 0 && !_manual && _store is FileLogStore file)
+        if (_preparedCompaction < 0 && _store is FileLogStore file)
         {
             // The file store records the compaction point first (a metadata file and two fsyncs,
             // tens of milliseconds while the disk is busy): done off the loop, which then only drops
-            // segments. One at a time; a newer request waits in _pendingCompaction.
+            // segments. One at a time; a newer request waits in _pendingCompaction. Under the
+            // simulator (manual scheduling) the same two steps run, the first one inline.
             if (!_compactionPrepare.IsCompleted)
                 return;
             var point = CompactionTarget();
             _pendingCompaction = -1;
             if (point > _store.FirstIndex - 1)
-                _compactionPrepare = Task.Run(() => PrepareCompaction(file, point), CancellationToken.None);
+            {
+                if (_manual)
+                    PrepareCompaction(file, point);
+                else
+                    _compactionPrepare = Task.Run(() => PrepareCompaction(file, point), CancellationToken.None);
+            }
             return;
         }
         await WaitForWritesAsync(token).ConfigureAwait(false);

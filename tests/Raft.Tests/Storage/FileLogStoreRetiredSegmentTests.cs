@@ -60,7 +60,7 @@ public sealed class FileLogStoreRetiredSegmentTests : IDisposable
         await File.WriteAllBytesAsync(leftover, new byte[300]);
 
         var logger = new ListLogger();
-        await using (var store = await FileLogStore.OpenAsync(_directory.Path, TinySegments, logger))
+        await using (var store = await FileLogStore.OpenAsync(_directory.Path, TinySegments, logger.AsFactory()))
         {
             Assert.False(File.Exists(leftover));
             Assert.True(logger.Has(2013), "the deletion is logged");
