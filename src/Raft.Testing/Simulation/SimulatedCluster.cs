@@ -972,7 +972,7 @@ public sealed partial class SimulatedCluster
     private double NextExponential(double mean) => -mean * Math.Log(1 - _random.NextDouble());
 
     private InvariantViolationException Violation(string invariant, string detail, Exception? inner = null) =>
-        new(invariant, _options.Seed, _step, detail, inner);
+        new(invariant, _options.Seed, _step, _options.FileLogStore ? detail + " [file logs: replay with FileLogSimulationTests.Replay]" : detail, inner);
 
     internal static ulong Mix(ulong state, long index, long term, ulong hash)
     {

@@ -17,6 +17,9 @@ internal sealed class SimulatedFileLog : ISimulatedLog
     // write and an fsync (plus a segment's creation and a directory fsync), a hard-state save five.
     private const int TearReach = 6;
 
+    /// <summary>The name of the invariant a store that refuses to reopen after a crash breaks.</summary>
+    internal const string RecoveryInvariant = "File log recovers after a power failure";
+
     private readonly CrashFaithfulFileSystem _fileSystem = new();
     private readonly Random _power;
     private readonly string _directory;
@@ -152,7 +155,7 @@ internal sealed class SimulatedFileLog : ISimulatedLog
         if (!open.IsCompleted)
             throw _violation("Determinism", "FileLogStore.OpenAsync did not complete synchronously under InlineIo: its recovery waited for another thread.", null);
         if (open.Exception?.InnerException is { } error)
-            throw _violation("File log recovers after a power failure", $"FileLogStore refused to open '{_directory}' after a crash the file system's model allows: {error.GetType().Name}: {error.Message}", error);
+            throw _violation(RecoveryInvariant, $"FileLogStore refused to open '{_directory}' after a crash the file system's model allows: {error.GetType().Name}: {error.Message}", error);
         _store = open.Result;
         if (_recovery.TornTails > 0)
             TornTailsCut++;
