@@ -110,6 +110,18 @@ public sealed partial class SimulatedCluster
     /// <exception cref="InvariantViolationException">An invariant broke; the message names the seed.</exception>
     public SimulationResult Run()
     {
+        try
+        {
+            return RunCore();
+        }
+        finally
+        {
+            DisposeMeters(); // or every incarnation's node, store and disk stays reachable from the global list of meters
+        }
+    }
+
+    private SimulationResult RunCore()
+    {
         for (var i = 0; i < _options.Steps && _events.Count > 0; i++)
             StepOnce();
         Heal();
@@ -190,7 +202,7 @@ public sealed partial class SimulatedCluster
             Mutations = _options.Mutations,
 #endif
         };
-        var raft = new RaftNode(options, new SimTransport(this), node.Store, node.StateMachine, node.Snapshots, timeProvider: _time);
+        var raft = new RaftNode(options, new SimTransport(this), node.Store, node.StateMachine, node.Snapshots, timeProvider: _time, meterFactory: new SimulationMeters(_meters));
         node.Raft = raft;
         var epoch = node.Epoch;
         raft.StateChanged += (_, change) => OnStateChanged(node, epoch, change);
