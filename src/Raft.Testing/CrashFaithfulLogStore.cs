@@ -17,7 +17,7 @@ namespace Raft.Testing;
 /// save completed) is caught by a test that crashes through this store: the acknowledged data is
 /// then lost. Operations complete synchronously, so a simulation stays on one thread.</para>
 /// </remarks>
-public sealed class CrashFaithfulLogStore : ILogStore
+public sealed class CrashFaithfulLogStore : ILogStore, Simulation.ISimulatedLog
 {
     private readonly InMemoryLogStore _durable = new();
     private Random? _tear;

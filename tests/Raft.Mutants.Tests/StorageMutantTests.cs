@@ -1,3 +1,4 @@
+using Raft.Testing.Storage;
 using Raft.Tests.Storage;
 using Xunit.Abstractions;
 

@@ -8,7 +8,8 @@ namespace Raft.Testing.Simulation;
 /// <summary>
 /// A deterministic simulation of a Raft cluster of shipped <see cref="RaftNode"/>s: the same event
 /// loop, writer and apply loop code a host runs, driven round by round on one thread over a virtual
-/// clock, crash-faithful log stores (<see cref="CrashFaithfulLogStore"/>), and a network that drops,
+/// clock, crash-faithful log stores (<see cref="CrashFaithfulLogStore"/>, or the shipped
+/// <see cref="FileLogStore"/> over a crash-faithful file system: <see cref="SimulationOptions.FileLogStore"/>), and a network that drops,
 /// duplicates, delays, reorders and partitions messages, while nodes crash (tearing their writes)
 /// and restart from what their stores kept. Clients write and read linearizably through leaders and
 /// followers (forwarded and ReadIndex reads), leadership is transferred, snapshots are taken and
@@ -91,7 +92,7 @@ public sealed partial class SimulatedCluster
         _snapshotChunkBytes = new[] { 16, 100, 4096 }[_random.Next(3)];
         _nodes = new SimNode[options.Nodes];
         for (var i = 0; i < _nodes.Length; i++)
-            _nodes[i] = new SimNode(i + 1, 0.95 + _random.NextDouble() * 0.1);
+            _nodes[i] = new SimNode(i + 1, 0.95 + _random.NextDouble() * 0.1, CreateLog(i + 1));
         foreach (var node in _nodes)
         {
             Start(node);
@@ -108,6 +109,18 @@ public sealed partial class SimulatedCluster
     /// <returns>What the run did.</returns>
     /// <exception cref="InvariantViolationException">An invariant broke; the message names the seed.</exception>
     public SimulationResult Run()
+    {
+        try
+        {
+            return RunCore();
+        }
+        finally
+        {
+            DisposeMeters(); // or every incarnation's node, store and disk stays reachable from the global list of meters
+        }
+    }
+
+    private SimulationResult RunCore()
     {
         for (var i = 0; i < _options.Steps && _events.Count > 0; i++)
             StepOnce();
@@ -131,6 +144,9 @@ public sealed partial class SimulatedCluster
             RefusedCommands = c.RefusedCommands,
             Crashes = c.Crashes,
             TornWrites = _nodes.Sum(n => n.Store.TornWrites),
+            FileLogLostOperations = _nodes.Sum(n => (n.Store as SimulatedFileLog)?.LostOperations ?? 0),
+            FileLogTornTailsCut = _nodes.Sum(n => (n.Store as SimulatedFileLog)?.TornTailsCut ?? 0),
+            FileLogLeftoversDeleted = _nodes.Sum(n => (n.Store as SimulatedFileLog)?.LeftoversDeleted ?? 0),
             Partitions = c.Partitions,
             MessagesDelivered = c.MessagesDelivered,
             MessagesDropped = c.MessagesDropped,
@@ -186,7 +202,7 @@ public sealed partial class SimulatedCluster
             Mutations = _options.Mutations,
 #endif
         };
-        var raft = new RaftNode(options, new SimTransport(this), node.Store, node.StateMachine, node.Snapshots, timeProvider: _time);
+        var raft = new RaftNode(options, new SimTransport(this), node.Store, node.StateMachine, node.Snapshots, timeProvider: _time, meterFactory: new SimulationMeters(_meters));
         node.Raft = raft;
         var epoch = node.Epoch;
         raft.StateChanged += (_, change) => OnStateChanged(node, epoch, change);
@@ -968,7 +984,7 @@ public sealed partial class SimulatedCluster
     private double NextExponential(double mean) => -mean * Math.Log(1 - _random.NextDouble());
 
     private InvariantViolationException Violation(string invariant, string detail, Exception? inner = null) =>
-        new(invariant, _options.Seed, _step, detail, inner);
+        new(invariant, _options.Seed, _step, _options.FileLogStore ? detail + " [file logs: replay with FileLogSimulationTests.Replay]" : detail, inner);
 
     internal static ulong Mix(ulong state, long index, long term, ulong hash)
     {
@@ -991,12 +1007,12 @@ public sealed partial class SimulatedCluster
         return hash;
     }
 
-    internal sealed class SimNode(int id, double tickScale)
+    internal sealed class SimNode(int id, double tickScale, ISimulatedLog store)
     {
         public int Id { get; } = id;
 
         // What survives a crash: the log store and the snapshot store.
-        public CrashFaithfulLogStore Store { get; } = new();
+        public ISimulatedLog Store { get; } = store;
 
         public InMemorySnapshotStore Snapshots { get; } = new();
 

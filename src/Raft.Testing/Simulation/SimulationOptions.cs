@@ -91,6 +91,17 @@ public sealed class SimulationOptions
     /// </summary>
     public int? InitialVoters { get; init; }
 
+    /// <summary>
+    /// Whether each node's log is the shipped <see cref="Raft.FileLogStore"/> over an in-memory,
+    /// crash-faithful file system (seeded from <see cref="Seed"/>) instead of the in-memory
+    /// <see cref="CrashFaithfulLogStore"/>. A power failure then drops or tears whatever was not
+    /// fsynced (data, and file creations, renames and deletions whose directory was not fsynced), as
+    /// the file system's model allows, and the restarted node reopens the store through its real
+    /// recovery; a store that refuses to reopen fails the run. The store's file work runs inline on the
+    /// simulator's thread. The default is false, and every seed replays as before.
+    /// </summary>
+    public bool FileLogStore { get; init; }
+
 #if RAFT_MUTANTS
     /// <summary>Deliberate bugs for the nodes (mutant build only).</summary>
     public Mutation Mutations { get; init; }
@@ -169,6 +180,15 @@ public sealed record SimulationResult(int Seed)
 
     /// <summary>Writes torn by a power failure in their middle.</summary>
     public int TornWrites { get; init; }
+
+    /// <summary>Unsynced file writes and directory operations that power failures dropped or tore (<see cref="SimulationOptions.FileLogStore"/> only).</summary>
+    public long FileLogLostOperations { get; init; }
+
+    /// <summary>Reopenings of a file log whose recovery cut a torn or corrupt tail (<see cref="SimulationOptions.FileLogStore"/> only).</summary>
+    public int FileLogTornTailsCut { get; init; }
+
+    /// <summary>Reopenings of a file log whose recovery deleted files left by an interrupted write or compaction (<see cref="SimulationOptions.FileLogStore"/> only).</summary>
+    public int FileLogLeftoversDeleted { get; init; }
 
     /// <summary>Partitions injected.</summary>
     public int Partitions { get; init; }

@@ -46,7 +46,7 @@ public sealed partial class FileLogStore
         var store = new FileLogStore(Path.GetFullPath(directory), options, loggerFactory?.CreateLogger<FileLogStore>() ?? (ILogger)NullLogger.Instance);
         try
         {
-            await Task.Run(() => store.Recover(cancellationToken), cancellationToken).ConfigureAwait(false);
+            await store.RunIo(() => store.Recover(cancellationToken), cancellationToken).ConfigureAwait(false);
         }
         catch
         {

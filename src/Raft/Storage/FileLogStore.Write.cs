@@ -117,7 +117,7 @@ public sealed partial class FileLogStore
             throw new InvalidOperationException("Another write to this log store is still in progress; ILogStore writes must not overlap.");
         try
         {
-            await Task.Run(
+            await RunIo(
                 () =>
                 {
                     try

@@ -65,6 +65,13 @@ public sealed record FileLogStoreOptions
     /// <summary>The file system the store works on: null (the default) for the operating system's; tests pass one that simulates crashes.</summary>
     internal IStorageFileSystem? FileSystem { get; init; }
 
+    /// <summary>
+    /// Whether the file work of writes and of recovery runs inline on the caller's thread (the returned
+    /// tasks are complete when the calls return) instead of on the thread pool. False (the default) for
+    /// hosts; the deterministic simulator sets it, since it runs every node on one thread.
+    /// </summary>
+    internal bool InlineIo { get; init; }
+
 #if RAFT_MUTANTS
     /// <summary>Deliberate bugs for the mutant build's tests (only <see cref="Mutation.FileLogNoFsync"/> applies to this store).</summary>
     public Mutation Mutations { get; set; }

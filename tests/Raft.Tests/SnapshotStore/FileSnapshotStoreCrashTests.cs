@@ -1,3 +1,4 @@
+using Raft.Testing.Storage;
 using Raft.Tests.Storage;
 
 namespace Raft.Tests.SnapshotStore;

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Raft.Testing.Storage;
 
 namespace Raft.Tests.Storage;
 

@@ -1,3 +1,4 @@
+using Raft.Testing.Storage;
 using Xunit.Abstractions;
 
 namespace Raft.Tests.Storage;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Raft.Testing.Storage;
 
 namespace Raft.Tests.Storage;
 

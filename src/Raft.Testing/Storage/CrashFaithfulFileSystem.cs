@@ -1,4 +1,4 @@
-namespace Raft.Tests.Storage;
+namespace Raft.Testing.Storage;
 
 /// <summary>The exception every operation throws once a simulated crash has struck (until <see cref="CrashFaithfulFileSystem.Crash"/>).</summary>
 internal sealed class SimulatedCrashException : IOException
@@ -50,6 +50,12 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
     /// <summary>fsyncs of files so far.</summary>
     public long FileSyncs { get; private set; }
 
+    /// <summary>Unsynced file writes and length changes that crashes dropped or tore (so far).</summary>
+    public long LostFileOperations { get; private set; }
+
+    /// <summary>Unsynced directory operations (create, rename, delete) that crashes dropped (so far).</summary>
+    public long LostDirectoryOperations { get; private set; }
+
     /// <summary>fsyncs of directories so far.</summary>
     public long DirectorySyncs { get; private set; }
 
@@ -90,13 +96,13 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             var survivors = new HashSet<Node>();
             foreach (var directory in _directories.Values)
             {
-                directory.Crash(random);
+                LostDirectoryOperations += directory.Crash(random);
                 foreach (var node in directory.Current.Values)
                     survivors.Add(node);
             }
             // Only files that still have a name matter; their order must not depend on hashing.
             foreach (var node in survivors.OrderBy(n => n.Id))
-                node.Crash(random);
+                LostFileOperations += node.Crash(random);
             _generation++;
             _countdown = -1;
             _crashed = false;
@@ -330,7 +336,7 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             _unsynced.Clear();
         }
 
-        public void Crash(Random random)
+        public int Crash(Random random)
         {
             // None, all, a prefix, or any subset (applied in order) of the unsynced operations
             // survives: POSIX promises nothing about directory changes before the directory's fsync.
@@ -341,12 +347,16 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
                 kept[i] = mode switch { 0 => false, 1 => true, 2 => i < prefix, _ => random.Next(2) == 0 };
             var operations = _unsynced.ToArray();
             Current = new Dictionary<string, Node>(_durable, StringComparer.Ordinal);
+            var lost = 0;
             for (var i = 0; i < operations.Length; i++)
             {
                 if (kept[i])
                     Replay(Current, operations[i]);
+                else
+                    lost++;
             }
             Sync();
+            return lost;
         }
 
         private void Apply((string? Removed, string? Added, Node? Node) operation)
@@ -421,7 +431,7 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             return n;
         }
 
-        public void Crash(Random random)
+        public int Crash(Random random)
         {
             var operations = _unsynced.ToArray();
             // None, all, or a prefix of the unsynced operations, the last one of a prefix possibly torn.
@@ -457,6 +467,7 @@ internal sealed class CrashFaithfulFileSystem : IStorageFileSystem
             }
             Sync();
             Open.Clear();
+            return operations.Length - kept;
         }
 
         private void Replay((long Offset, byte[]? Data, long NewLength) operation)
