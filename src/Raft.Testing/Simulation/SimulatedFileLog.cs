@@ -11,7 +11,7 @@ namespace Raft.Testing.Simulation;
 /// leftover files deleted). The file work runs inline (<see cref="FileLogStoreOptions.InlineIo"/>), so
 /// a round of the node stays on the simulator's thread.
 /// </summary>
-internal sealed class SimulatedFileLog : ISimulatedLog
+internal sealed class SimulatedFileLog : ISimulatedLog, ICompactionPreparer
 {
     // How many mutating file operations ahead an armed tear strikes (1 = the next one): an append is a
     // write and an fsync (plus a segment's creation and a directory fsync), a hard-state save five.
@@ -99,6 +99,20 @@ internal sealed class SimulatedFileLog : ISimulatedLog
         return Write(Store.CompactAsync(index, cancellationToken));
     }
 
+    // The node's first compaction step (the point made durable), inline under the simulator.
+    public void PrepareCompaction(long index)
+    {
+        ThrowIfCrashed();
+        try
+        {
+            ((ICompactionPreparer)Store).PrepareCompaction(index);
+        }
+        catch (Exception ex) when (_tearArmed && _fileSystem.HasCrashed)
+        {
+            throw TearCrash(ex);
+        }
+    }
+
     public ValueTask ResetAsync(long index, long term, CancellationToken cancellationToken = default)
     {
         ThrowIfCrashed();
@@ -175,15 +189,16 @@ internal sealed class SimulatedFileLog : ISimulatedLog
         return _tearArmed && _fileSystem.HasCrashed ? Tear(failed.Exception?.InnerException) : new ValueTask(failed);
     }
 
-    private ValueTask Tear(Exception? cause)
+    private ValueTask Tear(Exception? cause) => ValueTask.FromException(TearCrash(cause));
+
+    private SimulatedCrashException TearCrash(Exception? cause)
     {
         _tearArmed = false;
         _crashed = true;
         TornWrites++;
-        var crash = cause is null
+        return cause is null
             ? new SimulatedCrashException("The power failed right after a hard-state save became durable.")
             : new SimulatedCrashException("The power failed during a write of the file log.", cause);
-        return ValueTask.FromException(crash);
     }
 
     private void ThrowIfCrashed()

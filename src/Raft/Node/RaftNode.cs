@@ -1058,7 +1058,7 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     private async Task CompactAsync(CancellationToken token)
     {
-        if (_preparedCompaction < 0 && _store is FileLogStore file)
+        if (_preparedCompaction < 0 && _store is ICompactionPreparer preparer)
         {
             // The file store records the compaction point first (a metadata file and two fsyncs,
             // tens of milliseconds while the disk is busy): done off the loop, which then only drops
@@ -1071,9 +1071,15 @@ public sealed partial class RaftNode : IAsyncDisposable
             if (point > _store.FirstIndex - 1)
             {
                 if (_manual)
-                    PrepareCompaction(file, point);
+                {
+                    // A store failure (a simulated power cut) propagates out of the round, as on the loop.
+                    preparer.PrepareCompaction(point);
+                    _inbox.Writer.TryWrite(new CompactionPrepared(point));
+                }
                 else
-                    _compactionPrepare = Task.Run(() => PrepareCompaction(file, point), CancellationToken.None);
+                {
+                    _compactionPrepare = Task.Run(() => PrepareCompaction(preparer, point), CancellationToken.None);
+                }
             }
             return;
         }
@@ -1094,11 +1100,11 @@ public sealed partial class RaftNode : IAsyncDisposable
     private Task _compactionPrepare = Task.CompletedTask;
     private long _preparedCompaction = -1; // owned by the loop: a point PrepareCompaction made durable, or -1
 
-    private void PrepareCompaction(FileLogStore file, long point)
+    private void PrepareCompaction(ICompactionPreparer preparer, long point)
     {
         try
         {
-            file.PrepareCompaction(point);
+            preparer.PrepareCompaction(point);
             _inbox.Writer.TryWrite(new CompactionPrepared(point));
         }
 #pragma warning disable CA1031 // A store failure stops the node, as on the loop.

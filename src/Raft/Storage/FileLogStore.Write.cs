@@ -265,6 +265,9 @@ public sealed partial class FileLogStore
     /// compaction had finished. The caller must pass an index it will never truncate (committed),
     /// covered by a durable snapshot.
     /// </remarks>
+    void ICompactionPreparer.PrepareCompaction(long index) => PrepareCompaction(index);
+
+    /// <inheritdoc cref="ICompactionPreparer.PrepareCompaction"/>
     internal void PrepareCompaction(long index)
     {
         ThrowIfUnusable();

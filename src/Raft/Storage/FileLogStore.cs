@@ -39,7 +39,7 @@ namespace Raft;
 /// stops: every later call throws <see cref="InvalidOperationException"/> with the original error as
 /// the inner exception. Dispose it and open the directory again, which recovers from the files.</para>
 /// </remarks>
-public sealed partial class FileLogStore : ILogStore, IAsyncDisposable
+public sealed partial class FileLogStore : ILogStore, IAsyncDisposable, ICompactionPreparer
 {
     // LogEntry.Size counts this much on top of the payload.
     private static readonly int EntrySizeOverhead = (int)default(LogEntry).Size;
