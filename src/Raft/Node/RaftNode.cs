@@ -1064,18 +1064,14 @@ public sealed partial class RaftNode : IAsyncDisposable
             // tens of milliseconds while the disk is busy): done off the loop, which then only drops
             // segments. One at a time; a newer request waits in _pendingCompaction. Under the
             // simulator (manual scheduling) the same two steps run, the first one inline.
-            if (!_compactionPrepare.IsCompleted)
+            if (!_compactionPrepare.IsCompleted || _manualPrepare is not null)
                 return;
             var point = CompactionTarget();
             _pendingCompaction = -1;
             if (point > _store.FirstIndex - 1)
             {
                 if (_manual)
-                {
-                    // A store failure (a simulated power cut) propagates out of the round, as on the loop.
-                    preparer.PrepareCompaction(point);
-                    _inbox.Writer.TryWrite(new CompactionPrepared(point));
-                }
+                    _manualPrepare = (preparer, point); // the simulator runs it as an event of its own
                 else
                 {
                     _compactionPrepare = Task.Run(() => PrepareCompaction(preparer, point), CancellationToken.None);
@@ -1098,6 +1094,32 @@ public sealed partial class RaftNode : IAsyncDisposable
 
     // FileLogStore compaction, first step (thread pool): the point made durable; then the loop compacts.
     private Task _compactionPrepare = Task.CompletedTask;
+    // Manual scheduling: a compaction point waiting for the simulator to prepare it, at a time it
+    // chooses, so appends, resets and crashes interleave with it as they do with the thread-pool task.
+    private (ICompactionPreparer Preparer, long Point)? _manualPrepare;
+
+    internal bool HasCompactionPrepareWork => _manualPrepare is not null;
+
+    // Manual scheduling: the thread-pool step of a compaction, run by the simulator. A store failure
+    // (a simulated power cut) faults the returned task, as a round's does.
+    internal Task RunCompactionPrepareRoundAsync()
+    {
+        if (_manualPrepare is not { } work)
+            return Task.CompletedTask;
+        _manualPrepare = null;
+        try
+        {
+            work.Preparer.PrepareCompaction(work.Point);
+        }
+#pragma warning disable CA1031 // Handed to the simulator, which tells a power cut from a fault.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            return Task.FromException(ex);
+        }
+        _inbox.Writer.TryWrite(new CompactionPrepared(work.Point));
+        return Task.CompletedTask;
+    }
     private long _preparedCompaction = -1; // owned by the loop: a point PrepareCompaction made durable, or -1
 
     private void PrepareCompaction(ICompactionPreparer preparer, long point)
