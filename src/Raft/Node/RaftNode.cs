@@ -1063,7 +1063,7 @@ public sealed partial class RaftNode : IAsyncDisposable
             // The file store records the compaction point first (a metadata file and two fsyncs,
             // tens of milliseconds while the disk is busy): done off the loop, which then only drops
             // segments. One at a time; a newer request waits in _pendingCompaction. Under the
-            // simulator (manual scheduling) the same two steps run, the first one inline.
+            // simulator (manual scheduling) the same two steps run, the first as an event of its own.
             if (!_compactionPrepare.IsCompleted || _manualPrepare is not null)
                 return;
             var point = CompactionTarget();
@@ -1071,11 +1071,9 @@ public sealed partial class RaftNode : IAsyncDisposable
             if (point > _store.FirstIndex - 1)
             {
                 if (_manual)
-                    _manualPrepare = (preparer, point); // the simulator runs it as an event of its own
+                    _manualPrepare = (preparer, point); // RunCompactionPrepareRoundAsync, when the simulator says
                 else
-                {
                     _compactionPrepare = Task.Run(() => PrepareCompaction(preparer, point), CancellationToken.None);
-                }
             }
             return;
         }
@@ -1120,6 +1118,7 @@ public sealed partial class RaftNode : IAsyncDisposable
         _inbox.Writer.TryWrite(new CompactionPrepared(work.Point));
         return Task.CompletedTask;
     }
+
     private long _preparedCompaction = -1; // owned by the loop: a point PrepareCompaction made durable, or -1
 
     private void PrepareCompaction(ICompactionPreparer preparer, long point)
