@@ -1,5 +1,6 @@
 using System.Text;
 using Raft.Testing;
+using Raft.Tests.Core;
 
 namespace Raft.Mutants.Tests;
 
@@ -28,13 +29,13 @@ public class CoreMutantTests
     {
         private readonly HashSet<int> _isolated = [];
 
-        public Dictionary<int, CoreHost> Nodes { get; } = Three.ToDictionary(id => id, id => new CoreHost(Options(id, mutations), new InMemoryLogStore()));
+        public Dictionary<int, TestCore> Nodes { get; } = Three.ToDictionary(id => id, id => new TestCore(Options(id, mutations), new InMemoryLogStore()));
 
         public void Isolate(int id) => _isolated.Add(id);
 
         public void Stabilize()
         {
-            var queue = new Queue<RaftMessage>(Nodes.Values.SelectMany(n => n.Drain()));
+            var queue = new Queue<RaftMessage>(Nodes.Values.SelectMany(n => n.Drain().Sent));
             while (queue.Count > 0)
             {
                 var message = queue.Dequeue();
@@ -42,7 +43,7 @@ public class CoreMutantTests
                     continue;
                 var target = Nodes[message.To];
                 target.Core.Step(message);
-                foreach (var next in target.Drain())
+                foreach (var next in target.Drain().Sent)
                     queue.Enqueue(next);
             }
         }
@@ -105,7 +106,7 @@ public class CoreMutantTests
         var store = new InMemoryLogStore();
         await store.AppendAsync([Entry(1, 1, "a"), Entry(2, 1, "stale b"), Entry(3, 1, "stale c")]);
         await store.SaveHardStateAsync(new HardState(1, 0, 1));
-        var follower = new CoreHost(Options(1, mutation), store);
+        var follower = new TestCore(Options(1, mutation), store);
         follower.Drain();
         follower.Core.Step(new AppendEntries(2, 1, 3, 1, 1, [Entry(2, 3, "b"), Entry(3, 3, "c")], 3));
         var ready = follower.Core.GetReady();
@@ -114,7 +115,7 @@ public class CoreMutantTests
 
         // Crash: the hard state is durable, the entries are not.
         await store.SaveHardStateAsync(ready.HardState.Value);
-        var restarted = new CoreHost(Options(1, mutation), store.Clone());
+        var restarted = new TestCore(Options(1, mutation), store.Clone());
         restarted.Drain();
 
         var staleApplied = restarted.Applied.Where(e => e.Term == 1 && e.Index >= 2).ToList();

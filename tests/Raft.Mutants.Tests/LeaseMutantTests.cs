@@ -1,5 +1,6 @@
 using System.Text;
 using Raft.Testing;
+using Raft.Tests.Core;
 
 namespace Raft.Mutants.Tests;
 
@@ -19,7 +20,7 @@ public class LeaseMutantTests
     {
         // The InMemoryLogStore the core reads must be the one the host writes: build them together.
         var stores = Three.ToDictionary(id => id, _ => new InMemoryLogStore());
-        var nodes = Three.ToDictionary(id => id, id => new CoreHost(new RaftOptions
+        var nodes = Three.ToDictionary(id => id, id => new TestCore(new RaftOptions
         {
             NodeId = id,
             Members = Three,
@@ -36,7 +37,7 @@ public class LeaseMutantTests
         var cut = new HashSet<int>();
         void Stabilize()
         {
-            var queue = new Queue<RaftMessage>(nodes.Values.SelectMany(n => n.Drain()));
+            var queue = new Queue<RaftMessage>(nodes.Values.SelectMany(n => n.Drain().Sent));
             while (queue.Count > 0)
             {
                 var message = queue.Dequeue();
@@ -44,7 +45,7 @@ public class LeaseMutantTests
                     continue;
                 var target = nodes[message.To];
                 target.Core.Step(message);
-                foreach (var next in target.Drain())
+                foreach (var next in target.Drain().Sent)
                     queue.Enqueue(next);
             }
         }

@@ -158,11 +158,14 @@ internal sealed class Output
 /// </summary>
 internal sealed class TestCore
 {
-    public TestCore(RaftOptions options, InMemoryLogStore store)
+    private readonly ISnapshotStore? _snapshots;
+
+    public TestCore(RaftOptions options, InMemoryLogStore store, ISnapshotStore? snapshots = null)
     {
         Options = options;
         Store = store;
-        Core = new RaftCore(options, store);
+        _snapshots = snapshots;
+        Core = new RaftCore(options, store, snapshots);
     }
 
     public RaftOptions Options { get; }
@@ -176,6 +179,9 @@ internal sealed class TestCore
     /// <summary>Every committed entry handed out so far (across all Readies), in the order handed out.</summary>
     public List<LogEntry> Applied { get; } = [];
 
+    /// <summary>Every read state handed out so far (across all Readies), in the order handed out.</summary>
+    public List<ReadState> Reads { get; } = [];
+
     /// <summary>Carries out one Ready: persist, collect, apply, Advance.</summary>
     public Output HandleReady(Ready ready, Output? into = null)
     {
@@ -186,6 +192,7 @@ internal sealed class TestCore
             Store.AppendAsync(ready.Entries).AsTask().GetAwaiter().GetResult();
         output.Add(ready);
         Applied.AddRange(ready.CommittedEntries);
+        Reads.AddRange(ready.ReadStates);
         Core.Advance(ready);
         if (ready.CommittedEntries.Count > 0)
             Core.ReportApplied(ready.CommittedEntries[^1].Index);
@@ -237,7 +244,7 @@ internal sealed class TestCore
     }
 
     /// <summary>A copy of the durable state, as a crash would leave it, started as a new core.</summary>
-    public TestCore Restart() => new(Options, Store.Clone());
+    public TestCore Restart() => new(Options, Store.Clone(), _snapshots);
 }
 
 /// <summary>

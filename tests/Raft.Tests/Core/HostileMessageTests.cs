@@ -445,6 +445,8 @@ public sealed class HostileMessageTests
     /// <summary>A leader of term 2 whose log was compacted to a 10 KiB snapshot at index 4; follower 3 needs it (its log is empty).</summary>
     private sealed class SnapshotLeader
     {
+        private readonly TestCore _host;
+
         public SnapshotLeader()
         {
             Store = CoreHarness.Store([1, 1, 1, 1, 1], new HardState(1, 0, 4));
@@ -452,7 +454,7 @@ public sealed class HostileMessageTests
             var writer = Snapshots.CreateAsync(new SnapshotMetadata(4, 1, Three)).AsTask().GetAwaiter().GetResult();
             writer.Stream.Write(new byte[10 * 1024]);
             writer.CommitAsync().AsTask().GetAwaiter().GetResult();
-            Core = new RaftCore(Options, Store, Snapshots);
+            _host = new TestCore(Options, Store, Snapshots);
             Core.Campaign();
             Drain();
             Core.Step(new RequestVoteResponse(2, 1, 2, Granted: true));
@@ -472,26 +474,9 @@ public sealed class HostileMessageTests
 
         public InMemorySnapshotStore Snapshots { get; } = new();
 
-        public RaftCore Core { get; }
+        public RaftCore Core => _host.Core;
 
-        public List<RaftMessage> Drain()
-        {
-            var sent = new List<RaftMessage>();
-            while (Core.HasReady)
-            {
-                var ready = Core.GetReady();
-                if (ready.HardState is { } hs)
-                    Store.SaveHardStateAsync(hs).AsTask().GetAwaiter().GetResult();
-                if (ready.Entries.Count > 0)
-                    Store.AppendAsync(ready.Entries).AsTask().GetAwaiter().GetResult();
-                sent.AddRange(ready.Messages);
-                sent.AddRange(ready.MessagesAfterPersist);
-                Core.Advance(ready);
-                if (ready.CommittedEntries.Count > 0)
-                    Core.ReportApplied(ready.CommittedEntries[^1].Index);
-            }
-            return sent;
-        }
+        public List<RaftMessage> Drain() => _host.Drain().Sent;
 
         public List<RaftMessage> Step(RaftMessage message)
         {
