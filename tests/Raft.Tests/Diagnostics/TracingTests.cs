@@ -14,13 +14,9 @@ public sealed class TracingTests
 {
     private static ReadOnlyMemory<byte> Command(string text) => Encoding.UTF8.GetBytes(text);
 
-    [Fact]
-    public async Task A_forwarded_proposal_is_one_trace_from_the_callers_span_to_the_leaders()
+    // Every ForwardRequest the cluster's network carries from now on (all messages still pass).
+    private static ConcurrentQueue<ForwardRequest> RecordForwardRequests(TelemetryCluster cluster)
     {
-        using var spans = new SpanRecorder();
-        await using var cluster = await TelemetryCluster.StartAsync(forwardToLeader: true);
-        var leader = await cluster.LeaderAsync();
-        var follower = cluster.Followers(leader).First();
         var sent = new ConcurrentQueue<ForwardRequest>();
         cluster.Network.SetFilter(m =>
         {
@@ -28,6 +24,17 @@ public sealed class TracingTests
                 sent.Enqueue(request);
             return true;
         });
+        return sent;
+    }
+
+    [Fact]
+    public async Task A_forwarded_proposal_is_one_trace_from_the_callers_span_to_the_leaders()
+    {
+        using var spans = new SpanRecorder();
+        await using var cluster = await TelemetryCluster.StartAsync(forwardToLeader: true);
+        var leader = await cluster.LeaderAsync();
+        var follower = cluster.Followers(leader).First();
+        var sent = RecordForwardRequests(cluster);
 
         Task<object?> proposal;
         ActivityContext caller;
@@ -127,13 +134,7 @@ public sealed class TracingTests
         await using var cluster = await TelemetryCluster.StartAsync(forwardToLeader: true);
         var leader = await cluster.LeaderAsync();
         var follower = cluster.Followers(leader).First();
-        var sent = new ConcurrentQueue<ForwardRequest>();
-        cluster.Network.SetFilter(m =>
-        {
-            if (m is ForwardRequest request)
-                sent.Enqueue(request);
-            return true;
-        });
+        var sent = RecordForwardRequests(cluster);
 
         await cluster.RunAsync(follower.ProposeAsync(Command("untraced")).AsTask(), "an untraced forwarded proposal");
 
